@@ -1,0 +1,264 @@
+import { float, GraphBuilder } from '../../onnx/graph-builder.js';
+import type { HiddenAct } from './config.js';
+
+/**
+ * ONNX graph builders for CLIP's pieces. A tower runs as a chain of sessions: the embeddings,
+ * then one session per encoder layer, the last layer carrying the tower's head. Hidden states
+ * cross session boundaries as [batch, tokens, width] float32, which lets the search replace one
+ * layer's weights by rebuilding that layer's session only, and restart a tower at any layer from
+ * cached hidden states.
+ *
+ * Weights arrive in HF layout (Linear [out, in]) and are transposed once here into MatMul's
+ * [in, out]; ONNX Runtime pre-packs them as initializers.
+ */
+
+/** A Linear layer, HF layout: weight [out, in], optional bias [out]. */
+export interface LinearWeights {
+  readonly weight: Float32Array;
+  readonly bias?: Float32Array;
+  readonly out: number;
+  readonly in: number;
+}
+
+export interface LayerNormWeights {
+  readonly weight: Float32Array;
+  readonly bias: Float32Array;
+}
+
+/** One pre-LN transformer block, names as in HF `CLIPEncoderLayer`. */
+export interface EncoderLayerWeights {
+  readonly layer_norm1: LayerNormWeights;
+  readonly q_proj: LinearWeights;
+  readonly k_proj: LinearWeights;
+  readonly v_proj: LinearWeights;
+  readonly out_proj: LinearWeights;
+  readonly layer_norm2: LayerNormWeights;
+  readonly fc1: LinearWeights;
+  readonly fc2: LinearWeights;
+}
+
+export interface BlockOptions {
+  readonly heads: number;
+  readonly eps: number;
+  readonly act: HiddenAct;
+  /** Text tower: each token attends to itself and earlier tokens only. */
+  readonly causal: boolean;
+}
+
+/** [out, in] → [in, out]. */
+export function transpose(w: Float32Array, out: number, inn: number): Float32Array {
+  const t = new Float32Array(w.length);
+  for (let o = 0; o < out; o++) {
+    const row = o * inn;
+    for (let i = 0; i < inn; i++) t[i * out + o] = w[row + i]!;
+  }
+  return t;
+}
+
+let uid = 0;
+function initName(base: string): string {
+  return `${base}__${uid++}`;
+}
+
+/** y = x Wᵀ (+ b), x [..., in]. */
+export function linear(g: GraphBuilder, x: string, w: LinearWeights, name: string): string {
+  const wt = g.initializer(initName(`${name}.weight`), transpose(w.weight, w.out, w.in), [w.in, w.out]);
+  let y = g.op('MatMul', [x, wt]);
+  if (w.bias) y = g.op('Add', [y, g.initializer(initName(`${name}.bias`), w.bias, [w.out])]);
+  return y;
+}
+
+export function layerNorm(g: GraphBuilder, x: string, w: LayerNormWeights, eps: number, name: string): string {
+  const n = w.weight.length;
+  return g.op('LayerNormalization', [x, g.initializer(initName(`${name}.weight`), w.weight, [n]), g.initializer(initName(`${name}.bias`), w.bias, [n])], {
+    axis: -1,
+    epsilon: float(eps),
+  });
+}
+
+/** The configured activation; quick_gelu is x·sigmoid(1.702x) as in OpenAI CLIP. */
+export function activation(g: GraphBuilder, x: string, act: HiddenAct): string {
+  switch (act) {
+    case 'quick_gelu':
+      return g.op('Mul', [x, g.op('Sigmoid', [g.op('Mul', [x, g.constFloat([1.702])])])]);
+    case 'gelu': {
+      // exact erf form: 0.5·x·(1 + erf(x/√2))
+      const e = g.op('Erf', [g.op('Mul', [x, g.constFloat([Math.SQRT1_2])])]);
+      return g.op('Mul', [g.op('Mul', [x, g.constFloat([0.5])]), g.op('Add', [e, g.constFloat([1])])]);
+    }
+    case 'gelu_new':
+    case 'gelu_pytorch_tanh': {
+      // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+      const x3 = g.op('Mul', [g.op('Mul', [x, x]), x]);
+      const inner = g.op('Mul', [g.op('Add', [x, g.op('Mul', [x3, g.constFloat([0.044715])])]), g.constFloat([Math.sqrt(2 / Math.PI)])]);
+      return g.op('Mul', [g.op('Mul', [x, g.constFloat([0.5])]), g.op('Add', [g.op('Tanh', [inner]), g.constFloat([1])])]);
+    }
+    case 'relu':
+      return g.op('Relu', [x]);
+  }
+}
+
+/** x [B, S, H·d] → [B, H, S, d]. */
+function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: number): string {
+  const r = g.op('Reshape', [x, g.constInt64([0, 0, heads, headDim])]);
+  return g.op('Transpose', [r], { perm: [0, 2, 1, 3] });
+}
+
+/**
+ * Multi-head self-attention context (before out_proj): softmax(q·kᵀ/√d + mask)·v, heads merged
+ * back to [B, S, D]. Also returns v [B, S, D] (the value projection), which the GL-MCM local path
+ * reuses.
+ */
+export function selfAttentionContext(g: GraphBuilder, x: string, w: EncoderLayerWeights, o: BlockOptions, name: string): { context: string; value: string } {
+  const d = w.q_proj.out;
+  const headDim = d / o.heads;
+  const q = g.op('Mul', [linear(g, x, w.q_proj, `${name}.q_proj`), g.constFloat([headDim ** -0.5])]);
+  const k = linear(g, x, w.k_proj, `${name}.k_proj`);
+  const v = linear(g, x, w.v_proj, `${name}.v_proj`);
+  const qh = splitHeads(g, q, o.heads, headDim);
+  const kt = g.op('Transpose', [g.op('Reshape', [k, g.constInt64([0, 0, o.heads, headDim])])], { perm: [0, 2, 3, 1] });
+  const vh = splitHeads(g, v, o.heads, headDim);
+  let scores = g.op('MatMul', [qh, kt]);
+  if (o.causal) {
+    // Strictly-upper triangle of a [S, S] matrix of float32 lowest, zeros elsewhere (HF's causal mask).
+    const shape = g.op('Shape', [x]);
+    const s = g.op('Slice', [shape, g.constInt64([1]), g.constInt64([2])]);
+    const ss = g.op('Concat', [s, s], { axis: 0 });
+    const full = g.op('Expand', [g.constFloat([-3.4028234663852886e38]), ss]);
+    const mask = g.op('Trilu', [full, g.constInt64([1])], { upper: 1 });
+    scores = g.op('Add', [scores, mask]);
+  }
+  const probs = g.op('Softmax', [scores], { axis: -1 });
+  const ctx = g.op('Transpose', [g.op('MatMul', [probs, vh])], { perm: [0, 2, 1, 3] });
+  const context = g.op('Reshape', [ctx, g.constInt64([0, 0, d])]);
+  return { context, value: v };
+}
+
+/** h + fc2(act(fc1(layer_norm2(h)))). */
+export function mlpResidual(g: GraphBuilder, h: string, w: EncoderLayerWeights, o: BlockOptions, name: string): string {
+  const ln = layerNorm(g, h, w.layer_norm2, o.eps, `${name}.layer_norm2`);
+  const f = linear(g, activation(g, linear(g, ln, w.fc1, `${name}.mlp.fc1`), o.act), w.fc2, `${name}.mlp.fc2`);
+  return g.op('Add', [h, f]);
+}
+
+/** The whole block: h + attn(ln1(h)), then the MLP residual. Returns the block output and internals. */
+export function encoderLayer(g: GraphBuilder, h: string, w: EncoderLayerWeights, o: BlockOptions, name: string): { out: string; context: string; value: string } {
+  const ln1 = layerNorm(g, h, w.layer_norm1, o.eps, `${name}.layer_norm1`);
+  const { context, value } = selfAttentionContext(g, ln1, w, o, name);
+  const h1 = g.op('Add', [h, linear(g, context, w.out_proj, `${name}.self_attn.out_proj`)]);
+  return { out: mlpResidual(g, h1, w, o, name), context, value };
+}
+
+/** Builds a standalone session graph for one middle layer: hidden [B, S, D] → hidden. */
+export function encoderLayerGraph(w: EncoderLayerWeights, o: BlockOptions, name: string): Uint8Array {
+  const d = w.q_proj.out;
+  const g = new GraphBuilder(name);
+  const h = g.input('hidden_states', 'FLOAT', ['batch', 'tokens', d]);
+  g.output(encoderLayer(g, h, w, o, name).out, 'hidden_states_out', 'FLOAT', ['batch', 'tokens', d]);
+  return g.toBytes();
+}
+
+/** Weights of the vision embeddings and pre-encoder norm (HF `CLIPVisionEmbeddings` + `pre_layrnorm`). */
+export interface VisionEmbeddingsWeights {
+  readonly class_embedding: Float32Array; // [D]
+  readonly patch_embedding: Float32Array; // [D, C, p, p]
+  readonly position_embedding: Float32Array; // [S, D]
+  readonly pre_layrnorm: LayerNormWeights;
+}
+
+/** pixel_values [B, C, H, W] → pre_layrnorm(class token ⊕ patch tokens + positions) [B, 1+g², D]. */
+export function visionEmbeddingsGraph(w: VisionEmbeddingsWeights, p: { hidden: number; channels: number; patch: number; grid: number; eps: number }): Uint8Array {
+  const { hidden: d, channels: c, patch, grid } = p;
+  const g = new GraphBuilder('vision_embeddings');
+  const px = g.input('pixel_values', 'FLOAT', ['batch', c, grid * patch, grid * patch]);
+  const conv = g.op('Conv', [px, g.initializer('patch_embedding.weight', w.patch_embedding, [d, c, patch, patch])], {
+    kernel_shape: [patch, patch],
+    strides: [patch, patch],
+  });
+  const patches = g.op('Transpose', [g.op('Reshape', [conv, g.constInt64([0, d, grid * grid])])], { perm: [0, 2, 1] });
+  const batch = g.op('Slice', [g.op('Shape', [px]), g.constInt64([0]), g.constInt64([1])]);
+  const clsShape = g.op('Concat', [batch, g.constInt64([1, d])], { axis: 0 });
+  const cls = g.op('Expand', [g.initializer('class_embedding', w.class_embedding, [1, 1, d]), clsShape]);
+  const tokens = g.op('Concat', [cls, patches], { axis: 1 });
+  const emb = g.op('Add', [tokens, g.initializer('position_embedding.weight', w.position_embedding, [1 + grid * grid, d])]);
+  g.output(layerNorm(g, emb, w.pre_layrnorm, p.eps, 'pre_layrnorm'), 'hidden_states_out', 'FLOAT', ['batch', 1 + grid * grid, d]);
+  return g.toBytes();
+}
+
+/** Weights of the vision head. */
+export interface VisionHeadWeights {
+  readonly post_layernorm: LayerNormWeights;
+  readonly visual_projection: LinearWeights; // [P, D], no bias
+}
+
+/**
+ * The last vision layer with the head: `image_embeds` = visual_projection(post_layernorm(h[:, 0]))
+ * and, when `local`, GL-MCM's `image_embeds_local` [B, grid, grid, P]: from the layer's input h,
+ * v = h + out_proj(v_proj(ln1(h))), v = v + mlp(ln2(v)), post_layernorm, drop CLS, project
+ * (SPEC §1). The value projection is shared with the regular attention.
+ */
+export function visionLastLayerGraph(w: EncoderLayerWeights, head: VisionHeadWeights, o: BlockOptions, p: { grid: number; local: boolean; name: string }): Uint8Array {
+  const d = w.q_proj.out;
+  const proj = head.visual_projection.out;
+  const g = new GraphBuilder(p.name);
+  const h = g.input('hidden_states', 'FLOAT', ['batch', 'tokens', d]);
+  const layer = encoderLayer(g, h, w, o, p.name);
+  const cls = g.op('Gather', [layer.out, g.constInt64([0])], { axis: 1 }); // [B, 1, D]
+  const pooled = layerNorm(g, g.op('Squeeze', [cls, g.constInt64([1])]), head.post_layernorm, o.eps, 'post_layernorm');
+  g.output(linear(g, pooled, head.visual_projection, 'visual_projection'), 'image_embeds', 'FLOAT', ['batch', proj]);
+  if (p.local) {
+    const v1 = g.op('Add', [h, linear(g, layer.value, w.out_proj, `${p.name}.local.out_proj`)]);
+    const v2 = mlpResidual(g, v1, w, o, `${p.name}.local`);
+    const patches = g.op('Slice', [v2, g.constInt64([1]), g.constInt64([1 + p.grid * p.grid]), g.constInt64([1])]);
+    const normed = layerNorm(g, patches, head.post_layernorm, o.eps, 'post_layernorm_local');
+    const projected = linear(g, normed, head.visual_projection, 'visual_projection_local');
+    g.output(g.op('Reshape', [projected, g.constInt64([0, p.grid, p.grid, proj])]), 'image_embeds_local', 'FLOAT', ['batch', p.grid, p.grid, proj]);
+  }
+  return g.toBytes();
+}
+
+/** Weights of the text embeddings (HF `CLIPTextEmbeddings`). */
+export interface TextEmbeddingsWeights {
+  readonly token_embedding: Float32Array; // [V, D]
+  readonly position_embedding: Float32Array; // [T, D]
+}
+
+/** input_ids [B, L] int64 → token + position embeddings [B, L, D]. */
+export function textEmbeddingsGraph(w: TextEmbeddingsWeights, p: { vocab: number; positions: number; hidden: number }): Uint8Array {
+  const d = p.hidden;
+  const g = new GraphBuilder('text_embeddings');
+  const ids = g.input('input_ids', 'INT64', ['batch', 'length']);
+  const tok = g.op('Gather', [g.initializer('token_embedding.weight', w.token_embedding, [p.vocab, d]), ids], { axis: 0 });
+  const len = g.op('Slice', [g.op('Shape', [ids]), g.constInt64([1]), g.constInt64([2])]);
+  const pos = g.op('Slice', [g.initializer('position_embedding.weight', w.position_embedding, [p.positions, d]), g.constInt64([0]), len, g.constInt64([0])]);
+  g.output(g.op('Add', [tok, pos]), 'hidden_states_out', 'FLOAT', ['batch', 'length', d]);
+  return g.toBytes();
+}
+
+/** Weights of the text head. */
+export interface TextHeadWeights {
+  readonly final_layer_norm: LayerNormWeights;
+  readonly text_projection: LinearWeights; // [P, D], no bias
+}
+
+/**
+ * The last text layer with the head, evaluated only where it matters: the attention runs over all
+ * tokens, then only each prompt's end-token row (`pool_index` = b·L + eos position, int64 [B])
+ * goes through out_proj, the MLP, `final_layer_norm` and `text_projection` → `text_embeds` [B, P].
+ * Rows are independent after attention, so this equals pooling the full output.
+ */
+export function textLastLayerGraph(w: EncoderLayerWeights, head: TextHeadWeights, o: BlockOptions, name: string): Uint8Array {
+  const d = w.q_proj.out;
+  const proj = head.text_projection.out;
+  const g = new GraphBuilder(name);
+  const h = g.input('hidden_states', 'FLOAT', ['batch', 'length', d]);
+  const poolIndex = g.input('pool_index', 'INT64', ['batch']);
+  const ln1 = layerNorm(g, h, w.layer_norm1, o.eps, `${name}.layer_norm1`);
+  const { context } = selfAttentionContext(g, ln1, w, o, name);
+  const flat = (x: string) => g.op('Gather', [g.op('Reshape', [x, g.constInt64([-1, d])]), poolIndex], { axis: 0 });
+  const h1 = g.op('Add', [flat(h), linear(g, flat(context), w.out_proj, `${name}.self_attn.out_proj`)]);
+  const h2 = mlpResidual(g, h1, w, o, name);
+  const pooled = layerNorm(g, h2, head.final_layer_norm, o.eps, 'final_layer_norm');
+  g.output(linear(g, pooled, head.text_projection, 'text_projection'), 'text_embeds', 'FLOAT', ['batch', proj]);
+  return g.toBytes();
+}

@@ -1,0 +1,379 @@
+import { Checkpoint } from '../../io/safetensors.js';
+import { Session, type SessionOptions } from '../../runtime/session.js';
+import { shapeString, tensor, type Tensor } from '../../tensor.js';
+import { loadClipConfig, gridSize, type ClipConfig } from './config.js';
+import {
+  encoderLayerGraph, textEmbeddingsGraph, textLastLayerGraph, visionEmbeddingsGraph, visionLastLayerGraph,
+  type BlockOptions,
+} from './graph.js';
+import {
+  encoderLayerWeights, expectedClipTensors, sessionKeyOf, textEmbeddingsWeights, textHeadWeights, validateClipCheckpoint,
+  visionEmbeddingsWeights, visionHeadWeights, type Tower,
+} from './weights.js';
+
+/** Options of {@link ClipModel.load}. */
+export interface ClipModelOptions extends SessionOptions {
+  /**
+   * Largest number of images sent through the vision sessions at once; bigger calls are split.
+   * Each session keeps an arena sized for its largest batch, so this bounds resident memory.
+   */
+  readonly maxVisionBatch?: number;
+  /** Largest number of prompts per text batch (prompts are sorted by length and padded per batch). */
+  readonly maxTextBatch?: number;
+}
+
+/** Outputs of the image tower (HF names, float32, not normalised). */
+export interface ImageFeatures {
+  /** [B, P] */
+  readonly image_embeds: Tensor<'float32'>;
+  /** [B, grid, grid, P], GL-MCM local features (SPEC §1); absent when not requested. */
+  readonly image_embeds_local?: Tensor<'float32'>;
+}
+
+/** Token ids of a batch of prompts, [batch, length] row-major, with each row's end-token position. */
+export interface TokenIds {
+  readonly ids: Int32Array | BigInt64Array;
+  readonly batch: number;
+  readonly length: number;
+}
+
+/**
+ * A CLIP model (HF `CLIPModel` layout) running on ONNX Runtime.
+ *
+ * Weights are read from the safetensors file when a session is built and not kept in JS memory,
+ * so loading needs little more than ONNX Runtime's own copy. Any weight can be replaced with
+ * {@link setWeight}; only the session that holds it is rebuilt, on next use. Towers can be run
+ * layer by layer ({@link visionEmbeddings}, {@link visionLayers}, {@link visionHead}…) so that
+ * callers can cache hidden states below a layer and restart from there.
+ *
+ * @example
+ * const model = await ClipModel.load('clip-vit-base-patch16');
+ * const { image_embeds } = await model.encodeImages(pixelValues); // [B, 512]
+ */
+export class ClipModel {
+  private readonly sessions = new Map<string, Promise<Session>>();
+  private readonly overrides = new Map<string, Float32Array>();
+  private readonly expected: Map<string, number[]>;
+  /** The stored (log) logit scale; logits use exp() of it. */
+  readonly logitScale: number;
+
+  private constructor(
+    readonly dir: string,
+    readonly config: ClipConfig,
+    private readonly checkpoint: Checkpoint,
+    private readonly options: ClipModelOptions,
+  ) {
+    this.expected = expectedClipTensors(config);
+    this.logitScale = checkpoint.readFloat32('logit_scale')[0]!;
+  }
+
+  /** Loads `dir/config.json` and checks the checkpoint's headers; sessions are compiled on first use (or by {@link prepare}). */
+  static async load(dir: string, options: ClipModelOptions = {}): Promise<ClipModel> {
+    const config = await loadClipConfig(dir);
+    const checkpoint = await Checkpoint.open(dir);
+    try {
+      validateClipCheckpoint(checkpoint, config);
+    } catch (e) {
+      checkpoint.close();
+      throw e;
+    }
+    return new ClipModel(dir, config, checkpoint, options);
+  }
+
+  get visionLayerCount(): number {
+    return this.config.vision_config.num_hidden_layers;
+  }
+
+  get textLayerCount(): number {
+    return this.config.text_config.num_hidden_layers;
+  }
+
+  get grid(): number {
+    return gridSize(this.config.vision_config);
+  }
+
+  /** Compiles every session now (loading benchmarks, servers). */
+  async prepare(): Promise<void> {
+    for (const tower of ['vision', 'text'] as const) {
+      await this.session(`${tower}:embeddings`);
+      const n = tower === 'vision' ? this.visionLayerCount : this.textLayerCount;
+      for (let i = 0; i < n; i++) await this.session(`${tower}:${i}`);
+    }
+  }
+
+  // ---- weights ---------------------------------------------------------------------------
+
+  private source = (name: string): Float32Array => this.overrides.get(name) ?? this.checkpoint.readFloat32(name);
+
+  /** Shape of a model tensor, HF layout (Linear weights are [out, in]). */
+  weightShape(name: string): readonly number[] {
+    const s = this.expected.get(name);
+    if (!s) throw new RangeError(`'${name}' is not a weight of this CLIP model (${this.expected.size} tensors; e.g. 'vision_model.encoder.layers.0.mlp.fc1.weight')`);
+    return s;
+  }
+
+  /** The current value of a tensor (a replacement if one is set), as a fresh float32 array. */
+  getWeight(name: string): Float32Array {
+    this.weightShape(name);
+    const o = this.overrides.get(name);
+    return o ? o.slice() : this.checkpoint.readFloat32(name);
+  }
+
+  /** The checkpoint's value of a tensor, ignoring replacements. */
+  getOriginalWeight(name: string): Float32Array {
+    this.weightShape(name);
+    return this.checkpoint.readFloat32(name);
+  }
+
+  /**
+   * Replaces a tensor by another of the same shape. Only the session holding it is rebuilt, on
+   * its next use. The array is kept by reference: do not mutate it afterwards.
+   */
+  setWeight(name: string, value: Float32Array): void {
+    const shape = this.weightShape(name);
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (value.length !== n) {
+      throw new RangeError(`setWeight('${name}'): ${value.length} values given, shape ${shapeString(shape)} needs ${n}`);
+    }
+    for (let i = 0; i < value.length; i++) {
+      if (!Number.isFinite(value[i]!)) throw new RangeError(`setWeight('${name}'): value at flat index ${i} is ${value[i]}`);
+    }
+    if (name === 'logit_scale') throw new RangeError(`setWeight: 'logit_scale' is not part of any graph; it cannot be replaced`);
+    this.overrides.set(name, value);
+    this.invalidate(name);
+  }
+
+  /** Restores one tensor (or, with no name, every tensor) to the checkpoint's value. */
+  resetWeight(name?: string): void {
+    const names = name === undefined ? [...this.overrides.keys()] : [name];
+    for (const n of names) {
+      if (this.overrides.delete(n)) this.invalidate(n);
+    }
+  }
+
+  /** Names of the tensors currently replaced. */
+  replacedWeights(): string[] {
+    return [...this.overrides.keys()];
+  }
+
+  private invalidate(name: string): void {
+    const key = sessionKeyOf(name, this.config);
+    if (key === null) return;
+    const s = this.sessions.get(key);
+    if (s) {
+      this.sessions.delete(key);
+      void s.then((x) => x.release()).catch(() => undefined);
+    }
+  }
+
+  // ---- sessions --------------------------------------------------------------------------
+
+  private blockOptions(tower: Tower): BlockOptions {
+    const tc = tower === 'vision' ? this.config.vision_config : this.config.text_config;
+    return { heads: tc.num_attention_heads, eps: tc.layer_norm_eps, act: tc.hidden_act, causal: tower === 'text' };
+  }
+
+  private graphBytes(key: string): Uint8Array {
+    const [tower, part] = key.split(':') as [Tower, string];
+    const c = this.config;
+    const src = this.source;
+    if (part === 'embeddings') {
+      if (tower === 'vision') {
+        const v = c.vision_config;
+        return visionEmbeddingsGraph(visionEmbeddingsWeights(src), {
+          hidden: v.hidden_size, channels: v.num_channels, patch: v.patch_size, grid: this.grid, eps: v.layer_norm_eps,
+        });
+      }
+      const t = c.text_config;
+      return textEmbeddingsGraph(textEmbeddingsWeights(src), { vocab: t.vocab_size, positions: t.max_position_embeddings, hidden: t.hidden_size });
+    }
+    const layer = Number(part);
+    const w = encoderLayerWeights(src, c, tower, layer);
+    const o = this.blockOptions(tower);
+    const last = layer === (tower === 'vision' ? this.visionLayerCount : this.textLayerCount) - 1;
+    const name = `${tower}_layer_${layer}`;
+    if (!last) return encoderLayerGraph(w, o, name);
+    if (tower === 'vision') return visionLastLayerGraph(w, visionHeadWeights(src, c), o, { grid: this.grid, local: true, name });
+    return textLastLayerGraph(w, textHeadWeights(src, c), o, name);
+  }
+
+  private session(key: string): Promise<Session> {
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = Session.create(this.graphBytes(key), key, { memoryArena: true, ...this.options });
+      this.sessions.set(key, s);
+      s.catch(() => this.sessions.delete(key));
+    }
+    return s;
+  }
+
+  // ---- vision tower ----------------------------------------------------------------------
+
+  private checkPixels(px: Tensor<'float32'>): void {
+    const v = this.config.vision_config;
+    const [b, c, h, w] = px.dims;
+    if (px.dims.length !== 4 || c !== v.num_channels || h !== v.image_size || w !== v.image_size) {
+      throw new RangeError(`'pixel_values' must be [batch, ${v.num_channels}, ${v.image_size}, ${v.image_size}], got ${shapeString(px.dims)}`);
+    }
+    if (!b) throw new RangeError(`'pixel_values' has an empty batch`);
+  }
+
+  /** pixel_values [B, 3, H, W] → hidden states entering layer 0, [B, 1+grid², D]. */
+  async visionEmbeddings(pixelValues: Tensor<'float32'>): Promise<Tensor<'float32'>> {
+    this.checkPixels(pixelValues);
+    const s = await this.session('vision:embeddings');
+    return (await s.run({ pixel_values: pixelValues })).hidden_states_out as Tensor<'float32'>;
+  }
+
+  /** Runs vision layers [from, to) on hidden states (to < L; the last layer belongs to {@link visionHead}). */
+  async visionLayers(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>> {
+    this.checkRange('vision', from, to, this.visionLayerCount - 1);
+    let h = hidden;
+    for (let i = from; i < to; i++) {
+      const s = await this.session(`vision:${i}`);
+      h = (await s.run({ hidden_states: h })).hidden_states_out as Tensor<'float32'>;
+    }
+    return h;
+  }
+
+  /** The last vision layer and the head: hidden states entering layer L−1 → embeddings. */
+  async visionHead(hidden: Tensor<'float32'>, options: { local?: boolean } = {}): Promise<ImageFeatures> {
+    const s = await this.session(`vision:${this.visionLayerCount - 1}`);
+    const local = options.local ?? true;
+    const out = await s.run({ hidden_states: hidden }, local ? ['image_embeds', 'image_embeds_local'] : ['image_embeds']);
+    return {
+      image_embeds: out.image_embeds as Tensor<'float32'>,
+      ...(local ? { image_embeds_local: out.image_embeds_local as Tensor<'float32'> } : {}),
+    };
+  }
+
+  /** Runs the vision tower from the hidden states entering layer `from` to the embeddings. */
+  async visionFrom(hidden: Tensor<'float32'>, from: number, options: { local?: boolean } = {}): Promise<ImageFeatures> {
+    const h = await this.visionLayers(hidden, from, this.visionLayerCount - 1);
+    return this.visionHead(h, options);
+  }
+
+  /**
+   * pixel_values [B, 3, H, W] (already preprocessed) → `image_embeds` [B, P] and, unless
+   * `local: false`, `image_embeds_local` [B, grid, grid, P].
+   */
+  async encodeImages(pixelValues: Tensor<'float32'>, options: { local?: boolean } = {}): Promise<ImageFeatures> {
+    this.checkPixels(pixelValues);
+    const [b, c, h, w] = pixelValues.dims as [number, number, number, number];
+    const chunk = this.options.maxVisionBatch ?? 16;
+    const parts: ImageFeatures[] = [];
+    const per = c * h * w;
+    for (let start = 0; start < b; start += chunk) {
+      const n = Math.min(chunk, b - start);
+      const px = tensor('float32', pixelValues.data.subarray(start * per, (start + n) * per), [n, c, h, w], 'pixel_values');
+      parts.push(await this.visionFrom(await this.visionEmbeddings(px), 0, options));
+    }
+    if (parts.length === 1) return parts[0]!;
+    return {
+      image_embeds: concatBatch(parts.map((p) => p.image_embeds)),
+      ...(parts[0]!.image_embeds_local ? { image_embeds_local: concatBatch(parts.map((p) => p.image_embeds_local!)) } : {}),
+    };
+  }
+
+  // ---- text tower ------------------------------------------------------------------------
+
+  /**
+   * Where each prompt is pooled: transformers' rule — the first end token, or argmax(ids) when
+   * `eos_token_id` is 2 (the legacy OpenAI hub configs; their end token 49407 is also the largest id).
+   */
+  poolPositions(t: TokenIds): Int32Array {
+    const eos = this.config.text_config.eos_token_id;
+    const out = new Int32Array(t.batch);
+    for (let b = 0; b < t.batch; b++) {
+      let best = 0;
+      let bestVal = -Infinity;
+      let found = -1;
+      for (let i = 0; i < t.length; i++) {
+        const id = Number(t.ids[b * t.length + i]);
+        if (id > bestVal) { bestVal = id; best = i; }
+        if (found < 0 && id === eos) found = i;
+      }
+      out[b] = eos === 2 ? best : found >= 0 ? found : t.length - 1;
+    }
+    return out;
+  }
+
+  private checkIds(t: TokenIds): void {
+    const tc = this.config.text_config;
+    if (t.ids.length !== t.batch * t.length) {
+      throw new RangeError(`'input_ids': ${t.ids.length} ids for [${t.batch}, ${t.length}]`);
+    }
+    if (t.length > tc.max_position_embeddings) {
+      throw new RangeError(`'input_ids' length ${t.length} exceeds max_position_embeddings ${tc.max_position_embeddings}`);
+    }
+    for (let i = 0; i < t.ids.length; i++) {
+      const id = Number(t.ids[i]);
+      if (!(id >= 0 && id < tc.vocab_size)) throw new RangeError(`'input_ids' holds id ${id} at flat index ${i}; allowed [0, ${tc.vocab_size})`);
+    }
+  }
+
+  /** input_ids [B, L] → hidden states entering text layer 0. */
+  async textEmbeddings(t: TokenIds): Promise<Tensor<'float32'>> {
+    this.checkIds(t);
+    const ids = t.ids instanceof BigInt64Array ? t.ids : BigInt64Array.from(t.ids, (x) => BigInt(x));
+    const s = await this.session('text:embeddings');
+    return (await s.run({ input_ids: tensor('int64', ids, [t.batch, t.length], 'input_ids') })).hidden_states_out as Tensor<'float32'>;
+  }
+
+  /** Runs text layers [from, to) (to < L). */
+  async textLayers(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>> {
+    this.checkRange('text', from, to, this.textLayerCount - 1);
+    let h = hidden;
+    for (let i = from; i < to; i++) {
+      const s = await this.session(`text:${i}`);
+      h = (await s.run({ hidden_states: h })).hidden_states_out as Tensor<'float32'>;
+    }
+    return h;
+  }
+
+  /** The last text layer and the head, pooled at `positions` [B] → `text_embeds` [B, P]. */
+  async textHead(hidden: Tensor<'float32'>, positions: Int32Array): Promise<Tensor<'float32'>> {
+    const [b, l] = hidden.dims as [number, number];
+    const idx = new BigInt64Array(b);
+    for (let i = 0; i < b; i++) idx[i] = BigInt(i * l + positions[i]!);
+    const s = await this.session(`text:${this.textLayerCount - 1}`);
+    return (await s.run({ hidden_states: hidden, pool_index: tensor('int64', idx, [b], 'pool_index') })).text_embeds as Tensor<'float32'>;
+  }
+
+  /** Runs the text tower from the hidden states entering layer `from`. */
+  async textFrom(hidden: Tensor<'float32'>, from: number, positions: Int32Array): Promise<Tensor<'float32'>> {
+    return this.textHead(await this.textLayers(hidden, from, this.textLayerCount - 1), positions);
+  }
+
+  /** Token ids (one padded batch) → `text_embeds` [B, P]. */
+  async encodeTokenIds(t: TokenIds): Promise<Tensor<'float32'>> {
+    return this.textFrom(await this.textEmbeddings(t), 0, this.poolPositions(t));
+  }
+
+  private checkRange(tower: Tower, from: number, to: number, max: number): void {
+    if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from <= to && to <= max)) {
+      throw new RangeError(`${tower} layers [${from}, ${to}) out of range: need 0 <= from <= to <= ${max}`);
+    }
+  }
+
+  /** Releases every session and closes the checkpoint. */
+  async dispose(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of all) await (await s).release();
+    this.checkpoint.close();
+  }
+}
+
+/** Concatenates float32 tensors along the first axis. */
+export function concatBatch(parts: readonly Tensor<'float32'>[]): Tensor<'float32'> {
+  const rest = parts[0]!.dims.slice(1);
+  const total = parts.reduce((a, p) => a + p.dims[0]!, 0);
+  const data = new Float32Array(parts.reduce((a, p) => a + p.data.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    data.set(p.data, off);
+    off += p.data.length;
+  }
+  return tensor('float32', data, [total, ...rest]);
+}

@@ -1,0 +1,157 @@
+import { Checkpoint, SafetensorsError, FLOAT_DTYPES } from '../../io/safetensors.js';
+import { shapeString } from '../../tensor.js';
+import type { ClipConfig } from './config.js';
+import type {
+  EncoderLayerWeights, LayerNormWeights, LinearWeights, TextEmbeddingsWeights, TextHeadWeights,
+  VisionEmbeddingsWeights, VisionHeadWeights,
+} from './graph.js';
+
+/** The two towers, by the prefix of their HF tensor names. */
+export type Tower = 'vision' | 'text';
+export const TOWER_PREFIX: Record<Tower, string> = { vision: 'vision_model', text: 'text_model' };
+
+/** HF name of a tensor of encoder layer `layer`, e.g. `vision_model.encoder.layers.11.mlp.fc1.weight`. */
+export function layerTensorName(tower: Tower, layer: number, rest: string): string {
+  return `${TOWER_PREFIX[tower]}.encoder.layers.${layer}.${rest}`;
+}
+
+/** Every tensor a CLIPModel checkpoint must hold, with its expected shape (HF names and layouts). */
+export function expectedClipTensors(c: ClipConfig): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  const v = c.vision_config;
+  const t = c.text_config;
+  const grid = v.image_size / v.patch_size;
+  const p = c.projection_dim;
+  m.set('vision_model.embeddings.class_embedding', [v.hidden_size]);
+  m.set('vision_model.embeddings.patch_embedding.weight', [v.hidden_size, v.num_channels, v.patch_size, v.patch_size]);
+  m.set('vision_model.embeddings.position_embedding.weight', [grid * grid + 1, v.hidden_size]);
+  for (const ln of ['vision_model.pre_layrnorm', 'vision_model.post_layernorm']) {
+    m.set(`${ln}.weight`, [v.hidden_size]);
+    m.set(`${ln}.bias`, [v.hidden_size]);
+  }
+  m.set('visual_projection.weight', [p, v.hidden_size]);
+  m.set('text_model.embeddings.token_embedding.weight', [t.vocab_size, t.hidden_size]);
+  m.set('text_model.embeddings.position_embedding.weight', [t.max_position_embeddings, t.hidden_size]);
+  m.set('text_model.final_layer_norm.weight', [t.hidden_size]);
+  m.set('text_model.final_layer_norm.bias', [t.hidden_size]);
+  m.set('text_projection.weight', [p, t.hidden_size]);
+  m.set('logit_scale', []);
+  for (const [tower, tc] of [['vision', v], ['text', t]] as const) {
+    const d = tc.hidden_size;
+    const f = tc.intermediate_size;
+    for (let i = 0; i < tc.num_hidden_layers; i++) {
+      const n = (rest: string, shape: number[]) => m.set(layerTensorName(tower, i, rest), shape);
+      for (const x of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) {
+        n(`self_attn.${x}.weight`, [d, d]);
+        n(`self_attn.${x}.bias`, [d]);
+      }
+      for (const ln of ['layer_norm1', 'layer_norm2']) {
+        n(`${ln}.weight`, [d]);
+        n(`${ln}.bias`, [d]);
+      }
+      n('mlp.fc1.weight', [f, d]);
+      n('mlp.fc1.bias', [f]);
+      n('mlp.fc2.weight', [d, f]);
+      n('mlp.fc2.bias', [d]);
+    }
+  }
+  return m;
+}
+
+/**
+ * Checks, from the safetensors headers alone, that every expected tensor is present with the
+ * right shape and a float dtype; every problem is listed in one error.
+ */
+export function validateClipCheckpoint(cp: Checkpoint, c: ClipConfig): void {
+  const problems: string[] = [];
+  for (const [name, shape] of expectedClipTensors(c)) {
+    if (!cp.has(name)) {
+      problems.push(`missing tensor '${name}' (expected shape ${shapeString(shape)})`);
+      continue;
+    }
+    const e = cp.entry(name);
+    // A 0-d logit_scale is also stored as [1] by some exporters.
+    const ok = e.shape.length === shape.length && e.shape.every((d, i) => d === shape[i]);
+    if (!ok && !(name === 'logit_scale' && e.shape.length === 1 && e.shape[0] === 1)) {
+      problems.push(`tensor '${name}' has shape ${shapeString(e.shape)}, expected ${shapeString(shape)}`);
+    }
+    if (!FLOAT_DTYPES.includes(e.dtype)) {
+      problems.push(`tensor '${name}' has dtype ${e.dtype}, expected one of ${FLOAT_DTYPES.join(', ')}`);
+    }
+  }
+  if (problems.length) {
+    throw new SafetensorsError(`checkpoint '${cp.dir}' does not match its config.json:\n  ${problems.join('\n  ')}`, cp.dir);
+  }
+}
+
+/** Reads float32 tensors by HF name (checkpoint values, or overrides set by the caller). */
+export type TensorSource = (name: string) => Float32Array;
+
+function linearW(src: TensorSource, prefix: string, out: number, inn: number, bias = true): LinearWeights {
+  return { weight: src(`${prefix}.weight`), bias: bias ? src(`${prefix}.bias`) : undefined, out, in: inn };
+}
+function lnW(src: TensorSource, prefix: string): LayerNormWeights {
+  return { weight: src(`${prefix}.weight`), bias: src(`${prefix}.bias`) };
+}
+
+/** One encoder layer's weights. */
+export function encoderLayerWeights(src: TensorSource, c: ClipConfig, tower: Tower, layer: number): EncoderLayerWeights {
+  const tc = tower === 'vision' ? c.vision_config : c.text_config;
+  const d = tc.hidden_size;
+  const f = tc.intermediate_size;
+  const p = (rest: string) => layerTensorName(tower, layer, rest);
+  return {
+    layer_norm1: lnW(src, p('layer_norm1')),
+    q_proj: linearW(src, p('self_attn.q_proj'), d, d),
+    k_proj: linearW(src, p('self_attn.k_proj'), d, d),
+    v_proj: linearW(src, p('self_attn.v_proj'), d, d),
+    out_proj: linearW(src, p('self_attn.out_proj'), d, d),
+    layer_norm2: lnW(src, p('layer_norm2')),
+    fc1: linearW(src, p('mlp.fc1'), f, d),
+    fc2: linearW(src, p('mlp.fc2'), d, f),
+  };
+}
+
+export function visionEmbeddingsWeights(src: TensorSource): VisionEmbeddingsWeights {
+  return {
+    class_embedding: src('vision_model.embeddings.class_embedding'),
+    patch_embedding: src('vision_model.embeddings.patch_embedding.weight'),
+    position_embedding: src('vision_model.embeddings.position_embedding.weight'),
+    pre_layrnorm: lnW(src, 'vision_model.pre_layrnorm'),
+  };
+}
+
+export function visionHeadWeights(src: TensorSource, c: ClipConfig): VisionHeadWeights {
+  return {
+    post_layernorm: lnW(src, 'vision_model.post_layernorm'),
+    visual_projection: linearW(src, 'visual_projection', c.projection_dim, c.vision_config.hidden_size, false),
+  };
+}
+
+export function textEmbeddingsWeights(src: TensorSource): TextEmbeddingsWeights {
+  return {
+    token_embedding: src('text_model.embeddings.token_embedding.weight'),
+    position_embedding: src('text_model.embeddings.position_embedding.weight'),
+  };
+}
+
+export function textHeadWeights(src: TensorSource, c: ClipConfig): TextHeadWeights {
+  return {
+    final_layer_norm: lnW(src, 'text_model.final_layer_norm'),
+    text_projection: linearW(src, 'text_projection', c.projection_dim, c.text_config.hidden_size, false),
+  };
+}
+
+/**
+ * Which session a tensor belongs to: the tower's embeddings, one of its layers (the head lives in
+ * the last layer's session), or none (`logit_scale`).
+ */
+export function sessionKeyOf(name: string, c: ClipConfig): string | null {
+  const m = /^(vision|text)_model\.encoder\.layers\.(\d+)\./.exec(name);
+  if (m) return `${m[1]}:${m[2]}`;
+  if (name.startsWith('vision_model.embeddings.') || name.startsWith('vision_model.pre_layrnorm.')) return 'vision:embeddings';
+  if (name.startsWith('text_model.embeddings.')) return 'text:embeddings';
+  if (name.startsWith('vision_model.post_layernorm.') || name === 'visual_projection.weight') return `vision:${c.vision_config.num_hidden_layers - 1}`;
+  if (name.startsWith('text_model.final_layer_norm.') || name === 'text_projection.weight') return `text:${c.text_config.num_hidden_layers - 1}`;
+  return null;
+}

@@ -1,0 +1,119 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ClipModel } from '../../../src/models/clip/model.js';
+import { clipLogits } from '../../../src/models/clip/logits.js';
+import { SafetensorsFile } from '../../../src/io/safetensors.js';
+import { tensor, type Tensor } from '../../../src/tensor.js';
+import { fixture } from '../../helpers/fixtures.js';
+import { assertRelMax } from '../../helpers/close.js';
+
+// Tolerance from the fixture README: float32 against the float64 reference, per tensor,
+// max |x − ref| ≤ 1e-5 · max |ref| (PyTorch's own float32 run reaches ≤ 1.2e-6).
+const REL = 1e-5;
+const DIR = fixture('clip-tiny-a');
+
+describe('CLIP on ONNX Runtime: parity with OpenAI CLIP (clip-tiny-a)', () => {
+  let model: ClipModel;
+  let ref: SafetensorsFile;
+  let pixels: Tensor<'float32'>;
+  let ids: { ids: Int32Array; batch: number; length: number };
+  const f64 = (n: string) => ref.read(n).data as Float64Array;
+
+  before(async () => {
+    model = await ClipModel.load(DIR, { threads: 1 });
+    ref = SafetensorsFile.open(fixture('clip-tiny-a', 'reference.safetensors'));
+    const px = ref.read('pixel_values');
+    pixels = tensor('float32', px.data as Float32Array, px.shape, 'pixel_values');
+    ids = { ids: ref.read('input_ids').data as Int32Array, batch: 6, length: 77 };
+  });
+  after(async () => {
+    await model.dispose();
+    ref.close();
+  });
+
+  it('reads config and logit_scale', () => {
+    assert.equal(model.grid, 4);
+    assert.equal(model.logitScale, Math.fround(4.605170249938965));
+  });
+
+  it('image_embeds and image_embeds_local', async () => {
+    const out = await model.encodeImages(pixels);
+    assert.deepEqual(out.image_embeds.dims, [5, 40]);
+    assert.deepEqual(out.image_embeds_local!.dims, [5, 4, 4, 40]);
+    assertRelMax(out.image_embeds.data, f64('image_embeds'), 'image_embeds', REL);
+    assertRelMax(out.image_embeds_local!.data, f64('image_embeds_local'), 'image_embeds_local', REL);
+  });
+
+  it('vision intermediates: embeddings → pre_layrnorm', async () => {
+    const h = await model.visionEmbeddings(pixels);
+    assert.deepEqual(h.dims, [5, 17, 64]);
+    assertRelMax(h.data, f64('vision_pre_layrnorm_output'), 'vision_pre_layrnorm_output', REL);
+  });
+
+  it('text_embeds, OpenAI padding (0) and HF padding (49407) alike', async () => {
+    const t = await model.encodeTokenIds(ids);
+    assert.deepEqual(t.dims, [6, 40]);
+    assertRelMax(t.data, f64('text_embeds'), 'text_embeds', REL);
+    const hf = ref.read('input_ids_hf').data as BigInt64Array;
+    const t2 = await model.encodeTokenIds({ ids: hf, batch: 6, length: 77 });
+    assertRelMax(t2.data, f64('text_embeds'), 'text_embeds (HF ids)', REL);
+  });
+
+  it('pool positions follow transformers (first end token)', () => {
+    assert.deepEqual([...model.poolPositions(ids)], [7, 11, 11, 7, 1, 76]);
+  });
+
+  it('logits_per_image and logits_per_image_local', async () => {
+    const img = await model.encodeImages(pixels);
+    const txt = await model.encodeTokenIds(ids);
+    assertRelMax(clipLogits(img.image_embeds, txt, model.logitScale).data, f64('logits_per_image'), 'logits_per_image', REL);
+    assertRelMax(clipLogits(img.image_embeds_local!, txt, model.logitScale).data, f64('logits_per_image_local'), 'logits_per_image_local', REL);
+  });
+
+  it('replacing weights at run time gives the pruned_* outputs, and resetting restores', async () => {
+    const vName = 'vision_model.encoder.layers.0.mlp.fc1.weight';
+    const tName = 'text_model.encoder.layers.1.mlp.fc1.weight';
+    model.setWeight(vName, Float32Array.from(f64('pruned_vision_fc1_weight')));
+    model.setWeight(tName, Float32Array.from(f64('pruned_text_fc1_weight')));
+    const img = await model.encodeImages(pixels);
+    const txt = await model.encodeTokenIds(ids);
+    assertRelMax(img.image_embeds.data, f64('pruned_image_embeds'), 'pruned_image_embeds', REL);
+    assertRelMax(img.image_embeds_local!.data, f64('pruned_image_embeds_local'), 'pruned_image_embeds_local', REL);
+    assertRelMax(txt.data, f64('pruned_text_embeds'), 'pruned_text_embeds', REL);
+    assertRelMax(clipLogits(img.image_embeds, txt, model.logitScale).data, f64('pruned_logits_per_image'), 'pruned_logits_per_image', REL);
+    assertRelMax(clipLogits(img.image_embeds_local!, txt, model.logitScale).data, f64('pruned_logits_per_image_local'), 'pruned_logits_per_image_local', REL);
+    model.resetWeight();
+    const back = await model.encodeImages(pixels);
+    assertRelMax(back.image_embeds.data, f64('image_embeds'), 'image_embeds after reset', REL);
+  });
+
+  it('runs a tower from a given layer on cached hidden states', async () => {
+    const h0 = await model.visionEmbeddings(pixels);
+    const h1 = await model.visionLayers(h0, 0, 1);
+    const out = await model.visionFrom(h1, 1);
+    assertRelMax(out.image_embeds.data, f64('image_embeds'), 'image_embeds from layer 1', REL);
+    const te = await model.textEmbeddings(ids);
+    const t1 = await model.textLayers(te, 0, 1);
+    const txt = await model.textFrom(t1, 1, model.poolPositions(ids));
+    assertRelMax(txt.data, f64('text_embeds'), 'text_embeds from layer 1', REL);
+  });
+
+  it('splits large image batches without changing results', async () => {
+    const small = await ClipModel.load(DIR, { threads: 1, maxVisionBatch: 2 });
+    try {
+      const out = await small.encodeImages(pixels);
+      assertRelMax(out.image_embeds.data, f64('image_embeds'), 'image_embeds (micro-batches of 2)', REL);
+    } finally {
+      await small.dispose();
+    }
+  });
+
+  it('rejects wrong shapes and non-finite weights with the tensor named', async () => {
+    await assert.rejects(model.encodeImages(tensor('float32', new Float32Array(3 * 16 * 16), [1, 3, 16, 16])), /'pixel_values' must be \[batch, 3, 32, 32\], got \[1, 3, 16, 16\]/);
+    assert.throws(() => model.setWeight('vision_model.encoder.layers.0.mlp.fc1.weight', new Float32Array(5)), /setWeight\('vision_model.encoder.layers.0.mlp.fc1.weight'\): 5 values given, shape \[256, 64\] needs 16384/);
+    const bad = new Float32Array(256 * 64);
+    bad[7] = NaN;
+    assert.throws(() => model.setWeight('vision_model.encoder.layers.0.mlp.fc1.weight', bad), /flat index 7 is NaN/);
+    assert.throws(() => model.getWeight('vision_model.encoder.layers.9.mlp.fc1.weight'), /is not a weight of this CLIP model/);
+  });
+});
