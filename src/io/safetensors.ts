@@ -109,8 +109,14 @@ export class SafetensorsFile {
   /** Raw bytes of a tensor, read from disk into a fresh buffer. */
   readBytes(name: string): Buffer {
     const e = this.entry(name);
-    if (this.fd === null) throw new SafetensorsError(`'${this.path}' is closed`, this.path, name);
     const buf = Buffer.allocUnsafe(e.end - e.begin);
+    this.readInto(name, buf);
+    return buf;
+  }
+
+  private readInto(name: string, buf: Uint8Array): void {
+    const e = this.entry(name);
+    if (this.fd === null) throw new SafetensorsError(`'${this.path}' is closed`, this.path, name);
     let done = 0;
     while (done < buf.length) {
       const n = readSync(this.fd, buf, done, buf.length - done, e.begin + done);
@@ -119,7 +125,6 @@ export class SafetensorsFile {
       }
       done += n;
     }
-    return buf;
   }
 
   /**
@@ -135,6 +140,12 @@ export class SafetensorsFile {
     if (!FLOAT_DTYPES.includes(e.dtype)) {
       throw new SafetensorsError(
         `tensor '${name}' in '${this.path}' has dtype ${e.dtype}; expected one of ${FLOAT_DTYPES.join(', ')}`, this.path, name);
+    }
+    if (e.dtype === 'F32') {
+      // Straight into the result's memory: no intermediate buffer for the largest tensors.
+      const out = new Float32Array((e.end - e.begin) / 4);
+      this.readInto(name, new Uint8Array(out.buffer));
+      return out;
     }
     return toFloat32(this.readBytes(name), e.dtype);
   }

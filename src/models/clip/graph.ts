@@ -112,6 +112,19 @@ function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: number):
 export function selfAttentionContext(g: GraphBuilder, x: string, w: EncoderLayerWeights, o: BlockOptions, name: string): { context: string; value: string } {
   const d = w.q_proj.out;
   const headDim = d / o.heads;
+  if (process.env.CONTRIB === '1') {
+    const wqkv = new Float32Array(d * 3 * d);
+    const tq = transpose(w.q_proj.weight, d, d), tk = transpose(w.k_proj.weight, d, d), tv = transpose(w.v_proj.weight, d, d);
+    for (let i = 0; i < d; i++) {
+      wqkv.set(tq.subarray(i * d, (i + 1) * d), i * 3 * d);
+      wqkv.set(tk.subarray(i * d, (i + 1) * d), i * 3 * d + d);
+      wqkv.set(tv.subarray(i * d, (i + 1) * d), i * 3 * d + 2 * d);
+    }
+    const b = new Float32Array(3 * d);
+    b.set(w.q_proj.bias!, 0); b.set(w.k_proj.bias!, d); b.set(w.v_proj.bias!, 2 * d);
+    const context = g.op('Attention', [x, g.initializer(initName('qkv.w'), wqkv, [d, 3 * d]), g.initializer(initName('qkv.b'), b, [3 * d])], { num_heads: o.heads, unidirectional: o.causal ? 1 : 0 }, { domain: 'com.microsoft' });
+    return { context, value: linear(g, x, w.v_proj, `${name}.v_proj`) };
+  }
   const q = g.op('Mul', [linear(g, x, w.q_proj, `${name}.q_proj`), g.constFloat([headDim ** -0.5])]);
   const k = linear(g, x, w.k_proj, `${name}.k_proj`);
   const v = linear(g, x, w.v_proj, `${name}.v_proj`);
@@ -221,18 +234,6 @@ export function visionLastLayerGraph(w: EncoderLayerWeights, head: VisionHeadWei
 export interface TextEmbeddingsWeights {
   readonly token_embedding: Float32Array; // [V, D]
   readonly position_embedding: Float32Array; // [T, D]
-}
-
-/** input_ids [B, L] int64 → token + position embeddings [B, L, D]. */
-export function textEmbeddingsGraph(w: TextEmbeddingsWeights, p: { vocab: number; positions: number; hidden: number }): Uint8Array {
-  const d = p.hidden;
-  const g = new GraphBuilder('text_embeddings');
-  const ids = g.input('input_ids', 'INT64', ['batch', 'length']);
-  const tok = g.op('Gather', [g.initializer('token_embedding.weight', w.token_embedding, [p.vocab, d]), ids], { axis: 0 });
-  const len = g.op('Slice', [g.op('Shape', [ids]), g.constInt64([1]), g.constInt64([2])]);
-  const pos = g.op('Slice', [g.initializer('position_embedding.weight', w.position_embedding, [p.positions, d]), g.constInt64([0]), len, g.constInt64([0])]);
-  g.output(g.op('Add', [tok, pos]), 'hidden_states_out', 'FLOAT', ['batch', 'length', d]);
-  return g.toBytes();
 }
 
 /** Weights of the text head. */

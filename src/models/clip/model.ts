@@ -3,9 +3,10 @@ import { Session, type SessionOptions } from '../../runtime/session.js';
 import { shapeString, tensor, type Tensor } from '../../tensor.js';
 import { loadClipConfig, gridSize, type ClipConfig } from './config.js';
 import {
-  encoderLayerGraph, textEmbeddingsGraph, textLastLayerGraph, visionEmbeddingsGraph, visionLastLayerGraph,
+  encoderLayerGraph, textLastLayerGraph, visionEmbeddingsGraph, visionLastLayerGraph,
   type BlockOptions,
 } from './graph.js';
+import type { TextEmbeddingsWeights } from './graph.js';
 import {
   encoderLayerWeights, expectedClipTensors, sessionKeyOf, textEmbeddingsWeights, textHeadWeights, validateClipCheckpoint,
   visionEmbeddingsWeights, visionHeadWeights, type Tower,
@@ -52,6 +53,7 @@ export interface TokenIds {
  */
 export class ClipModel {
   private readonly sessions = new Map<string, Promise<Session>>();
+  private textTable: TextEmbeddingsWeights | null = null;
   private readonly overrides = new Map<string, Float32Array>();
   private readonly expected: Map<string, number[]>;
   /** The stored (log) logit scale; logits use exp() of it. */
@@ -94,8 +96,9 @@ export class ClipModel {
 
   /** Compiles every session now (loading benchmarks, servers). */
   async prepare(): Promise<void> {
+    this.textTables();
     for (const tower of ['vision', 'text'] as const) {
-      await this.session(`${tower}:embeddings`);
+      if (tower === 'vision') await this.session(`${tower}:embeddings`);
       const n = tower === 'vision' ? this.visionLayerCount : this.textLayerCount;
       for (let i = 0; i < n; i++) await this.session(`${tower}:${i}`);
     }
@@ -158,6 +161,7 @@ export class ClipModel {
 
   private invalidate(name: string): void {
     const key = sessionKeyOf(name, this.config);
+    if (key === 'text:embeddings') this.textTable = null;
     if (key === null) return;
     const s = this.sessions.get(key);
     if (s) {
@@ -184,8 +188,7 @@ export class ClipModel {
           hidden: v.hidden_size, channels: v.num_channels, patch: v.patch_size, grid: this.grid, eps: v.layer_norm_eps,
         });
       }
-      const t = c.text_config;
-      return textEmbeddingsGraph(textEmbeddingsWeights(src), { vocab: t.vocab_size, positions: t.max_position_embeddings, hidden: t.hidden_size });
+      throw new Error('text embeddings are computed in JS (see textEmbeddings)');
     }
     const layer = Number(part);
     const w = encoderLayerWeights(src, c, tower, layer);
@@ -312,12 +315,27 @@ export class ClipModel {
     }
   }
 
-  /** input_ids [B, L] → hidden states entering text layer 0. */
+  /**
+   * The token and position tables, held in JS: the lookup is a row copy and an add, and an ONNX
+   * Gather would make ONNX Runtime copy the 49408-row table several times while compiling.
+   */
+  private textTables(): TextEmbeddingsWeights {
+    if (!this.textTable) this.textTable = textEmbeddingsWeights(this.source);
+    return this.textTable;
+  }
+
+  /** input_ids [B, L] → hidden states entering text layer 0 (token + position embeddings, float32). */
   async textEmbeddings(t: TokenIds): Promise<Tensor<'float32'>> {
     this.checkIds(t);
-    const ids = t.ids instanceof BigInt64Array ? t.ids : BigInt64Array.from(t.ids, (x) => BigInt(x));
-    const s = await this.session('text:embeddings');
-    return (await s.run({ input_ids: tensor('int64', ids, [t.batch, t.length], 'input_ids') })).hidden_states_out as Tensor<'float32'>;
+    const { token_embedding: tok, position_embedding: pos } = this.textTables();
+    const d = this.config.text_config.hidden_size;
+    const out = new Float32Array(t.batch * t.length * d);
+    for (let r = 0; r < t.batch * t.length; r++) {
+      const id = Number(t.ids[r]);
+      const l = r % t.length;
+      for (let i = 0; i < d; i++) out[r * d + i] = tok[id * d + i]! + pos[l * d + i]!;
+    }
+    return tensor('float32', out, [t.batch, t.length, d], 'text_embeddings');
   }
 
   /** Runs text layers [from, to) (to < L). */
@@ -348,6 +366,28 @@ export class ClipModel {
   /** Token ids (one padded batch) → `text_embeds` [B, P]. */
   async encodeTokenIds(t: TokenIds): Promise<Tensor<'float32'>> {
     return this.textFrom(await this.textEmbeddings(t), 0, this.poolPositions(t));
+  }
+
+  /**
+   * Encodes prompts given as unpadded id rows (each ending in its end token). Rows are sorted by
+   * length and batched, each batch padded only to its own longest row, then results are put back
+   * in the original order: with short prompts most of the text tower's cost is padding otherwise.
+   */
+  async encodeTokenRows(rows: readonly (readonly number[])[]): Promise<Tensor<'float32'>> {
+    const p = this.config.projection_dim;
+    const out = new Float32Array(rows.length * p);
+    const order = rows.map((_, i) => i).sort((a, b) => rows[a]!.length - rows[b]!.length || a - b);
+    const chunk = this.options.maxTextBatch ?? 128;
+    const pad = this.config.text_config.eos_token_id;
+    for (let start = 0; start < order.length; start += chunk) {
+      const idx = order.slice(start, start + chunk);
+      const length = Math.max(...idx.map((i) => rows[i]!.length));
+      const ids = new Int32Array(idx.length * length).fill(pad);
+      idx.forEach((r, b) => ids.set(rows[r]!, b * length));
+      const emb = await this.encodeTokenIds({ ids, batch: idx.length, length });
+      idx.forEach((r, b) => out.set(emb.data.subarray(b * p, (b + 1) * p), r * p));
+    }
+    return tensor('float32', out, [rows.length, p], 'text_embeds');
   }
 
   private checkRange(tower: Tower, from: number, to: number, max: number): void {
