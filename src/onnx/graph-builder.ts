@@ -112,6 +112,11 @@ export class GraphBuilder {
     return name;
   }
 
+  /** Whether a value (input, initializer or node output) of this name exists. */
+  has(name: string): boolean {
+    return this.usedNames.has(name);
+  }
+
   /** A small int64 constant such as a Reshape target or Unsqueeze axes. */
   constInt64(values: readonly number[], base = 'const'): string {
     return this.initializer(this.fresh(base), BigInt64Array.from(values.map((v) => BigInt(v))), [values.length]);

@@ -31,6 +31,7 @@ export class Session {
   /** Compiles ONNX model bytes. Weights baked in as initializers are pre-packed by ORT. */
   static async create(bytes: Uint8Array, name: string, options: SessionOptions = {}): Promise<Session> {
     const inner = await ort.InferenceSession.create(bytes, {
+      logSeverityLevel: 3,
       executionProviders: [...(options.executionProviders ?? ['cpu'])],
       intraOpNumThreads: options.threads ?? defaultThreads(),
       interOpNumThreads: 1,

@@ -2,19 +2,15 @@ import { float, GraphBuilder } from '../../onnx/graph-builder.js';
 import type { HiddenAct } from './config.js';
 
 /**
- * ONNX graph builders for CLIP's pieces. A tower runs as a chain of sessions: the embeddings,
- * then one session per encoder layer, the last layer carrying the tower's head. Hidden states
- * cross session boundaries as [batch, tokens, width] float32, which lets the search replace one
- * layer's weights by rebuilding that layer's session only, and restart a tower at any layer from
- * cached hidden states.
- *
- * Weights arrive in HF layout (Linear [out, in]) and are transposed once here into MatMul's
- * [in, out]; ONNX Runtime pre-packs them as initializers.
+ * ONNX graph builders for CLIP's pieces. A tower runs as a chain of sessions: the vision
+ * embeddings, then one session per encoder layer, the last layer carrying the tower's head.
+ * Hidden states cross session boundaries as [batch, tokens, width] float32, so a tower can
+ * restart at any layer from cached hidden states. Weight matrices (the ones SeTAR changes) are
+ * graph inputs named by their HF names; biases and norms are initializers.
  */
 
-/** A Linear layer, HF layout: weight [out, in], optional bias [out]. */
-export interface LinearWeights {
-  readonly weight: Float32Array;
+/** A Linear layer's shape and bias [out]; its weight matrix is fed at run time (see {@link linear}). */
+export interface LinearShape {
   readonly bias?: Float32Array;
   readonly out: number;
   readonly in: number;
@@ -28,13 +24,13 @@ export interface LayerNormWeights {
 /** One pre-LN transformer block, names as in HF `CLIPEncoderLayer`. */
 export interface EncoderLayerWeights {
   readonly layer_norm1: LayerNormWeights;
-  readonly q_proj: LinearWeights;
-  readonly k_proj: LinearWeights;
-  readonly v_proj: LinearWeights;
-  readonly out_proj: LinearWeights;
+  readonly q_proj: LinearShape;
+  readonly k_proj: LinearShape;
+  readonly v_proj: LinearShape;
+  readonly out_proj: LinearShape;
   readonly layer_norm2: LayerNormWeights;
-  readonly fc1: LinearWeights;
-  readonly fc2: LinearWeights;
+  readonly fc1: LinearShape;
+  readonly fc2: LinearShape;
 }
 
 export interface BlockOptions {
@@ -55,22 +51,28 @@ export function transpose(w: Float32Array, out: number, inn: number): Float32Arr
   return t;
 }
 
-let uid = 0;
-function initName(base: string): string {
-  return `${base}__${uid++}`;
+/** An initializer named by its HF tensor name, added once per graph (the GL-MCM path reuses the last layer's). */
+function param(g: GraphBuilder, name: string, data: Float32Array, dims: readonly number[]): string {
+  return g.has(name) ? name : g.initializer(name, data, dims);
 }
 
-/** y = x Wᵀ (+ b), x [..., in]. */
-export function linear(g: GraphBuilder, x: string, w: LinearWeights, name: string): string {
-  const wt = g.initializer(initName(`${name}.weight`), transpose(w.weight, w.out, w.in), [w.in, w.out]);
+/**
+ * y = x·W (+ b), x [..., in]. The weight matrix is a graph input named by its HF tensor name
+ * (`<prefix>.weight`), fed at every run in MatMul's [in, out] layout (the transpose of HF's
+ * [out, in]): replacing a weight is then just feeding another matrix. Measured on this project's
+ * 2-core machines, MatMul runs as fast with B fed as with B a pre-packed initializer.
+ */
+export function linear(g: GraphBuilder, x: string, w: LinearShape, prefix: string): string {
+  const name = `${prefix}.weight`;
+  const wt = g.has(name) ? name : g.input(name, 'FLOAT', [w.in, w.out]);
   let y = g.op('MatMul', [x, wt]);
-  if (w.bias) y = g.op('Add', [y, g.initializer(initName(`${name}.bias`), w.bias, [w.out])]);
+  if (w.bias) y = g.op('Add', [y, param(g, `${prefix}.bias`, w.bias, [w.out])]);
   return y;
 }
 
-export function layerNorm(g: GraphBuilder, x: string, w: LayerNormWeights, eps: number, name: string): string {
+export function layerNorm(g: GraphBuilder, x: string, w: LayerNormWeights, eps: number, prefix: string): string {
   const n = w.weight.length;
-  return g.op('LayerNormalization', [x, g.initializer(initName(`${name}.weight`), w.weight, [n]), g.initializer(initName(`${name}.bias`), w.bias, [n])], {
+  return g.op('LayerNormalization', [x, param(g, `${prefix}.weight`, w.weight, [n]), param(g, `${prefix}.bias`, w.bias, [n])], {
     axis: -1,
     epsilon: float(eps),
   });
@@ -112,22 +114,9 @@ function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: number):
 export function selfAttentionContext(g: GraphBuilder, x: string, w: EncoderLayerWeights, o: BlockOptions, name: string): { context: string; value: string } {
   const d = w.q_proj.out;
   const headDim = d / o.heads;
-  if (process.env.CONTRIB === '1') {
-    const wqkv = new Float32Array(d * 3 * d);
-    const tq = transpose(w.q_proj.weight, d, d), tk = transpose(w.k_proj.weight, d, d), tv = transpose(w.v_proj.weight, d, d);
-    for (let i = 0; i < d; i++) {
-      wqkv.set(tq.subarray(i * d, (i + 1) * d), i * 3 * d);
-      wqkv.set(tk.subarray(i * d, (i + 1) * d), i * 3 * d + d);
-      wqkv.set(tv.subarray(i * d, (i + 1) * d), i * 3 * d + 2 * d);
-    }
-    const b = new Float32Array(3 * d);
-    b.set(w.q_proj.bias!, 0); b.set(w.k_proj.bias!, d); b.set(w.v_proj.bias!, 2 * d);
-    const context = g.op('Attention', [x, g.initializer(initName('qkv.w'), wqkv, [d, 3 * d]), g.initializer(initName('qkv.b'), b, [3 * d])], { num_heads: o.heads, unidirectional: o.causal ? 1 : 0 }, { domain: 'com.microsoft' });
-    return { context, value: linear(g, x, w.v_proj, `${name}.v_proj`) };
-  }
-  const q = g.op('Mul', [linear(g, x, w.q_proj, `${name}.q_proj`), g.constFloat([headDim ** -0.5])]);
-  const k = linear(g, x, w.k_proj, `${name}.k_proj`);
-  const v = linear(g, x, w.v_proj, `${name}.v_proj`);
+  const q = g.op('Mul', [linear(g, x, w.q_proj, `${name}.self_attn.q_proj`), g.constFloat([headDim ** -0.5])]);
+  const k = linear(g, x, w.k_proj, `${name}.self_attn.k_proj`);
+  const v = linear(g, x, w.v_proj, `${name}.self_attn.v_proj`);
   const qh = splitHeads(g, q, o.heads, headDim);
   const kt = g.op('Transpose', [g.op('Reshape', [k, g.constInt64([0, 0, o.heads, headDim])])], { perm: [0, 2, 3, 1] });
   const vh = splitHeads(g, v, o.heads, headDim);
@@ -184,24 +173,24 @@ export function visionEmbeddingsGraph(w: VisionEmbeddingsWeights, p: { hidden: n
   const { hidden: d, channels: c, patch, grid } = p;
   const g = new GraphBuilder('vision_embeddings');
   const px = g.input('pixel_values', 'FLOAT', ['batch', c, grid * patch, grid * patch]);
-  const conv = g.op('Conv', [px, g.initializer('patch_embedding.weight', w.patch_embedding, [d, c, patch, patch])], {
+  const conv = g.op('Conv', [px, g.initializer('vision_model.embeddings.patch_embedding.weight', w.patch_embedding, [d, c, patch, patch])], {
     kernel_shape: [patch, patch],
     strides: [patch, patch],
   });
   const patches = g.op('Transpose', [g.op('Reshape', [conv, g.constInt64([0, d, grid * grid])])], { perm: [0, 2, 1] });
   const batch = g.op('Slice', [g.op('Shape', [px]), g.constInt64([0]), g.constInt64([1])]);
   const clsShape = g.op('Concat', [batch, g.constInt64([1, d])], { axis: 0 });
-  const cls = g.op('Expand', [g.initializer('class_embedding', w.class_embedding, [1, 1, d]), clsShape]);
+  const cls = g.op('Expand', [g.initializer('vision_model.embeddings.class_embedding', w.class_embedding, [1, 1, d]), clsShape]);
   const tokens = g.op('Concat', [cls, patches], { axis: 1 });
-  const emb = g.op('Add', [tokens, g.initializer('position_embedding.weight', w.position_embedding, [1 + grid * grid, d])]);
-  g.output(layerNorm(g, emb, w.pre_layrnorm, p.eps, 'pre_layrnorm'), 'hidden_states_out', 'FLOAT', ['batch', 1 + grid * grid, d]);
+  const emb = g.op('Add', [tokens, g.initializer('vision_model.embeddings.position_embedding.weight', w.position_embedding, [1 + grid * grid, d])]);
+  g.output(layerNorm(g, emb, w.pre_layrnorm, p.eps, 'vision_model.pre_layrnorm'), 'hidden_states_out', 'FLOAT', ['batch', 1 + grid * grid, d]);
   return g.toBytes();
 }
 
 /** Weights of the vision head. */
 export interface VisionHeadWeights {
   readonly post_layernorm: LayerNormWeights;
-  readonly visual_projection: LinearWeights; // [P, D], no bias
+  readonly visual_projection: LinearShape; // [P, D], no bias
 }
 
 /**
@@ -217,14 +206,14 @@ export function visionLastLayerGraph(w: EncoderLayerWeights, head: VisionHeadWei
   const h = g.input('hidden_states', 'FLOAT', ['batch', 'tokens', d]);
   const layer = encoderLayer(g, h, w, o, p.name);
   const cls = g.op('Gather', [layer.out, g.constInt64([0])], { axis: 1 }); // [B, 1, D]
-  const pooled = layerNorm(g, g.op('Squeeze', [cls, g.constInt64([1])]), head.post_layernorm, o.eps, 'post_layernorm');
+  const pooled = layerNorm(g, g.op('Squeeze', [cls, g.constInt64([1])]), head.post_layernorm, o.eps, 'vision_model.post_layernorm');
   g.output(linear(g, pooled, head.visual_projection, 'visual_projection'), 'image_embeds', 'FLOAT', ['batch', proj]);
   if (p.local) {
-    const v1 = g.op('Add', [h, linear(g, layer.value, w.out_proj, `${p.name}.local.out_proj`)]);
-    const v2 = mlpResidual(g, v1, w, o, `${p.name}.local`);
+    const v1 = g.op('Add', [h, linear(g, layer.value, w.out_proj, `${p.name}.self_attn.out_proj`)]);
+    const v2 = mlpResidual(g, v1, w, o, p.name);
     const patches = g.op('Slice', [v2, g.constInt64([1]), g.constInt64([1 + p.grid * p.grid]), g.constInt64([1])]);
-    const normed = layerNorm(g, patches, head.post_layernorm, o.eps, 'post_layernorm_local');
-    const projected = linear(g, normed, head.visual_projection, 'visual_projection_local');
+    const normed = layerNorm(g, patches, head.post_layernorm, o.eps, 'vision_model.post_layernorm');
+    const projected = linear(g, normed, head.visual_projection, 'visual_projection');
     g.output(g.op('Reshape', [projected, g.constInt64([0, p.grid, p.grid, proj])]), 'image_embeds_local', 'FLOAT', ['batch', p.grid, p.grid, proj]);
   }
   return g.toBytes();
@@ -239,7 +228,7 @@ export interface TextEmbeddingsWeights {
 /** Weights of the text head. */
 export interface TextHeadWeights {
   readonly final_layer_norm: LayerNormWeights;
-  readonly text_projection: LinearWeights; // [P, D], no bias
+  readonly text_projection: LinearShape; // [P, D], no bias
 }
 
 /**
@@ -259,7 +248,7 @@ export function textLastLayerGraph(w: EncoderLayerWeights, head: TextHeadWeights
   const flat = (x: string) => g.op('Gather', [g.op('Reshape', [x, g.constInt64([-1, d])]), poolIndex], { axis: 0 });
   const h1 = g.op('Add', [flat(h), linear(g, flat(context), w.out_proj, `${name}.self_attn.out_proj`)]);
   const h2 = mlpResidual(g, h1, w, o, name);
-  const pooled = layerNorm(g, h2, head.final_layer_norm, o.eps, 'final_layer_norm');
+  const pooled = layerNorm(g, h2, head.final_layer_norm, o.eps, 'text_model.final_layer_norm');
   g.output(linear(g, pooled, head.text_projection, 'text_projection'), 'text_embeds', 'FLOAT', ['batch', proj]);
   return g.toBytes();
 }

@@ -3,12 +3,12 @@ import { Session, type SessionOptions } from '../../runtime/session.js';
 import { shapeString, tensor, type Tensor } from '../../tensor.js';
 import { loadClipConfig, gridSize, type ClipConfig } from './config.js';
 import {
-  encoderLayerGraph, textLastLayerGraph, visionEmbeddingsGraph, visionLastLayerGraph,
+  encoderLayerGraph, textLastLayerGraph, transpose, visionEmbeddingsGraph, visionLastLayerGraph,
   type BlockOptions,
 } from './graph.js';
 import type { TextEmbeddingsWeights } from './graph.js';
 import {
-  encoderLayerWeights, expectedClipTensors, sessionKeyOf, textEmbeddingsWeights, textHeadWeights, validateClipCheckpoint,
+  encoderLayerWeights, expectedClipTensors, isSwappable, layerTensorName, sessionKeyOf, textEmbeddingsWeights, textHeadWeights, validateClipCheckpoint,
   visionEmbeddingsWeights, visionHeadWeights, type Tower,
 } from './weights.js';
 
@@ -55,6 +55,8 @@ export class ClipModel {
   private readonly sessions = new Map<string, Promise<Session>>();
   private textTable: TextEmbeddingsWeights | null = null;
   private readonly overrides = new Map<string, Float32Array>();
+  /** Weight matrices in the graphs' [in, out] layout, fed at each run; loaded on first use. */
+  private readonly matrices = new Map<string, Tensor<'float32'>>();
   private readonly expected: Map<string, number[]>;
   /** The stored (log) logit scale; logits use exp() of it. */
   readonly logitScale: number;
@@ -94,13 +96,16 @@ export class ClipModel {
     return gridSize(this.config.vision_config);
   }
 
-  /** Compiles every session now (loading benchmarks, servers). */
+  /** Compiles every session and reads every weight now (loading benchmarks, servers). */
   async prepare(): Promise<void> {
     this.textTables();
     for (const tower of ['vision', 'text'] as const) {
       if (tower === 'vision') await this.session(`${tower}:embeddings`);
       const n = tower === 'vision' ? this.visionLayerCount : this.textLayerCount;
-      for (let i = 0; i < n; i++) await this.session(`${tower}:${i}`);
+      for (let i = 0; i < n; i++) {
+        const s = await this.session(`${tower}:${i}`);
+        for (const name of s.inputNames) if (isSwappable(name)) this.matrix(name);
+      }
     }
   }
 
@@ -129,8 +134,10 @@ export class ClipModel {
   }
 
   /**
-   * Replaces a tensor by another of the same shape. Only the session holding it is rebuilt, on
-   * its next use. The array is kept by reference: do not mutate it afterwards.
+   * Replaces a tensor by another of the same shape. Weight matrices (q/k/v/out projections,
+   * fc1, fc2, the two projections) are graph inputs, so swapping one costs a transpose and
+   * nothing else; any other tensor rebuilds its session on next use.
+   * The array is kept by reference: do not mutate it afterwards.
    */
   setWeight(name: string, value: Float32Array): void {
     const shape = this.weightShape(name);
@@ -143,14 +150,17 @@ export class ClipModel {
     }
     if (name === 'logit_scale') throw new RangeError(`setWeight: 'logit_scale' is not part of any graph; it cannot be replaced`);
     this.overrides.set(name, value);
-    this.invalidate(name);
+    if (isSwappable(name)) this.matrices.delete(name);
+    else this.invalidate(name);
   }
 
   /** Restores one tensor (or, with no name, every tensor) to the checkpoint's value. */
   resetWeight(name?: string): void {
     const names = name === undefined ? [...this.overrides.keys()] : [name];
     for (const n of names) {
-      if (this.overrides.delete(n)) this.invalidate(n);
+      if (!this.overrides.delete(n)) continue;
+      if (isSwappable(n)) this.matrices.delete(n);
+      else this.invalidate(n);
     }
   }
 
@@ -177,7 +187,7 @@ export class ClipModel {
     return { heads: tc.num_attention_heads, eps: tc.layer_norm_eps, act: tc.hidden_act, causal: tower === 'text' };
   }
 
-  private graphBytes(key: string): Uint8Array {
+  private graph(key: string): Uint8Array {
     const [tower, part] = key.split(':') as [Tower, string];
     const c = this.config;
     const src = this.source;
@@ -194,16 +204,35 @@ export class ClipModel {
     const w = encoderLayerWeights(src, c, tower, layer);
     const o = this.blockOptions(tower);
     const last = layer === (tower === 'vision' ? this.visionLayerCount : this.textLayerCount) - 1;
-    const name = `${tower}_layer_${layer}`;
+    const name = layerTensorName(tower, layer, '').slice(0, -1);
     if (!last) return encoderLayerGraph(w, o, name);
     if (tower === 'vision') return visionLastLayerGraph(w, visionHeadWeights(src, c), o, { grid: this.grid, local: true, name });
     return textLastLayerGraph(w, textHeadWeights(src, c), o, name);
   }
 
+  /** A weight matrix as the graphs take it: the current value, transposed to [in, out]. */
+  private matrix(name: string): Tensor<'float32'> {
+    let m = this.matrices.get(name);
+    if (!m) {
+      const [out, inn] = this.weightShape(name) as [number, number];
+      m = tensor('float32', transpose(this.source(name), out, inn), [inn, out], name);
+      this.matrices.set(name, m);
+    }
+    return m;
+  }
+
+  /** Runs a session, feeding the weight matrices it takes. */
+  private async run(key: string, feeds: Record<string, Tensor>, outputs?: readonly string[]): Promise<Record<string, Tensor>> {
+    const s = await this.session(key);
+    const all = { ...feeds };
+    for (const n of s.inputNames) if (!(n in all) && isSwappable(n)) all[n] = this.matrix(n);
+    return s.run(all, outputs);
+  }
+
   private session(key: string): Promise<Session> {
     let s = this.sessions.get(key);
     if (!s) {
-      s = Session.create(this.graphBytes(key), key, { memoryArena: true, ...this.options });
+      s = Session.create(this.graph(key), key, { memoryArena: true, ...this.options });
       this.sessions.set(key, s);
       s.catch(() => this.sessions.delete(key));
     }
@@ -224,26 +253,21 @@ export class ClipModel {
   /** pixel_values [B, 3, H, W] → hidden states entering layer 0, [B, 1+grid², D]. */
   async visionEmbeddings(pixelValues: Tensor<'float32'>): Promise<Tensor<'float32'>> {
     this.checkPixels(pixelValues);
-    const s = await this.session('vision:embeddings');
-    return (await s.run({ pixel_values: pixelValues })).hidden_states_out as Tensor<'float32'>;
+    return (await this.run('vision:embeddings', { pixel_values: pixelValues })).hidden_states_out as Tensor<'float32'>;
   }
 
   /** Runs vision layers [from, to) on hidden states (to < L; the last layer belongs to {@link visionHead}). */
   async visionLayers(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>> {
     this.checkRange('vision', from, to, this.visionLayerCount - 1);
     let h = hidden;
-    for (let i = from; i < to; i++) {
-      const s = await this.session(`vision:${i}`);
-      h = (await s.run({ hidden_states: h })).hidden_states_out as Tensor<'float32'>;
-    }
+    for (let i = from; i < to; i++) h = (await this.run(`vision:${i}`, { hidden_states: h })).hidden_states_out as Tensor<'float32'>;
     return h;
   }
 
   /** The last vision layer and the head: hidden states entering layer L−1 → embeddings. */
   async visionHead(hidden: Tensor<'float32'>, options: { local?: boolean } = {}): Promise<ImageFeatures> {
-    const s = await this.session(`vision:${this.visionLayerCount - 1}`);
     const local = options.local ?? true;
-    const out = await s.run({ hidden_states: hidden }, local ? ['image_embeds', 'image_embeds_local'] : ['image_embeds']);
+    const out = await this.run(`vision:${this.visionLayerCount - 1}`, { hidden_states: hidden }, local ? ['image_embeds', 'image_embeds_local'] : ['image_embeds']);
     return {
       image_embeds: out.image_embeds as Tensor<'float32'>,
       ...(local ? { image_embeds_local: out.image_embeds_local as Tensor<'float32'> } : {}),
@@ -342,10 +366,7 @@ export class ClipModel {
   async textLayers(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>> {
     this.checkRange('text', from, to, this.textLayerCount - 1);
     let h = hidden;
-    for (let i = from; i < to; i++) {
-      const s = await this.session(`text:${i}`);
-      h = (await s.run({ hidden_states: h })).hidden_states_out as Tensor<'float32'>;
-    }
+    for (let i = from; i < to; i++) h = (await this.run(`text:${i}`, { hidden_states: h })).hidden_states_out as Tensor<'float32'>;
     return h;
   }
 
@@ -354,8 +375,7 @@ export class ClipModel {
     const [b, l] = hidden.dims as [number, number];
     const idx = new BigInt64Array(b);
     for (let i = 0; i < b; i++) idx[i] = BigInt(i * l + positions[i]!);
-    const s = await this.session(`text:${this.textLayerCount - 1}`);
-    return (await s.run({ hidden_states: hidden, pool_index: tensor('int64', idx, [b], 'pool_index') })).text_embeds as Tensor<'float32'>;
+    return (await this.run(`text:${this.textLayerCount - 1}`, { hidden_states: hidden, pool_index: tensor('int64', idx, [b], 'pool_index') })).text_embeds as Tensor<'float32'>;
   }
 
   /** Runs the text tower from the hidden states entering layer `from`. */
@@ -400,6 +420,7 @@ export class ClipModel {
   async dispose(): Promise<void> {
     const all = [...this.sessions.values()];
     this.sessions.clear();
+    this.matrices.clear();
     for (const s of all) await (await s).release();
     this.checkpoint.close();
   }

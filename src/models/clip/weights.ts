@@ -2,7 +2,7 @@ import { Checkpoint, SafetensorsError, FLOAT_DTYPES } from '../../io/safetensors
 import { shapeString } from '../../tensor.js';
 import type { ClipConfig } from './config.js';
 import type {
-  EncoderLayerWeights, LayerNormWeights, LinearWeights, TextEmbeddingsWeights, TextHeadWeights,
+  EncoderLayerWeights, LayerNormWeights, LinearShape, TextEmbeddingsWeights, TextHeadWeights,
   VisionEmbeddingsWeights, VisionHeadWeights,
 } from './graph.js';
 
@@ -87,8 +87,8 @@ export function validateClipCheckpoint(cp: Checkpoint, c: ClipConfig): void {
 /** Reads float32 tensors by HF name (checkpoint values, or overrides set by the caller). */
 export type TensorSource = (name: string) => Float32Array;
 
-function linearW(src: TensorSource, prefix: string, out: number, inn: number, bias = true): LinearWeights {
-  return { weight: src(`${prefix}.weight`), bias: bias ? src(`${prefix}.bias`) : undefined, out, in: inn };
+function linearW(src: TensorSource, prefix: string, out: number, inn: number, bias = true): LinearShape {
+  return { bias: bias ? src(`${prefix}.bias`) : undefined, out, in: inn };
 }
 function lnW(src: TensorSource, prefix: string): LayerNormWeights {
   return { weight: src(`${prefix}.weight`), bias: src(`${prefix}.bias`) };
@@ -154,4 +154,12 @@ export function sessionKeyOf(name: string, c: ClipConfig): string | null {
   if (name.startsWith('vision_model.post_layernorm.') || name === 'visual_projection.weight') return `vision:${c.vision_config.num_hidden_layers - 1}`;
   if (name.startsWith('text_model.final_layer_norm.') || name === 'text_projection.weight') return `text:${c.text_config.num_hidden_layers - 1}`;
   return null;
+}
+
+/**
+ * Weight matrices the graphs take as overridable inputs: the ones SeTAR and LoRA change
+ * (SPEC §2: W_q, W_k, W_v, W_o, W_up, W_down, W_p). Replacing them needs no recompilation.
+ */
+export function isSwappable(name: string): boolean {
+  return /\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.(fc1|fc2))\.weight$/.test(name) || name === 'visual_projection.weight' || name === 'text_projection.weight';
 }

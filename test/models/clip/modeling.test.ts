@@ -117,3 +117,39 @@ describe('CLIP on ONNX Runtime: parity with OpenAI CLIP (clip-tiny-a)', () => {
     assert.throws(() => model.getWeight('vision_model.encoder.layers.9.mlp.fc1.weight'), /is not a weight of this CLIP model/);
   });
 });
+
+describe('SPEC §2 low-rank settings applied to clip-tiny-a give the reference pruned_* outputs', () => {
+  it('W_up of visual layer 0 at 0.25 and text layer 1 at 0.4', async () => {
+    const { applyLoraSettings } = await import('../../../src/lowrank/apply.js');
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const cacheDir = mkdtempSync(join(tmpdir(), 'setar-svd-'));
+    const model = await ClipModel.load(DIR, { threads: 1 });
+    const ref = SafetensorsFile.open(fixture('clip-tiny-a', 'reference.safetensors'));
+    try {
+      const changed = await applyLoraSettings(model, [['visual', 'W_up', 0, 0.25], ['text', 'W_up', 1, 0.4]], { cacheDir });
+      assert.deepEqual(changed, ['vision_model.encoder.layers.0.mlp.fc1.weight', 'text_model.encoder.layers.1.mlp.fc1.weight']);
+      const f64 = (n: string) => ref.read(n).data as Float64Array;
+      assertRelMax(model.getWeight(changed[0]!), f64('pruned_vision_fc1_weight'), 'pruned_vision_fc1_weight', REL);
+      assertRelMax(model.getWeight(changed[1]!), f64('pruned_text_fc1_weight'), 'pruned_text_fc1_weight', REL);
+      const px = ref.read('pixel_values');
+      const img = await model.encodeImages(tensor('float32', px.data as Float32Array, px.shape));
+      const txt = await model.encodeTokenIds({ ids: ref.read('input_ids').data as Int32Array, batch: 6, length: 77 });
+      assertRelMax(img.image_embeds.data, f64('pruned_image_embeds'), 'pruned_image_embeds', REL);
+      assertRelMax(img.image_embeds_local!.data, f64('pruned_image_embeds_local'), 'pruned_image_embeds_local', REL);
+      assertRelMax(txt.data, f64('pruned_text_embeds'), 'pruned_text_embeds', REL);
+      // applying again does not compound; ratio 0 restores
+      await applyLoraSettings(model, [['visual', 'W_up', 0, 0.25]], { cacheDir });
+      assertRelMax(model.getWeight(changed[0]!), f64('pruned_vision_fc1_weight'), 'pruned_vision_fc1_weight (re-applied)', REL);
+      await applyLoraSettings(model, [['visual', 'W_up', 0, 0]], { cacheDir });
+      assert.deepEqual(model.getWeight(changed[0]!), model.getOriginalWeight(changed[0]!));
+      await assert.rejects(applyLoraSettings(model, [['visual', 'W_up', 0, 0.1], ['visual', 'W_up', 0, 0.2]]), /lora settings 0 and 1 both modify 'vision_model\.encoder\.layers\.0\.mlp\.fc1\.weight'/);
+      await assert.rejects(applyLoraSettings(model, [['visual', 'W_q', 2, 0.1]]), /layer 2 .* out of range: the visual tower has 2 layers, allowed \[0, 1\]/);
+    } finally {
+      ref.close();
+      await model.dispose();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+});

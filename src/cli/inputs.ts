@@ -1,0 +1,65 @@
+import { readFile } from 'node:fs/promises';
+
+/** An error caused by what the user gave (flags, files); printed without a stack trace. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+async function readText(file: string, what: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read ${what} '${file}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+}
+
+/**
+ * A list of strings from a file: a JSON array of strings, or else one entry per line (UTF-8;
+ * `\r\n` accepted; one final newline does not make an extra empty entry).
+ */
+export async function readStringList(file: string, what: string, options: { allowEmptyEntries: boolean }): Promise<string[]> {
+  const text = await readText(file, what);
+  const trimmed = text.trimStart();
+  if (trimmed.startsWith('[')) {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    if (Array.isArray(json)) {
+      const bad = json.findIndex((x) => typeof x !== 'string');
+      if (bad >= 0) throw new UsageError(`${what} '${file}': entry ${bad} is ${JSON.stringify(json[bad])}, expected a string`);
+      return json as string[];
+    }
+  }
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  if (lines.length && lines[lines.length - 1] === '') lines.pop();
+  if (!options.allowEmptyEntries) {
+    const empty = lines.findIndex((l) => l.trim() === '');
+    if (empty >= 0) throw new UsageError(`${what} '${file}': line ${empty + 1} is empty`);
+  }
+  return lines;
+}
+
+/** A JSON file, parsed; errors name the file. */
+export async function readJson(file: string, what: string): Promise<unknown> {
+  const text = await readText(file, what);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${what} '${file}' is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** Parses a positive integer flag value, naming the flag on error. */
+export function positiveInt(flag: string): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${flag} must be a positive integer, got '${v}'`);
+    return n;
+  };
+}

@@ -1,0 +1,32 @@
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { registerClassify } from './classify.js';
+import { registerEmbed } from './embed.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+/** The `setar` command line. */
+export function buildProgram(): Command {
+  const program = new Command('setar')
+    .description('SeTAR: out-of-distribution detection with selective low-rank approximation, for CLIP on ONNX Runtime')
+    .version(pkg.version)
+    .showHelpAfterError('(run with --help for usage)');
+  registerClassify(program);
+  registerEmbed(program);
+  return program;
+}
+
+/** Runs the CLI; errors print as one line naming what was wrong (SETAR_DEBUG=1 adds the stack). */
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram().exitOverride();
+  try {
+    await program.parseAsync([...argv]);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    const err = e as Error;
+    process.stderr.write(`setar: error: ${err.message}\n`);
+    if (process.env.SETAR_DEBUG) process.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
+}
