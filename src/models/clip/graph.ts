@@ -2,10 +2,9 @@ import { float, GraphBuilder } from '../../onnx/graph-builder.js';
 import type { HiddenAct } from './config.js';
 
 /**
- * ONNX graph builders for CLIP's pieces. A tower runs as a chain of sessions: the vision
- * embeddings, then one session per encoder layer, the last layer carrying the tower's head.
- * Hidden states cross session boundaries as [batch, tokens, width] float32, so a tower can
- * restart at any layer from cached hidden states. Weight matrices (the ones SeTAR changes) are
+ * ONNX graph builders for CLIP's pieces: the vision embeddings, runs of encoder layers, and a
+ * tower from any layer to its embeddings. Hidden states cross session boundaries as
+ * [batch, tokens, width] float32, so a tower can restart at any layer from cached hidden states. Weight matrices (the ones SeTAR changes) are
  * graph inputs named by their HF names; biases and norms are initializers.
  */
 
@@ -151,12 +150,24 @@ export function encoderLayer(g: GraphBuilder, h: string, w: EncoderLayerWeights,
   return { out: mlpResidual(g, h1, w, o, name), context, value };
 }
 
-/** Builds a standalone session graph for one middle layer: hidden [B, S, D] → hidden. */
-export function encoderLayerGraph(w: EncoderLayerWeights, o: BlockOptions, name: string): Uint8Array {
-  const d = w.q_proj.out;
+/** Consecutive encoder layers of one tower, with their HF name prefixes (`vision_model.encoder.layers.3`). */
+export interface LayerRun {
+  readonly layers: readonly EncoderLayerWeights[];
+  readonly prefixes: readonly string[];
+}
+
+/** Runs layers [0, n) of a run on h. */
+function chain(g: GraphBuilder, h: string, run: LayerRun, n: number, o: BlockOptions): string {
+  for (let i = 0; i < n; i++) h = encoderLayer(g, h, run.layers[i]!, o, run.prefixes[i]!).out;
+  return h;
+}
+
+/** A session graph for a run of middle layers: hidden [B, S, D] → hidden. */
+export function encoderLayersGraph(run: LayerRun, o: BlockOptions, name: string): Uint8Array {
+  const d = run.layers[0]!.q_proj.out;
   const g = new GraphBuilder(name);
   const h = g.input('hidden_states', 'FLOAT', ['batch', 'tokens', d]);
-  g.output(encoderLayer(g, h, w, o, name).out, 'hidden_states_out', 'FLOAT', ['batch', 'tokens', d]);
+  g.output(chain(g, h, run, run.layers.length, o), 'hidden_states_out', 'FLOAT', ['batch', 'tokens', d]);
   return g.toBytes();
 }
 
@@ -194,23 +205,27 @@ export interface VisionHeadWeights {
 }
 
 /**
- * The last vision layer with the head: `image_embeds` = visual_projection(post_layernorm(h[:, 0]))
- * and, when `local`, GL-MCM's `image_embeds_local` [B, grid, grid, P]: from the layer's input h,
+ * The vision tower from some layer to the end (the run's last layer is the tower's last):
+ * `image_embeds` = visual_projection(post_layernorm(h[:, 0])) and, when `local`, GL-MCM's
+ * `image_embeds_local` [B, grid, grid, P]: from the last layer's input h,
  * v = h + out_proj(v_proj(ln1(h))), v = v + mlp(ln2(v)), post_layernorm, drop CLS, project
  * (SPEC §1). The value projection is shared with the regular attention.
  */
-export function visionLastLayerGraph(w: EncoderLayerWeights, head: VisionHeadWeights, o: BlockOptions, p: { grid: number; local: boolean; name: string }): Uint8Array {
+export function visionTowerGraph(run: LayerRun, head: VisionHeadWeights, o: BlockOptions, p: { grid: number; local: boolean; name: string }): Uint8Array {
+  const n = run.layers.length;
+  const w = run.layers[n - 1]!;
+  const prefix = run.prefixes[n - 1]!;
   const d = w.q_proj.out;
   const proj = head.visual_projection.out;
   const g = new GraphBuilder(p.name);
-  const h = g.input('hidden_states', 'FLOAT', ['batch', 'tokens', d]);
-  const layer = encoderLayer(g, h, w, o, p.name);
+  const h = chain(g, g.input('hidden_states', 'FLOAT', ['batch', 'tokens', d]), run, n - 1, o);
+  const layer = encoderLayer(g, h, w, o, prefix);
   const cls = g.op('Gather', [layer.out, g.constInt64([0])], { axis: 1 }); // [B, 1, D]
   const pooled = layerNorm(g, g.op('Squeeze', [cls, g.constInt64([1])]), head.post_layernorm, o.eps, 'vision_model.post_layernorm');
   g.output(linear(g, pooled, head.visual_projection, 'visual_projection'), 'image_embeds', 'FLOAT', ['batch', proj]);
   if (p.local) {
-    const v1 = g.op('Add', [h, linear(g, layer.value, w.out_proj, `${p.name}.self_attn.out_proj`)]);
-    const v2 = mlpResidual(g, v1, w, o, p.name);
+    const v1 = g.op('Add', [h, linear(g, layer.value, w.out_proj, `${prefix}.self_attn.out_proj`)]);
+    const v2 = mlpResidual(g, v1, w, o, prefix);
     const patches = g.op('Slice', [v2, g.constInt64([1]), g.constInt64([1 + p.grid * p.grid]), g.constInt64([1])]);
     const normed = layerNorm(g, patches, head.post_layernorm, o.eps, 'vision_model.post_layernorm');
     const projected = linear(g, normed, head.visual_projection, 'visual_projection');
@@ -232,22 +247,25 @@ export interface TextHeadWeights {
 }
 
 /**
- * The last text layer with the head, evaluated only where it matters: the attention runs over all
- * tokens, then only each prompt's end-token row (`pool_index` = b·L + eos position, int64 [B])
+ * The text tower from some layer to the end. Its last layer is evaluated only where it matters:
+ * the attention runs over all tokens, then only each prompt's end-token row (`pool_index` = b·L + eos position, int64 [B])
  * goes through out_proj, the MLP, `final_layer_norm` and `text_projection` → `text_embeds` [B, P].
  * Rows are independent after attention, so this equals pooling the full output.
  */
-export function textLastLayerGraph(w: EncoderLayerWeights, head: TextHeadWeights, o: BlockOptions, name: string): Uint8Array {
+export function textTowerGraph(run: LayerRun, head: TextHeadWeights, o: BlockOptions, name: string): Uint8Array {
+  const n = run.layers.length;
+  const w = run.layers[n - 1]!;
+  const prefix = run.prefixes[n - 1]!;
   const d = w.q_proj.out;
   const proj = head.text_projection.out;
   const g = new GraphBuilder(name);
-  const h = g.input('hidden_states', 'FLOAT', ['batch', 'length', d]);
+  const h = chain(g, g.input('hidden_states', 'FLOAT', ['batch', 'length', d]), run, n - 1, o);
   const poolIndex = g.input('pool_index', 'INT64', ['batch']);
-  const ln1 = layerNorm(g, h, w.layer_norm1, o.eps, `${name}.layer_norm1`);
-  const { context } = selfAttentionContext(g, ln1, w, o, name);
+  const ln1 = layerNorm(g, h, w.layer_norm1, o.eps, `${prefix}.layer_norm1`);
+  const { context } = selfAttentionContext(g, ln1, w, o, prefix);
   const flat = (x: string) => g.op('Gather', [g.op('Reshape', [x, g.constInt64([-1, d])]), poolIndex], { axis: 0 });
-  const h1 = g.op('Add', [flat(h), linear(g, flat(context), w.out_proj, `${name}.self_attn.out_proj`)]);
-  const h2 = mlpResidual(g, h1, w, o, name);
+  const h1 = g.op('Add', [flat(h), linear(g, flat(context), w.out_proj, `${prefix}.self_attn.out_proj`)]);
+  const h2 = mlpResidual(g, h1, w, o, prefix);
   const pooled = layerNorm(g, h2, head.final_layer_norm, o.eps, 'text_model.final_layer_norm');
   g.output(linear(g, pooled, head.text_projection, 'text_projection'), 'text_embeds', 'FLOAT', ['batch', proj]);
   return g.toBytes();

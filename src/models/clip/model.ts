@@ -3,8 +3,8 @@ import { Session, type SessionOptions } from '../../runtime/session.js';
 import { shapeString, tensor, type Tensor } from '../../tensor.js';
 import { loadClipConfig, gridSize, type ClipConfig } from './config.js';
 import {
-  encoderLayerGraph, textLastLayerGraph, transpose, visionEmbeddingsGraph, visionLastLayerGraph,
-  type BlockOptions,
+  encoderLayersGraph, textTowerGraph, transpose, visionEmbeddingsGraph, visionTowerGraph,
+  type BlockOptions, type LayerRun,
 } from './graph.js';
 import type { TextEmbeddingsWeights } from './graph.js';
 import {
@@ -21,6 +21,8 @@ export interface ClipModelOptions extends SessionOptions {
   readonly maxVisionBatch?: number;
   /** Largest number of prompts per text batch (prompts are sorted by length and padded per batch). */
   readonly maxTextBatch?: number;
+  /** Compiled sessions kept alive (least recently used ones are released); default 6. */
+  readonly maxSessions?: number;
 }
 
 /** Outputs of the image tower (HF names, float32, not normalised). */
@@ -41,15 +43,15 @@ export interface TokenIds {
 /**
  * A CLIP model (HF `CLIPModel` layout) running on ONNX Runtime.
  *
- * Weights are read from the safetensors file when a session is built and not kept in JS memory,
- * so loading needs little more than ONNX Runtime's own copy. Any weight can be replaced with
- * {@link setWeight}; only the session that holds it is rebuilt, on next use. Towers can be run
- * layer by layer ({@link visionEmbeddings}, {@link visionLayers}, {@link visionHead}…) so that
- * callers can cache hidden states below a layer and restart from there.
+ * Weight matrices (the ones SeTAR changes) are read once from the checkpoint and fed to the
+ * graphs at each run, so {@link setWeight} swaps one at no cost; other tensors (norms, biases,
+ * embeddings) are compiled into the graphs. A tower can be run in pieces — embeddings, a run of
+ * layers ({@link visionLayers}), the rest of the tower from any layer ({@link visionFrom}) — so
+ * callers can cache the hidden states below a layer and restart from there.
  *
  * @example
  * const model = await ClipModel.load('clip-vit-base-patch16');
- * const { image_embeds } = await model.encodeImages(pixelValues); // [B, 512]
+ * const { image_embeds, image_embeds_local } = await model.encodeImages(pixelValues); // [B, 512], [B, 14, 14, 512]
  */
 export class ClipModel {
   private readonly sessions = new Map<string, Promise<Session>>();
@@ -96,16 +98,13 @@ export class ClipModel {
     return gridSize(this.config.vision_config);
   }
 
-  /** Compiles every session and reads every weight now (loading benchmarks, servers). */
+  /** Compiles the sessions of a plain forward pass and reads every weight now (loading benchmarks, servers). */
   async prepare(): Promise<void> {
     this.textTables();
-    for (const tower of ['vision', 'text'] as const) {
-      if (tower === 'vision') await this.session(`${tower}:embeddings`);
-      const n = tower === 'vision' ? this.visionLayerCount : this.textLayerCount;
-      for (let i = 0; i < n; i++) {
-        const s = await this.session(`${tower}:${i}`);
-        for (const name of s.inputNames) if (isSwappable(name)) this.matrix(name);
-      }
+    const keys = ['vision:embeddings', 'vision:tower:0:1', 'text:tower:0'];
+    for (const key of keys) {
+      const s = await this.session(key);
+      for (const name of s.inputNames) if (isSwappable(name)) this.matrix(name);
     }
   }
 
@@ -169,15 +168,20 @@ export class ClipModel {
     return [...this.overrides.keys()];
   }
 
+  /** Drops the compiled sessions that hold `name` as a constant (any session of its tower). */
   private invalidate(name: string): void {
     const key = sessionKeyOf(name, this.config);
     if (key === 'text:embeddings') this.textTable = null;
     if (key === null) return;
-    const s = this.sessions.get(key);
-    if (s) {
-      this.sessions.delete(key);
-      void s.then((x) => x.release()).catch(() => undefined);
+    const tower = key.split(':')[0]!;
+    for (const [k, s] of [...this.sessions]) {
+      if (k.startsWith(`${tower}:`) && (key !== `${tower}:embeddings` || k === key)) this.dropSession(k, s);
     }
+  }
+
+  private dropSession(key: string, s: Promise<Session>): void {
+    this.sessions.delete(key);
+    void s.then((x) => x.release()).catch(() => undefined);
   }
 
   // ---- sessions --------------------------------------------------------------------------
@@ -187,27 +191,36 @@ export class ClipModel {
     return { heads: tc.num_attention_heads, eps: tc.layer_norm_eps, act: tc.hidden_act, causal: tower === 'text' };
   }
 
-  private graph(key: string): Uint8Array {
-    const [tower, part] = key.split(':') as [Tower, string];
-    const c = this.config;
-    const src = this.source;
-    if (part === 'embeddings') {
-      if (tower === 'vision') {
-        const v = c.vision_config;
-        return visionEmbeddingsGraph(visionEmbeddingsWeights(src), {
-          hidden: v.hidden_size, channels: v.num_channels, patch: v.patch_size, grid: this.grid, eps: v.layer_norm_eps,
-        });
-      }
-      throw new Error('text embeddings are computed in JS (see textEmbeddings)');
+  private layerRun(tower: Tower, from: number, to: number): LayerRun {
+    const layers = [];
+    const prefixes = [];
+    for (let i = from; i < to; i++) {
+      layers.push(encoderLayerWeights(this.source, this.config, tower, i));
+      prefixes.push(layerTensorName(tower, i, '').slice(0, -1));
     }
-    const layer = Number(part);
-    const w = encoderLayerWeights(src, c, tower, layer);
+    return { layers, prefixes };
+  }
+
+  /**
+   * Builds the graph a session key names: `T:embeddings`, `T:layers:FROM:TO` (middle layers
+   * [FROM, TO)), `vision:tower:FROM:LOCAL` or `text:tower:FROM` (layer FROM to the embeddings).
+   */
+  private graph(key: string): Uint8Array {
+    const [tower, kind, a, b] = key.split(':') as [Tower, string, string, string];
+    const c = this.config;
+    if (kind === 'embeddings') {
+      const v = c.vision_config;
+      return visionEmbeddingsGraph(visionEmbeddingsWeights(this.source), {
+        hidden: v.hidden_size, channels: v.num_channels, patch: v.patch_size, grid: this.grid, eps: v.layer_norm_eps,
+      });
+    }
     const o = this.blockOptions(tower);
-    const last = layer === (tower === 'vision' ? this.visionLayerCount : this.textLayerCount) - 1;
-    const name = layerTensorName(tower, layer, '').slice(0, -1);
-    if (!last) return encoderLayerGraph(w, o, name);
-    if (tower === 'vision') return visionLastLayerGraph(w, visionHeadWeights(src, c), o, { grid: this.grid, local: true, name });
-    return textLastLayerGraph(w, textHeadWeights(src, c), o, name);
+    const from = Number(a);
+    if (kind === 'layers') return encoderLayersGraph(this.layerRun(tower, from, Number(b)), o, key);
+    const n = tower === 'vision' ? this.visionLayerCount : this.textLayerCount;
+    const run = this.layerRun(tower, from, n);
+    if (tower === 'vision') return visionTowerGraph(run, visionHeadWeights(this.source, c), o, { grid: this.grid, local: b === '1', name: key });
+    return textTowerGraph(run, textHeadWeights(this.source, c), o, key);
   }
 
   /** A weight matrix as the graphs take it: the current value, transposed to [in, out]. */
@@ -229,12 +242,24 @@ export class ClipModel {
     return s.run(all, outputs);
   }
 
+  /**
+   * The compiled session for a key, most recently used last. Each session keeps an arena sized
+   * for its largest batch, so only the few used lately are kept (`maxSessions`).
+   */
   private session(key: string): Promise<Session> {
     let s = this.sessions.get(key);
-    if (!s) {
-      s = Session.create(this.graph(key), key, { memoryArena: true, ...this.options });
+    if (s) {
+      this.sessions.delete(key);
       this.sessions.set(key, s);
-      s.catch(() => this.sessions.delete(key));
+      return s;
+    }
+    s = Session.create(this.graph(key), key, { memoryArena: true, ...this.options });
+    this.sessions.set(key, s);
+    s.catch(() => this.sessions.delete(key));
+    const max = this.options.maxSessions ?? 6;
+    for (const [k, old] of this.sessions) {
+      if (this.sessions.size <= max) break;
+      this.dropSession(k, old);
     }
     return s;
   }
@@ -256,28 +281,22 @@ export class ClipModel {
     return (await this.run('vision:embeddings', { pixel_values: pixelValues })).hidden_states_out as Tensor<'float32'>;
   }
 
-  /** Runs vision layers [from, to) on hidden states (to < L; the last layer belongs to {@link visionHead}). */
+  /** Runs vision layers [from, to) on hidden states (to ≤ L − 1: the last layer runs with the head, in {@link visionFrom}). */
   async visionLayers(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>> {
     this.checkRange('vision', from, to, this.visionLayerCount - 1);
-    let h = hidden;
-    for (let i = from; i < to; i++) h = (await this.run(`vision:${i}`, { hidden_states: h })).hidden_states_out as Tensor<'float32'>;
-    return h;
-  }
-
-  /** The last vision layer and the head: hidden states entering layer L−1 → embeddings. */
-  async visionHead(hidden: Tensor<'float32'>, options: { local?: boolean } = {}): Promise<ImageFeatures> {
-    const local = options.local ?? true;
-    const out = await this.run(`vision:${this.visionLayerCount - 1}`, { hidden_states: hidden }, local ? ['image_embeds', 'image_embeds_local'] : ['image_embeds']);
-    return {
-      image_embeds: out.image_embeds as Tensor<'float32'>,
-      ...(local ? { image_embeds_local: out.image_embeds_local as Tensor<'float32'> } : {}),
-    };
+    if (from === to) return hidden;
+    return (await this.run(`vision:layers:${from}:${to}`, { hidden_states: hidden })).hidden_states_out as Tensor<'float32'>;
   }
 
   /** Runs the vision tower from the hidden states entering layer `from` to the embeddings. */
   async visionFrom(hidden: Tensor<'float32'>, from: number, options: { local?: boolean } = {}): Promise<ImageFeatures> {
-    const h = await this.visionLayers(hidden, from, this.visionLayerCount - 1);
-    return this.visionHead(h, options);
+    this.checkRange('vision', from, from, this.visionLayerCount - 1);
+    const local = options.local ?? true;
+    const out = await this.run(`vision:tower:${from}:${local ? 1 : 0}`, { hidden_states: hidden });
+    return {
+      image_embeds: out.image_embeds as Tensor<'float32'>,
+      ...(local ? { image_embeds_local: out.image_embeds_local as Tensor<'float32'> } : {}),
+    };
   }
 
   /**
@@ -287,7 +306,7 @@ export class ClipModel {
   async encodeImages(pixelValues: Tensor<'float32'>, options: { local?: boolean } = {}): Promise<ImageFeatures> {
     this.checkPixels(pixelValues);
     const [b, c, h, w] = pixelValues.dims as [number, number, number, number];
-    const chunk = this.options.maxVisionBatch ?? 16;
+    const chunk = this.options.maxVisionBatch ?? 8;
     const parts: ImageFeatures[] = [];
     const per = c * h * w;
     for (let start = 0; start < b; start += chunk) {
@@ -365,22 +384,17 @@ export class ClipModel {
   /** Runs text layers [from, to) (to < L). */
   async textLayers(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>> {
     this.checkRange('text', from, to, this.textLayerCount - 1);
-    let h = hidden;
-    for (let i = from; i < to; i++) h = (await this.run(`text:${i}`, { hidden_states: h })).hidden_states_out as Tensor<'float32'>;
-    return h;
+    if (from === to) return hidden;
+    return (await this.run(`text:layers:${from}:${to}`, { hidden_states: hidden })).hidden_states_out as Tensor<'float32'>;
   }
 
-  /** The last text layer and the head, pooled at `positions` [B] → `text_embeds` [B, P]. */
-  async textHead(hidden: Tensor<'float32'>, positions: Int32Array): Promise<Tensor<'float32'>> {
+  /** Runs the text tower from the hidden states entering layer `from`, pooled at `positions` [B] → `text_embeds` [B, P]. */
+  async textFrom(hidden: Tensor<'float32'>, from: number, positions: Int32Array): Promise<Tensor<'float32'>> {
+    this.checkRange('text', from, from, this.textLayerCount - 1);
     const [b, l] = hidden.dims as [number, number];
     const idx = new BigInt64Array(b);
     for (let i = 0; i < b; i++) idx[i] = BigInt(i * l + positions[i]!);
-    return (await this.run(`text:${this.textLayerCount - 1}`, { hidden_states: hidden, pool_index: tensor('int64', idx, [b], 'pool_index') })).text_embeds as Tensor<'float32'>;
-  }
-
-  /** Runs the text tower from the hidden states entering layer `from`. */
-  async textFrom(hidden: Tensor<'float32'>, from: number, positions: Int32Array): Promise<Tensor<'float32'>> {
-    return this.textHead(await this.textLayers(hidden, from, this.textLayerCount - 1), positions);
+    return (await this.run(`text:tower:${from}`, { hidden_states: hidden, pool_index: tensor('int64', idx, [b], 'pool_index') })).text_embeds as Tensor<'float32'>;
   }
 
   /** Token ids (one padded batch) → `text_embeds` [B, P]. */
