@@ -1,6 +1,7 @@
-import { closeSync, openSync, readSync, fstatSync, writeSync, renameSync, unlinkSync, fsyncSync } from 'node:fs';
+import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
+import { writeFileAtomic } from './atomic.js';
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 
 /** Element types setar reads from safetensors files. Others are listed by name in errors. */
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'U8' | 'I8' | 'BOOL' | 'I16' | 'U16';
@@ -342,20 +343,7 @@ export function writeSafetensors(path: string, tensors: Record<string, TensorToW
   const headerBytes = Buffer.from(json, 'utf8');
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(headerBytes.length));
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, len);
-    writeSync(fd, headerBytes);
-    for (const b of blobs) writeSync(fd, b);
-    fsyncSync(fd);
-  } catch (e) {
-    closeSync(fd);
-    try { unlinkSync(tmp); } catch { /* already gone */ }
-    throw e;
-  }
-  closeSync(fd);
-  renameSync(tmp, path);
+  writeFileAtomic(path, [len, headerBytes, ...blobs]);
 }
 
 /**

@@ -1,3 +1,5 @@
+import { GraphBuilder } from '../../onnx/graph-builder.js';
+import { Session, type SessionOptions } from '../../runtime/session.js';
 import { shapeString, tensor, type Tensor } from '../../tensor.js';
 
 /** L2-normalises each row of a [N, P] (or [..., P]) float tensor, in float64 then rounded to float32. */
@@ -45,4 +47,39 @@ export function clipLogits(image: Tensor<'float32'>, text: Tensor<'float32'>, lo
     }
   }
   return tensor('float64', out, [...image.dims.slice(0, -1), t]);
+}
+
+/**
+ * CLIP's logits on ONNX Runtime for a fixed set of prompts: the text features are normalised,
+ * scaled by exp(logit_scale) and baked in, so each batch costs one MatMul — for GL-MCM's local
+ * logits that is 196 × 1,000 dot products per ImageNet image, too many for a JS loop.
+ */
+export class ClipLogitsHead {
+  private constructor(private readonly session: Session, readonly classes: number) {}
+
+  /** @param text `text_embeds` [C, P] of the class prompts; @param logitScale the stored log value. */
+  static async create(text: Tensor<'float32'>, logitScale: number, options: SessionOptions = {}): Promise<ClipLogitsHead> {
+    const [c, p] = text.dims as [number, number];
+    const n = l2Normalize(text).data;
+    const scale = Math.exp(logitScale);
+    const w = new Float32Array(p * c); // [P, C]: scaled, normalised prompts as MatMul's B
+    for (let j = 0; j < c; j++) for (let i = 0; i < p; i++) w[i * c + j] = n[j * p + i]! * scale;
+    const g = new GraphBuilder('clip_logits');
+    const x = g.input('image_features', 'FLOAT', ['rows', p]);
+    const norm = g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.constInt64([-1])], { keepdims: 1 })]);
+    g.output(g.op('MatMul', [g.op('Div', [x, norm]), g.initializer('text_features', w, [p, c])]), 'logits', 'FLOAT', ['rows', c]);
+    return new ClipLogitsHead(await Session.create(g.toBytes(), 'clip_logits', { memoryArena: true, ...options }), c);
+  }
+
+  /** Image features [..., P] → logits [..., C] (float32). */
+  async logits(features: Tensor<'float32'>): Promise<Tensor<'float32'>> {
+    const p = features.dims[features.dims.length - 1]!;
+    const rows = features.data.length / p;
+    const out = await this.session.run({ image_features: tensor('float32', features.data, [rows, p], 'image_features') });
+    return tensor('float32', out.logits!.data as Float32Array, [...features.dims.slice(0, -1), this.classes], 'logits');
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
 }

@@ -153,3 +153,27 @@ describe('SPEC §2 low-rank settings applied to clip-tiny-a give the reference p
     }
   });
 });
+
+describe('ClipLogitsHead', () => {
+  it('matches the reference logits_per_image and logits_per_image_local', async () => {
+    const { ClipLogitsHead } = await import('../../../src/models/clip/logits.js');
+    const model = await ClipModel.load(DIR, { threads: 1 });
+    const ref = SafetensorsFile.open(fixture('clip-tiny-a', 'reference.safetensors'));
+    try {
+      const px = ref.read('pixel_values');
+      const img = await model.encodeImages(tensor('float32', px.data as Float32Array, px.shape));
+      const txt = await model.encodeTokenIds({ ids: ref.read('input_ids').data as Int32Array, batch: 6, length: 77 });
+      const head = await ClipLogitsHead.create(txt, model.logitScale, { threads: 1 });
+      const g = await head.logits(img.image_embeds);
+      const l = await head.logits(img.image_embeds_local!);
+      assert.deepEqual(g.dims, [5, 6]);
+      assert.deepEqual(l.dims, [5, 4, 4, 6]);
+      assertRelMax(g.data, ref.read('logits_per_image').data as Float64Array, 'logits_per_image', REL);
+      assertRelMax(l.data, ref.read('logits_per_image_local').data as Float64Array, 'logits_per_image_local', REL);
+      await head.release();
+    } finally {
+      ref.close();
+      await model.dispose();
+    }
+  });
+});
