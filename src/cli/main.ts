@@ -1,9 +1,13 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../paths.js';
 import { registerClassify } from './classify.js';
 import { registerEmbed } from './embed.js';
+import { registerEval } from './eval.js';
+import { registerMetrics } from './metrics.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
 
 /** The `setar` command line. */
 export function buildProgram(): Command {
@@ -13,6 +17,8 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)');
   registerClassify(program);
   registerEmbed(program);
+  registerEval(program);
+  registerMetrics(program);
   return program;
 }
 

@@ -1,0 +1,91 @@
+import type { Command } from 'commander';
+import { resolveEvalConfig, type EvalFlags } from '../eval/config.js';
+import { runEval } from '../eval/run-eval.js';
+import { positiveInt, readJson, readStringList, UsageError } from './inputs.js';
+import { ProgressBar } from './progress.js';
+
+interface EvalCliFlags {
+  config?: string;
+  model?: string;
+  id?: string;
+  benchmark?: string;
+  dataRoot?: string;
+  labels?: string;
+  ood?: string[];
+  scorers?: string;
+  temperature?: number;
+  recallLevel?: number;
+  split?: string;
+  loraSettings?: string;
+  pruneMode?: string;
+  batchSize?: number;
+  seed?: number;
+  template?: string;
+  strict?: boolean;
+  out?: string;
+  workers?: number;
+  threads?: number;
+}
+
+function finite(flag: string): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got '${v}'`);
+    return n;
+  };
+}
+
+/** `setar eval`: the OOD benchmark protocol with the reference's output files. */
+export function registerEval(program: Command): void {
+  program
+    .command('eval')
+    .description('OOD evaluation: scores, FPR95/AUROC/AUPR, ID accuracy and an HTML report, written as the reference names them')
+    .option('--config <file>', 'an official-style JSON config (data_root, id_dataset, split, scorers, lora_settings, …); flags override it')
+    .option('--model <dir>', 'CLIP checkpoint directory (Hugging Face layout)')
+    .option('--id <name=dir>', 'ID data: DIR holds one sub-folder per class (sorted names give the labels)')
+    .option('--benchmark <name>', 'built-in ID benchmark: imagenet1k | voc | coco (with --data-root)')
+    .option('--data-root <dir>', 'benchmark root: DATA_ROOT/ID_ImageNet1K/{val,test}, DATA_ROOT/OOD_iNaturalist/test, …')
+    .option('--labels <file>', 'class names (JSON array or one per line); default: the class folder names')
+    .option('--ood <name=dir>', 'an OOD set: every image under DIR (repeat the flag for several)', (v: string, acc: string[] = []) => [...acc, v])
+    .option('--scorers <list>', 'comma-separated: mcm_score, l_mcm_score, gl_mcm_score, energy_score, entropy_score, var_score')
+    .option('--temperature <t>', 'softmax temperature of the scores (100 for CLIP)', finite('--temperature'))
+    .option('--recall-level <r>', 'recall at which FPR is reported', finite('--recall-level'))
+    .option('--split <name>', 'split name used in file names (and the benchmark folder)')
+    .option('--lora-settings <file>', 'low-rank settings: [["visual","W_up",11,0.15], …] or a config_best.json')
+    .option('--prune-mode <mode>', 'small | large | random (lora_svd_init_type)')
+    .option('--batch-size <n>', 'images per forward pass', positiveInt('--batch-size'))
+    .option('--seed <n>', "seed of the 'random' prune mode", (v) => Number(v))
+    .option('--template <text>', "prompt template; '{}' is the class name", 'a photo of a {}')
+    .option('--strict', 'fail on the first unreadable image instead of skipping it')
+    .option('--workers <n>', 'image decoding threads', positiveInt('--workers'))
+    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--out <dir>', 'output folder')
+    .action(async (f: EvalCliFlags) => {
+      const json = f.config ? await readJson(f.config, 'config file') : null;
+      if (json !== null && (typeof json !== 'object' || Array.isArray(json))) throw new UsageError(`config file '${f.config}' must hold a JSON object`);
+      const flags: EvalFlags = {
+        model: f.model, id: f.id, benchmark: f.benchmark, dataRoot: f.dataRoot, ood: f.ood,
+        labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
+        scorers: f.scorers?.split(',').map((s) => s.trim()).filter(Boolean),
+        temperature: f.temperature, recallLevel: f.recallLevel, split: f.split,
+        loraSettings: f.loraSettings ? await readJson(f.loraSettings, 'lora settings file') : undefined,
+        pruneMode: f.pruneMode, batchSize: f.batchSize, seed: f.seed, template: f.template, strict: f.strict, out: f.out,
+        workers: f.workers, threads: f.threads,
+      };
+      const config = resolveEvalConfig(json as Record<string, unknown> | null, flags, f.config ?? 'config');
+      const bar = new ProgressBar();
+      const result = await runEval(config, {
+        onDatasetStart: (name, total) => bar.begin(name, total),
+        onProgress: (p) => bar.update(p.done),
+        onDatasetEnd: () => bar.end(),
+        log: (line) => {
+          if (!process.stderr.isTTY) process.stderr.write(`${line}\n`);
+        },
+      });
+      for (const [scorer, rows] of Object.entries(result.metrics)) {
+        process.stdout.write(`\n${scorer} (${config.split})\n${'OOD dataset'.padEnd(20)}  FPR95   AUROC    AUPR\n`);
+        for (const r of rows) process.stdout.write(`${r.name.padEnd(20)} ${r.FPR.toFixed(2).padStart(6)}  ${r.AUROC.toFixed(2).padStart(6)}  ${r.AUPR.toFixed(2).padStart(6)}\n`);
+      }
+      process.stdout.write(`\n${result.id.dataset.name} top-1 accuracy: ${result.id.accuracy!.toFixed(2)}%\nwrote ${result.files.length} files to ${config.out}\n`);
+    });
+}

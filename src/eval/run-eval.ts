@@ -1,0 +1,192 @@
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'csv-stringify/sync';
+import { benchmarkPreset, imageFolder, imageTree, resolveLabels, type ImageDataset } from '../data/datasets.js';
+import { loadImageBatches, type SkippedImage } from '../data/loader.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { applyLoraSettings } from '../lowrank/apply.js';
+import { ClipLogitsHead } from '../models/clip/logits.js';
+import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
+import { oodMetrics, benchmarkTable, type BenchmarkRow } from '../ood/metrics.js';
+import { getScorer, computeScores } from '../ood/scores.js';
+import { writeEvalReport } from '../report/html-report.js';
+import type { EvalConfig } from './config.js';
+
+/** Progress of one dataset's pass, for a progress bar. */
+export interface EvalProgress {
+  readonly dataset: string;
+  readonly done: number;
+  readonly total: number;
+}
+
+/** Hooks of {@link runEval}. */
+export interface EvalHooks {
+  readonly onDatasetStart?: (dataset: string, total: number) => void;
+  readonly onProgress?: (p: EvalProgress) => void;
+  readonly onDatasetEnd?: (dataset: string) => void;
+  readonly log?: (line: string) => void;
+}
+
+/** Scores of one dataset: per scorer, one value per image that decoded (dataset order). */
+export interface DatasetScores {
+  readonly dataset: ImageDataset;
+  /** Positions in `dataset.files` of the scored images. */
+  readonly indices: Int32Array;
+  readonly scores: Readonly<Record<string, Float64Array>>;
+  readonly skipped: readonly SkippedImage[];
+  /** Top-1 accuracy in % (ID only). */
+  readonly accuracy?: number;
+}
+
+/** What {@link runEval} computed and wrote. */
+export interface EvalResult {
+  readonly id: DatasetScores;
+  readonly ood: readonly DatasetScores[];
+  /** Per scorer: rows per OOD set (in order) plus `Avg`. */
+  readonly metrics: Readonly<Record<string, BenchmarkRow[]>>;
+  readonly files: readonly string[];
+}
+
+/** Decoder messages can span lines; the skipped list keeps one line per file. */
+function oneLine(s: string): string {
+  return s.split(/\s*\n\s*/).filter((x, i, a) => x && a.indexOf(x) === i).join('; ');
+}
+
+function fmt2(x: number): string {
+  return x.toFixed(2);
+}
+
+/**
+ * The paper's evaluation protocol (SPEC §3–4): zero-shot CLIP on the ID data and each OOD set,
+ * every configured scorer, AUROC / AUPR / FPR at the recall level, ID accuracy; writes the
+ * reference's files (`scores_*`, `metrics_*`, `cutoffs_*`, `metrics_classify_*`), the resolved
+ * config, a log and an HTML report into `config.out`, each atomically.
+ */
+export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promise<EvalResult> {
+  mkdirSync(config.out, { recursive: true });
+  const logFile = join(config.out, 'eval.log');
+  const log = (line: string) => {
+    appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`);
+    hooks.log?.(line);
+  };
+
+  // Datasets first: a wrong path fails before the model loads.
+  let id: ImageDataset;
+  let labels: string[];
+  let oodSources = config.ood;
+  if (config.id.kind === 'folder') {
+    id = imageFolder(config.id.name, config.id.root);
+    labels = resolveLabels(id, config.labels);
+  } else {
+    const preset = benchmarkPreset(config.id.benchmark, config.id.dataRoot, config.split);
+    id = preset.id;
+    labels = resolveLabels(id, config.labels ?? preset.labels);
+    if (oodSources.length === 0) oodSources = preset.ood;
+  }
+  const oods = oodSources.map((o) => imageTree(o.name, o.root));
+  log(`ID ${id.name}: ${id.files.length} images, ${labels.length} classes; OOD: ${oods.map((o) => `${o.name} (${o.files.length})`).join(', ')}`);
+
+  const clip = await ClipPipeline.load(config.model, { threads: config.threads });
+  const files: string[] = [];
+  const write = (name: string, data: string) => {
+    const p = join(config.out, name);
+    writeFileAtomic(p, data);
+    files.push(p);
+  };
+  try {
+    if (config.lora_settings?.length) {
+      const changed = await applyLoraSettings(clip.model, config.lora_settings, { mode: config.lora_svd_init_type, seed: config.seed });
+      log(`low-rank settings (${config.lora_svd_init_type}): ${changed.length} weights replaced`);
+    }
+    const text = await clip.encodeTexts(labels.map((l) => fillTemplate(config.template, l)));
+    const head = await ClipLogitsHead.create(text, clip.model.logitScale, { threads: config.threads });
+    const needsLocal = config.scorers.some((s) => getScorer(s).needs.local);
+    const size = clip.model.config.vision_config.image_size;
+
+    const scoreDataset = async (ds: ImageDataset): Promise<DatasetScores> => {
+      const scores: Record<string, number[]> = Object.fromEntries(config.scorers.map((s) => [s, []]));
+      const indices: number[] = [];
+      const skipped: SkippedImage[] = [];
+      let correct = 0;
+      hooks.onDatasetStart?.(ds.name, ds.files.length);
+      for await (const batch of loadImageBatches(ds.files, {
+        batchSize: config.batch_size,
+        preprocess: { size },
+        workers: config.workers,
+        strict: config.strict,
+        onSkip: (s) => {
+          skipped.push(s);
+          log(`skipped ${s.file}: ${s.reason}`);
+        },
+        onProgress: (done, total) => hooks.onProgress?.({ dataset: ds.name, done, total }),
+      })) {
+        const f = await clip.model.encodeImages(batch.pixelValues, { local: needsLocal });
+        const global = await head.logits(f.image_embeds);
+        const local = needsLocal ? await head.logits(f.image_embeds_local!) : undefined;
+        for (const s of config.scorers) scores[s]!.push(...computeScores(s, { global, local }, config.temperature));
+        indices.push(...batch.indices);
+        if (ds.labels) {
+          const c = head.classes;
+          batch.indices.forEach((idx, r) => {
+            let arg = 0;
+            for (let j = 1; j < c; j++) if (global.data[r * c + j]! > global.data[r * c + arg]!) arg = j;
+            if (arg === ds.labels![idx]) correct++;
+          });
+        }
+      }
+      hooks.onDatasetEnd?.(ds.name);
+      if (indices.length === 0) throw new Error(`dataset ${ds.name}: none of its ${ds.files.length} images could be read (see skipped_${ds.name}_${config.split}.txt)`);
+      if (skipped.length) write(`skipped_${ds.name}_${config.split}.txt`, skipped.map((s) => `${ds.relPaths[s.index]}\t${oneLine(s.reason)}\n`).join(''));
+      const result: DatasetScores = {
+        dataset: ds,
+        indices: Int32Array.from(indices),
+        scores: Object.fromEntries(Object.entries(scores).map(([k, v]) => [k, Float64Array.from(v)])),
+        skipped,
+        ...(ds.labels ? { accuracy: (correct / indices.length) * 100 } : {}),
+      };
+      const header = ['image', ...config.scorers];
+      const rows = indices.map((idx, r) => [ds.relPaths[idx]!, ...config.scorers.map((s) => String(result.scores[s]![r]))]);
+      write(`scores_${ds.name}_${config.split}.csv`, stringify([header, ...rows]));
+      log(`${ds.name}: scored ${indices.length} images${skipped.length ? `, skipped ${skipped.length}` : ''}`);
+      return result;
+    };
+
+    const idScores = await scoreDataset(id);
+    log(`${id.name} zero-shot top-1 accuracy: ${idScores.accuracy!.toFixed(2)}%`);
+    write(`metrics_classify_${config.split}.json`, JSON.stringify({ [id.name]: idScores.accuracy }, null, 2) + '\n');
+    const oodScores: DatasetScores[] = [];
+    for (const o of oods) oodScores.push(await scoreDataset(o));
+    await head.release();
+
+    const metrics: Record<string, BenchmarkRow[]> = {};
+    for (const s of config.scorers) {
+      const rows = oodScores.map((o) => ({ name: o.dataset.name, ...oodMetrics(idScores.scores[s]!, o.scores[s]!, { recallLevel: config.recall_level }) }));
+      const table = benchmarkTable(rows);
+      metrics[s] = table;
+      write(`metrics_${s}_${config.split}.csv`, stringify([['OOD dataset', 'FPR95', 'AUROC', 'AUPR'], ...table.map((r) => [r.name, fmt2(r.FPR), fmt2(r.AUROC), fmt2(r.AUPR)])]));
+      write(`cutoffs_${s}_${config.split}.csv`, stringify([['OOD dataset', 'Cutoff'], ...rows.map((r) => [r.name, String(r.cutoff)])]));
+      for (const r of table) log(`${s} ${r.name}: FPR95 ${fmt2(r.FPR)} AUROC ${fmt2(r.AUROC)} AUPR ${fmt2(r.AUPR)}`);
+    }
+    const resolved = { ...config, id_dataset: id.name, labels: undefined, ood: oods.map((o) => ({ name: o.name, root: o.root })) };
+    write('config.json', JSON.stringify(resolved, null, 2) + '\n');
+    const report = join(config.out, `report_${config.split}.html`);
+    writeEvalReport(report, {
+      title: `setar eval — ${id.name} (${config.split})`,
+      idDataset: id.name,
+      split: config.split,
+      accuracy: idScores.accuracy,
+      recallLevel: config.recall_level,
+      config: resolved as unknown as Record<string, unknown>,
+      scorers: config.scorers.map((s) => ({
+        scorer: s,
+        idScores: idScores.scores[s]!,
+        ood: oodScores.map((o, k) => ({ dataset: o.dataset.name, scores: o.scores[s]!, FPR: metrics[s]![k]!.FPR, AUROC: metrics[s]![k]!.AUROC, AUPR: metrics[s]![k]!.AUPR, cutoff: metrics[s]![k]!.cutoff! })),
+      })),
+      skipped: [idScores, ...oodScores].flatMap((d) => d.skipped.map((s) => ({ dataset: d.dataset.name, file: d.dataset.relPaths[s.index]!, reason: s.reason }))),
+    });
+    files.push(report);
+    return { id: idScores, ood: oodScores, metrics, files };
+  } finally {
+    await clip.dispose();
+  }
+}
