@@ -177,3 +177,44 @@ describe('ClipLogitsHead', () => {
     }
   });
 });
+
+describe('every SPEC §2 weight type, both towers, each prune mode', () => {
+  it('replaces exactly the named weight with its low-rank approximation and changes the features', async () => {
+    const { applyLoraSettings } = await import('../../../src/lowrank/apply.js');
+    const { lowRankApprox } = await import('../../../src/lowrank/lowrank.js');
+    const { clipWeightName } = await import('../../../src/lowrank/settings.js');
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const cacheDir = mkdtempSync(join(tmpdir(), 'setar-svd-'));
+    const model = await ClipModel.load(DIR, { threads: 1 });
+    const ref = SafetensorsFile.open(fixture('clip-tiny-a', 'reference.safetensors'));
+    try {
+      const px = ref.read('pixel_values');
+      const pixels = tensor('float32', px.data as Float32Array, px.shape);
+      const ids = { ids: ref.read('input_ids').data as Int32Array, batch: 6, length: 77 };
+      const base = { img: (await model.encodeImages(pixels)).image_embeds.data, txt: (await model.encodeTokenIds(ids)).data };
+      for (const tower of ['visual', 'text'] as const) {
+        for (const w of ['W_q', 'W_k', 'W_v', 'W_o', 'W_up', 'W_down', 'W_p'] as const) {
+          for (const mode of ['small', 'large', 'random'] as const) {
+            const setting = [tower, w, w === 'W_p' ? null : 1, 0.25] as const;
+            const name = clipWeightName(setting, 2);
+            await applyLoraSettings(model, [setting], { mode, seed: 3, cacheDir });
+            const orig = model.getOriginalWeight(name);
+            const want = lowRankApprox({ weight: orig, shape: model.weightShape(name) as [number, number], ratio: 0.25, mode, seed: 3 });
+            assert.deepEqual(model.getWeight(name), want, `${name} (${mode})`);
+            assert.deepEqual(model.replacedWeights(), [name]);
+            const changed = tower === 'visual' ? (await model.encodeImages(pixels)).image_embeds.data : (await model.encodeTokenIds(ids)).data;
+            const before = tower === 'visual' ? base.img : base.txt;
+            assert.ok(changed.some((v, i) => Math.abs(v - before[i]!) > 1e-6), `${name} (${mode}) changes the ${tower} features`);
+            model.resetWeight();
+          }
+        }
+      }
+    } finally {
+      ref.close();
+      await model.dispose();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+});
