@@ -50,32 +50,46 @@ export function clipLogits(image: Tensor<'float32'>, text: Tensor<'float32'>, lo
 }
 
 /**
- * CLIP's logits on ONNX Runtime for a fixed set of prompts: the text features are normalised,
- * scaled by exp(logit_scale) and baked in, so each batch costs one MatMul — for GL-MCM's local
- * logits that is 196 × 1,000 dot products per ImageNet image, too many for a JS loop.
+ * CLIP's logits on ONNX Runtime: image features are normalised in the graph and multiplied by
+ * the prompts' normalised features scaled by exp(logit_scale), one MatMul per batch — for
+ * GL-MCM's local logits that is 196 × 1,000 dot products per ImageNet image, too many for a JS
+ * loop. The prompts' features are an input, so a search can swap them per candidate.
  */
 export class ClipLogitsHead {
-  private constructor(private readonly session: Session, readonly classes: number) {}
+  private text!: Tensor<'float32'>;
+  classes = 0;
+
+  private constructor(private readonly session: Session, private readonly logitScale: number) {}
 
   /** @param text `text_embeds` [C, P] of the class prompts; @param logitScale the stored log value. */
   static async create(text: Tensor<'float32'>, logitScale: number, options: SessionOptions = {}): Promise<ClipLogitsHead> {
-    const [c, p] = text.dims as [number, number];
-    const n = l2Normalize(text).data;
-    const scale = Math.exp(logitScale);
-    const w = new Float32Array(p * c); // [P, C]: scaled, normalised prompts as MatMul's B
-    for (let j = 0; j < c; j++) for (let i = 0; i < p; i++) w[i * c + j] = n[j * p + i]! * scale;
+    const p = text.dims[1]!;
     const g = new GraphBuilder('clip_logits');
     const x = g.input('image_features', 'FLOAT', ['rows', p]);
+    const t = g.input('text_features', 'FLOAT', [p, 'classes']);
     const norm = g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.constInt64([-1])], { keepdims: 1 })]);
-    g.output(g.op('MatMul', [g.op('Div', [x, norm]), g.initializer('text_features', w, [p, c])]), 'logits', 'FLOAT', ['rows', c]);
-    return new ClipLogitsHead(await Session.create(g.toBytes(), 'clip_logits', { memoryArena: true, ...options }), c);
+    g.output(g.op('MatMul', [g.op('Div', [x, norm]), t]), 'logits', 'FLOAT', ['rows', 'classes']);
+    const head = new ClipLogitsHead(await Session.create(g.toBytes(), 'clip_logits', { memoryArena: true, ...options }), logitScale);
+    head.setText(text);
+    return head;
+  }
+
+  /** Replaces the prompts' features (`text_embeds` [C, P]). */
+  setText(text: Tensor<'float32'>): void {
+    const [c, p] = text.dims as [number, number];
+    const n = l2Normalize(text).data;
+    const scale = Math.exp(this.logitScale);
+    const w = new Float32Array(p * c); // [P, C]: scaled, normalised prompts as MatMul's B
+    for (let j = 0; j < c; j++) for (let i = 0; i < p; i++) w[i * c + j] = n[j * p + i]! * scale;
+    this.text = tensor('float32', w, [p, c], 'text_features');
+    this.classes = c;
   }
 
   /** Image features [..., P] → logits [..., C] (float32). */
   async logits(features: Tensor<'float32'>): Promise<Tensor<'float32'>> {
     const p = features.dims[features.dims.length - 1]!;
     const rows = features.data.length / p;
-    const out = await this.session.run({ image_features: tensor('float32', features.data, [rows, p], 'image_features') });
+    const out = await this.session.run({ image_features: tensor('float32', features.data, [rows, p], 'image_features'), text_features: this.text });
     return tensor('float32', out.logits!.data as Float32Array, [...features.dims.slice(0, -1), this.classes], 'logits');
   }
 

@@ -278,25 +278,30 @@ export class ClipModel {
   /** pixel_values [B, 3, H, W] → hidden states entering layer 0, [B, 1+grid², D]. */
   async visionEmbeddings(pixelValues: Tensor<'float32'>): Promise<Tensor<'float32'>> {
     this.checkPixels(pixelValues);
-    return (await this.run('vision:embeddings', { pixel_values: pixelValues })).hidden_states_out as Tensor<'float32'>;
+    return byChunks(pixelValues, this.visionChunk, async (px) => (await this.run('vision:embeddings', { pixel_values: px })).hidden_states_out as Tensor<'float32'>);
   }
 
   /** Runs vision layers [from, to) on hidden states (to ≤ L − 1: the last layer runs with the head, in {@link visionFrom}). */
   async visionLayers(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>> {
     this.checkRange('vision', from, to, this.visionLayerCount - 1);
     if (from === to) return hidden;
-    return (await this.run(`vision:layers:${from}:${to}`, { hidden_states: hidden })).hidden_states_out as Tensor<'float32'>;
+    return byChunks(hidden, this.visionChunk, async (h) => (await this.run(`vision:layers:${from}:${to}`, { hidden_states: h })).hidden_states_out as Tensor<'float32'>);
   }
 
   /** Runs the vision tower from the hidden states entering layer `from` to the embeddings. */
   async visionFrom(hidden: Tensor<'float32'>, from: number, options: { local?: boolean } = {}): Promise<ImageFeatures> {
     this.checkRange('vision', from, from, this.visionLayerCount - 1);
     const local = options.local ?? true;
-    const out = await this.run(`vision:tower:${from}:${local ? 1 : 0}`, { hidden_states: hidden });
-    return {
-      image_embeds: out.image_embeds as Tensor<'float32'>,
-      ...(local ? { image_embeds_local: out.image_embeds_local as Tensor<'float32'> } : {}),
-    };
+    const key = `vision:tower:${from}:${local ? 1 : 0}`;
+    const global = await byChunks(hidden, this.visionChunk, async (h) => {
+      const out = await this.run(key, { hidden_states: h });
+      return { image_embeds: out.image_embeds as Tensor<'float32'>, ...(local ? { image_embeds_local: out.image_embeds_local as Tensor<'float32'> } : {}) };
+    });
+    return global;
+  }
+
+  private get visionChunk(): number {
+    return this.options.maxVisionBatch ?? 8;
   }
 
   /**
@@ -305,20 +310,8 @@ export class ClipModel {
    */
   async encodeImages(pixelValues: Tensor<'float32'>, options: { local?: boolean } = {}): Promise<ImageFeatures> {
     this.checkPixels(pixelValues);
-    const [b, c, h, w] = pixelValues.dims as [number, number, number, number];
-    const chunk = this.options.maxVisionBatch ?? 8;
-    const parts: ImageFeatures[] = [];
-    const per = c * h * w;
-    for (let start = 0; start < b; start += chunk) {
-      const n = Math.min(chunk, b - start);
-      const px = tensor('float32', pixelValues.data.subarray(start * per, (start + n) * per), [n, c, h, w], 'pixel_values');
-      parts.push(await this.visionFrom(await this.visionEmbeddings(px), 0, options));
-    }
-    if (parts.length === 1) return parts[0]!;
-    return {
-      image_embeds: concatBatch(parts.map((p) => p.image_embeds)),
-      ...(parts[0]!.image_embeds_local ? { image_embeds_local: concatBatch(parts.map((p) => p.image_embeds_local!)) } : {}),
-    };
+    // chunk by chunk from pixels to features, so only one chunk's hidden states exist at a time
+    return byChunks(pixelValues, this.visionChunk, async (px) => this.visionFrom(await this.visionEmbeddings(px), 0, options));
   }
 
   // ---- text tower ------------------------------------------------------------------------
@@ -385,16 +378,25 @@ export class ClipModel {
   async textLayers(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>> {
     this.checkRange('text', from, to, this.textLayerCount - 1);
     if (from === to) return hidden;
-    return (await this.run(`text:layers:${from}:${to}`, { hidden_states: hidden })).hidden_states_out as Tensor<'float32'>;
+    return byChunks(hidden, this.textChunk, async (h) => (await this.run(`text:layers:${from}:${to}`, { hidden_states: h })).hidden_states_out as Tensor<'float32'>);
   }
 
   /** Runs the text tower from the hidden states entering layer `from`, pooled at `positions` [B] → `text_embeds` [B, P]. */
   async textFrom(hidden: Tensor<'float32'>, from: number, positions: Int32Array): Promise<Tensor<'float32'>> {
     this.checkRange('text', from, from, this.textLayerCount - 1);
-    const [b, l] = hidden.dims as [number, number];
-    const idx = new BigInt64Array(b);
-    for (let i = 0; i < b; i++) idx[i] = BigInt(i * l + positions[i]!);
-    return (await this.run(`text:tower:${from}`, { hidden_states: hidden, pool_index: tensor('int64', idx, [b], 'pool_index') })).text_embeds as Tensor<'float32'>;
+    const l = hidden.dims[1]!;
+    let start = 0;
+    return byChunks(hidden, this.textChunk, async (h) => {
+      const b = h.dims[0]!;
+      const idx = new BigInt64Array(b);
+      for (let i = 0; i < b; i++) idx[i] = BigInt(i * l + positions[start + i]!);
+      start += b;
+      return (await this.run(`text:tower:${from}`, { hidden_states: h, pool_index: tensor('int64', idx, [b], 'pool_index') })).text_embeds as Tensor<'float32'>;
+    });
+  }
+
+  private get textChunk(): number {
+    return this.options.maxTextBatch ?? 128;
   }
 
   /** Token ids (one padded batch) → `text_embeds` [B, P]. */
@@ -442,6 +444,7 @@ export class ClipModel {
 
 /** Concatenates float32 tensors along the first axis. */
 export function concatBatch(parts: readonly Tensor<'float32'>[]): Tensor<'float32'> {
+  if (parts.length === 1) return parts[0]!;
   const rest = parts[0]!.dims.slice(1);
   const total = parts.reduce((a, p) => a + p.dims[0]!, 0);
   const data = new Float32Array(parts.reduce((a, p) => a + p.data.length, 0));
@@ -451,4 +454,28 @@ export function concatBatch(parts: readonly Tensor<'float32'>[]): Tensor<'float3
     off += p.data.length;
   }
   return tensor('float32', data, [total, ...rest]);
+}
+
+/** Rows [start, start + n) of a tensor, as a view. */
+export function sliceBatch(t: Tensor<'float32'>, start: number, n: number): Tensor<'float32'> {
+  const per = t.data.length / t.dims[0]!;
+  return tensor('float32', t.data.subarray(start * per, (start + n) * per), [n, ...t.dims.slice(1)]);
+}
+
+type Batched = Tensor<'float32'> | ImageFeatures;
+
+/**
+ * Runs `f` on consecutive chunks of at most `chunk` rows and concatenates its outputs (a tensor,
+ * or an object of tensors) along the first axis. Sessions keep an arena sized for the largest
+ * batch they saw, so chunking bounds resident memory whatever the caller's batch.
+ */
+async function byChunks<T extends Batched>(input: Tensor<'float32'>, chunk: number, f: (part: Tensor<'float32'>) => Promise<T>): Promise<T> {
+  const b = input.dims[0]!;
+  if (b <= chunk) return f(input);
+  const parts: T[] = [];
+  for (let s = 0; s < b; s += chunk) parts.push(await f(sliceBatch(input, s, Math.min(chunk, b - s))));
+  if ('dims' in parts[0]!) return concatBatch(parts as Tensor<'float32'>[]) as T;
+  const out: Record<string, Tensor<'float32'>> = {};
+  for (const k of Object.keys(parts[0]!)) out[k] = concatBatch(parts.map((p) => (p as unknown as Record<string, Tensor<'float32'>>)[k]!));
+  return out as unknown as T;
 }
