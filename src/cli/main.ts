@@ -6,6 +6,7 @@ import { registerClassify } from './classify.js';
 import { registerEmbed } from './embed.js';
 import { registerEval } from './eval.js';
 import { registerMetrics } from './metrics.js';
+import { registerSearch } from './search.js';
 
 const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
 
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerEmbed(program);
   registerEval(program);
   registerMetrics(program);
+  registerSearch(program);
   return program;
 }
 

@@ -128,8 +128,12 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
   const ood = (flags.ood ?? []).map((o) => parseNamedDir(o, '--ood'));
   if (id.kind === 'folder' && ood.length === 0) throw new EvalConfigError('no OOD data: give --ood NAME=DIR at least once');
 
-  const scorers = flags.scorers ?? (j.scorers as string[] | undefined) ?? ['mcm_score'];
-  check(Array.isArray(scorers) && scorers.length > 0, 'scorers', 'a non-empty list of scorer names', scorers);
+  const given = flags.scorers ?? (j.scorers as string[] | undefined) ?? ['mcm_score'];
+  check(Array.isArray(given) && given.length > 0, 'scorers', 'a non-empty list of scorer names', given);
+  // "loss" is the search objective of the official SeTAR configs, not a score: evaluating a
+  // search's config_best.json then reports the paper's two scores.
+  const withoutLoss = given.filter((s) => s !== 'loss');
+  const scorers = withoutLoss.length ? withoutLoss : ['mcm_score', 'gl_mcm_score'];
   const bad = scorers.filter((s) => !SCORER_NAMES.includes(s as never));
   if (bad.length) throw new EvalConfigError(`unknown scorer(s) ${bad.map((b) => `"${b}"`).join(', ')}; valid scorers: ${SCORER_NAMES.join(', ')}`);
 

@@ -1,0 +1,103 @@
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { resolveSearchConfig, type SearchFlags } from '../search/config.js';
+import { runSearch } from '../search/run-search.js';
+import { positiveInt, readJson, readStringList, UsageError } from './inputs.js';
+
+interface SearchCliFlags {
+  config?: string; model?: string; id?: string; benchmark?: string; dataRoot?: string; labels?: string; split?: string;
+  searcher?: string; candiRatios?: string; weightType?: string; freezeProj?: boolean; loraSvdInitType?: string; seed?: number;
+  bestScorer?: string; bestMetric?: string; locoopLambda?: number; locoopTopK?: number; usePredLabel?: boolean;
+  temperature?: number; recallLevel?: number; batchSize?: number; cache?: boolean; template?: string; out?: string;
+  testId?: string; testOod?: string[]; scorers?: string; strict?: boolean; workers?: number; threads?: number;
+}
+
+function num(flag: string): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got '${v}'`);
+    return n;
+  };
+}
+
+/** `setar search`: the greedy low-rank search (SPEC §6), resumable, with the reference's output files. */
+export function registerSearch(program: Command): void {
+  program
+    .command('search')
+    .description('training-free SeTAR: greedy search of low-rank ratios on ID validation images (resumable)')
+    .option('--config <file>', 'an official search config (searcher, candi_ratios, weight_type, best_scorer, …); flags override it')
+    .option('--model <dir>', 'CLIP checkpoint directory (Hugging Face layout)')
+    .option('--id <name=dir>', 'ID validation images: DIR holds one sub-folder per class')
+    .option('--benchmark <name>', 'built-in benchmark: imagenet1k | voc | coco (with --data-root; uses its val split)')
+    .option('--data-root <dir>', 'benchmark root, laid out as the reference expects')
+    .option('--labels <file>', 'class names (JSON array or one per line); default: the class folder names')
+    .option('--split <name>', 'validation split name (default val)')
+    .option('--searcher <name>', 'visual_text | text_visual | visual_only | text_only | modality_interleaved | layer_exhaustive')
+    .option('--candi-ratios <list>', 'comma-separated ratios in [0, 1) (default 0,0.05,…,0.4)')
+    .option('--weight-type <w>', 'W_q | W_k | W_v | W_o | W_up | W_down')
+    .option('--no-freeze-proj', 'also search the projections (W_p), first in each tower')
+    .option('--lora-svd-init-type <mode>', 'small | large | random')
+    .option('--seed <n>', "seed of the 'random' mode", num('--seed'))
+    .option('--best-scorer <name>', "objective: 'loss', or a scorer on pseudo-OOD patches (mcm_score, gl_mcm_score, …)")
+    .option('--best-metric <name>', 'locoop_loss | loss_id | loss_ood (loss), or auroc | fpr | aupr (a scorer)')
+    .option('--locoop-lambda <x>', 'weight of loss_ood (0.1 ImageNet, 0.05 VOC)', num('--locoop-lambda'))
+    .option('--locoop-top-k <k>', 'a patch is OOD if its label is not in its top-K classes (300 ImageNet, 4 VOC)', positiveInt('--locoop-top-k'))
+    .option('--use-pred-label', 'choose OOD patches with the predicted class instead of the label')
+    .option('--temperature <t>', 'score temperature', num('--temperature'))
+    .option('--recall-level <r>', 'recall of the pseudo-OOD FPR', num('--recall-level'))
+    .option('--batch-size <n>', 'images per decoding batch', positiveInt('--batch-size'))
+    .option('--no-cache', 'recompute both towers from the images for every candidate, as the reference does')
+    .option('--template <text>', "prompt template; '{}' is the class name", 'a photo of a {}')
+    .option('--test-id <name=dir>', 'ID test images for the final evaluation')
+    .option('--test-ood <name=dir>', 'OOD test set for the final evaluation (repeat the flag)', (v: string, acc: string[] = []) => [...acc, v])
+    .option('--scorers <list>', 'scorers of the final evaluation (default mcm_score,gl_mcm_score)')
+    .option('--strict', 'fail on the first unreadable image instead of skipping it')
+    .option('--workers <n>', 'image decoding threads', positiveInt('--workers'))
+    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--out <dir>', 'output folder (a re-run with the same settings resumes there)')
+    .action(async (f: SearchCliFlags) => {
+      const json = f.config ? await readJson(f.config, 'config file') : null;
+      if (json !== null && (typeof json !== 'object' || Array.isArray(json))) throw new UsageError(`config file '${f.config}' must hold a JSON object`);
+      const flags: SearchFlags = {
+        ...f,
+        labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
+        candiRatios: f.candiRatios?.split(',').map((x) => {
+          const v = Number(x);
+          if (x.trim() === '' || !Number.isFinite(v)) throw new UsageError(`--candi-ratios: '${x}' is not a number`);
+          return v;
+        }),
+        scorers: f.scorers?.split(',').map((s) => s.trim()).filter(Boolean),
+        // commander sets these to true by default for --no-… flags; only pass them when given
+        freezeProj: f.freezeProj === false ? false : undefined,
+        cache: f.cache === false ? false : undefined,
+      };
+      const config = resolveSearchConfig(json as Record<string, unknown> | null, flags, f.config ?? 'config');
+      const tty = process.stderr.isTTY;
+      const bars = tty ? new cliProgress.MultiBar({ format: '{label} {bar} {value}/{total} | ETA {eta_formatted}', hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic) : null;
+      let stepBar: cliProgress.SingleBar | undefined;
+      let candBar: cliProgress.SingleBar | undefined;
+      try {
+        const result = await runSearch(config, {
+          onStepStart: (step, total, label) => {
+            stepBar ??= bars?.create(total, step, { label: 'steps     ' });
+            stepBar?.update(step);
+            candBar?.stop();
+            if (candBar) bars?.remove(candBar);
+            candBar = bars?.create(config.candi_ratios.length, 0, { label: label.padEnd(10).slice(0, 24) });
+          },
+          onCandidate: (done, total) => {
+            candBar?.setTotal(total);
+            candBar?.update(done);
+          },
+          onStepEnd: (step) => stepBar?.update(step + 1),
+          log: (line) => {
+            if (!tty) process.stderr.write(`${line}\n`);
+          },
+        });
+        bars?.stop();
+        process.stdout.write(`chosen lora_settings (${result.steps.length} steps):\n${JSON.stringify(result.lora_settings)}\nwrote config_best.json, search_results.json, search_best_results.csv to ${config.out}\n`);
+      } finally {
+        bars?.stop();
+      }
+    });
+}

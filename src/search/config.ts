@@ -1,0 +1,201 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { EvalConfigError, parseNamedDir, type IdSource } from '../eval/config.js';
+import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
+import { WEIGHT_TYPES, type WeightType } from '../lowrank/settings.js';
+import { SCORER_NAMES } from '../ood/scores.js';
+import type { Objective } from './objective.js';
+import { SEARCHERS, type Searcher } from './orders.js';
+
+/** Everything `setar search` needs, resolved. */
+export interface SearchConfig {
+  readonly model: string;
+  readonly id: IdSource;
+  readonly labels?: readonly string[];
+  readonly split: string;
+  readonly searcher: Searcher;
+  readonly candi_ratios: readonly number[];
+  readonly weight_type: WeightType;
+  readonly freeze_proj: boolean;
+  readonly lora_svd_init_type: PruneMode;
+  readonly seed: number;
+  readonly objective: Objective;
+  readonly locoop_lambda: number;
+  readonly locoop_top_k: number;
+  readonly use_pred_label: boolean;
+  readonly temperature: number;
+  readonly recall_level: number;
+  readonly batch_size: number;
+  /** false: every candidate recomputes both towers from the images, as the reference does. */
+  readonly cache: boolean;
+  readonly template: string;
+  readonly out: string;
+  /** Test data for the final `setar eval`, if any. */
+  readonly test: { readonly id: IdSource; readonly ood: readonly { name: string; root: string }[] } | null;
+  /** Scorers of the final evaluation. */
+  readonly scorers: readonly string[];
+  readonly strict: boolean;
+  readonly workers?: number;
+  readonly threads?: number;
+  /** The official-style config this run corresponds to (written back, with lora_settings, as config_best.json). */
+  readonly official: Record<string, unknown>;
+}
+
+/** Official keys `setar search` reads; fine-tuning keys are accepted and ignored. */
+export const SEARCH_KEYS = [
+  'data_root', 'id_dataset', 'split', 'batch_size', 'seed', 'device', 'scorers', 'temperature', 'exp_name', 'log_directory',
+  'recall_level', 'model_name', 'model_type', 'lora_svd_init', 'lora_svd_init_type', 'lora_settings', 'searcher', 'candi_ratios',
+  'weight_type', 'best_scorer', 'best_metric', 'locoop_lambda', 'locoop_top_k', 'use_pred_label', 'freeze_proj',
+] as const;
+const IGNORED = ['learning_rate', 'num_train_epochs', 'lr_scheduler_type', 'num_warmup_steps', 'gradient_accumulation_steps', 'momentum', 'weight_decay', 'lora_r', 'lora_alpha', 'target_modules'];
+
+/** Flags of `setar search`, one per official key (dashes for underscores) plus setar's own. */
+export interface SearchFlags {
+  model?: string;
+  id?: string;
+  benchmark?: string;
+  dataRoot?: string;
+  labels?: readonly string[];
+  split?: string;
+  searcher?: string;
+  candiRatios?: readonly number[];
+  weightType?: string;
+  freezeProj?: boolean;
+  loraSvdInitType?: string;
+  seed?: number;
+  bestScorer?: string;
+  bestMetric?: string;
+  locoopLambda?: number;
+  locoopTopK?: number;
+  usePredLabel?: boolean;
+  temperature?: number;
+  recallLevel?: number;
+  batchSize?: number;
+  cache?: boolean;
+  template?: string;
+  out?: string;
+  testId?: string;
+  testOod?: readonly string[];
+  scorers?: readonly string[];
+  strict?: boolean;
+  workers?: number;
+  threads?: number;
+}
+
+function fail(msg: string): never {
+  throw new EvalConfigError(msg);
+}
+
+/** The paper's defaults by benchmark (SPEC §5): λ and K. */
+function benchmarkDefaults(id: IdSource): { lambda: number; topK: number } {
+  const name = id.kind === 'benchmark' ? id.benchmark.toLowerCase() : '';
+  if (name.includes('voc')) return { lambda: 0.05, topK: 4 };
+  return { lambda: 0.1, topK: 300 };
+}
+
+/**
+ * Resolves a search from an official config (optional) and flags (which win). Every problem a
+ * user can make — ratios outside [0, 1), an unknown searcher, weight type, scorer or metric, a
+ * top-K larger than the number of classes (checked once the classes are known) — is reported
+ * here, before any work.
+ */
+export function resolveSearchConfig(json: Record<string, unknown> | null, flags: SearchFlags, configFile = 'config'): SearchConfig {
+  const j = json ?? {};
+  const unknown = Object.keys(j).filter((k) => !(SEARCH_KEYS as readonly string[]).includes(k) && !IGNORED.includes(k));
+  if (unknown.length) fail(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${SEARCH_KEYS.join(', ')}`);
+  if (j.model_type !== undefined && j.model_type !== 'CLIP') fail(`${configFile}: model_type "${String(j.model_type)}" is not supported by setar search yet; supported: "CLIP"`);
+
+  const model = flags.model ?? (typeof j.model_name === 'string' ? j.model_name : undefined);
+  if (!model) fail('no model: give --model DIR (or "model_name" in the config)');
+  if (!existsSync(resolve(model))) fail(`model "${model}" is not a local directory; download the checkpoint and pass --model DIR (setar never fetches weights)`);
+
+  let id: IdSource;
+  if (flags.id) {
+    const { name, root } = parseNamedDir(flags.id, '--id');
+    id = { kind: 'folder', name, root };
+  } else {
+    const benchmark = flags.benchmark ?? (j.id_dataset as string | undefined);
+    const dataRoot = flags.dataRoot ?? (j.data_root as string | undefined);
+    if (!benchmark) fail('no ID validation data: give --id NAME=DIR, or --benchmark NAME with --data-root DIR (or "id_dataset" and "data_root" in the config)');
+    if (!dataRoot) fail(`benchmark ${benchmark} needs a data root: --data-root DIR (or "data_root" in the config)`);
+    id = { kind: 'benchmark', benchmark, dataRoot: resolve(dataRoot) };
+  }
+
+  const searcher = (flags.searcher ?? (j.searcher as string | undefined) ?? 'visual_text') as Searcher;
+  if (!SEARCHERS.includes(searcher)) fail(`unknown searcher "${searcher}"; valid: ${SEARCHERS.join(', ')}`);
+  const ratios = flags.candiRatios ?? (j.candi_ratios as number[] | undefined) ?? [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4];
+  if (!Array.isArray(ratios) || ratios.length === 0) fail('candi_ratios must be a non-empty list of ratios in [0, 1)');
+  const badRatio = ratios.find((r) => typeof r !== 'number' || !(r >= 0 && r < 1));
+  if (badRatio !== undefined) fail(`candi_ratios: ${JSON.stringify(badRatio)} is outside [0, 1)`);
+  if (new Set(ratios).size !== ratios.length) fail(`candi_ratios has duplicates: ${JSON.stringify(ratios)}`);
+  const weight = (flags.weightType ?? (j.weight_type as string | undefined) ?? 'W_up') as WeightType;
+  if (!WEIGHT_TYPES.includes(weight) || weight === 'W_p') fail(`unknown weight_type "${weight}"; valid: ${WEIGHT_TYPES.filter((w) => w !== 'W_p').join(', ')} (projections are searched with --no-freeze-proj)`);
+  const freezeProj = flags.freezeProj ?? (j.freeze_proj as boolean | undefined) ?? true;
+  const mode = (flags.loraSvdInitType ?? (j.lora_svd_init_type as string | undefined) ?? 'small') as PruneMode;
+  if (!PRUNE_MODES.includes(mode)) fail(`lora_svd_init_type "${mode}" is not one of ${PRUNE_MODES.join(', ')}`);
+
+  const bestScorer = flags.bestScorer ?? (j.best_scorer as string | undefined) ?? 'loss';
+  const bestMetric = flags.bestMetric ?? (j.best_metric as string | undefined) ?? (bestScorer === 'loss' ? 'locoop_loss' : 'auroc');
+  let objective: Objective;
+  if (bestScorer === 'loss') {
+    if (!['locoop_loss', 'loss_id', 'loss_ood'].includes(bestMetric)) fail(`best_metric "${bestMetric}" with best_scorer "loss" must be one of locoop_loss, loss_id, loss_ood`);
+    objective = { kind: 'loss', metric: bestMetric as 'locoop_loss' };
+  } else {
+    if (!SCORER_NAMES.includes(bestScorer as never)) fail(`unknown best_scorer "${bestScorer}"; valid: loss, ${SCORER_NAMES.join(', ')}`);
+    const m = bestMetric.toLowerCase().replace(/^fpr95$/, 'fpr');
+    if (!['auroc', 'fpr', 'aupr'].includes(m)) fail(`best_metric "${bestMetric}" with best_scorer "${bestScorer}" must be one of auroc, fpr, aupr`);
+    objective = { kind: 'scorer', scorer: bestScorer, metric: m as 'auroc' };
+  }
+
+  const defaults = benchmarkDefaults(id);
+  const num = (v: unknown, key: string, ok: (x: number) => boolean, expected: string): number => {
+    if (typeof v !== 'number' || !ok(v)) fail(`${key} must be ${expected}, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const lambda = num(flags.locoopLambda ?? j.locoop_lambda ?? defaults.lambda, 'locoop_lambda', (x) => x >= 0, 'a number >= 0');
+  const topK = num(flags.locoopTopK ?? j.locoop_top_k ?? defaults.topK, 'locoop_top_k', (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
+  const temperature = num(flags.temperature ?? j.temperature ?? 100, 'temperature', (x) => x > 0, 'a positive number');
+  const recall = num(flags.recallLevel ?? j.recall_level ?? 0.95, 'recall_level', (x) => x > 0 && x < 1, 'in (0, 1)');
+  const batch = num(flags.batchSize ?? j.batch_size ?? 32, 'batch_size', (x) => Number.isInteger(x) && x > 0, 'a positive integer');
+  const seed = num(flags.seed ?? j.seed ?? 5, 'seed', Number.isInteger, 'an integer');
+  const split = flags.split ?? (j.split as string | undefined) ?? 'val';
+
+  // Test data for the final evaluation: explicit folders, or the benchmark's test split if present.
+  let test: SearchConfig['test'] = null;
+  if (flags.testOod?.length || flags.testId) {
+    if (!flags.testId) fail('--test-ood needs --test-id NAME=DIR (the ID test images)');
+    if (!flags.testOod?.length) fail('--test-id needs at least one --test-ood NAME=DIR');
+    const tid = parseNamedDir(flags.testId, '--test-id');
+    test = { id: { kind: 'folder', name: tid.name, root: tid.root }, ood: flags.testOod.map((o) => parseNamedDir(o, '--test-ood')) };
+  } else if (id.kind === 'benchmark') {
+    test = { id, ood: [] };
+  }
+
+  const scorers = (flags.scorers ?? (j.scorers as string[] | undefined) ?? []).filter((s) => s !== 'loss');
+  const badScorer = scorers.find((s) => !SCORER_NAMES.includes(s as never));
+  if (badScorer) fail(`unknown scorer "${badScorer}"; valid: ${SCORER_NAMES.join(', ')}`);
+
+  const idName = id.kind === 'folder' ? id.name : id.benchmark;
+  let out = flags.out;
+  if (!out && typeof j.log_directory === 'string') {
+    out = j.log_directory.replaceAll('{args.id_dataset}', String(j.id_dataset ?? idName)).replaceAll('{args.exp_name}', String(j.exp_name ?? 'search'));
+  }
+  if (!out) fail('no output folder: give --out DIR (or "log_directory" in the config)');
+
+  const official: Record<string, unknown> = {
+    ...j,
+    ...(id.kind === 'benchmark' ? { data_root: id.dataRoot, id_dataset: id.benchmark } : {}),
+    split, batch_size: batch, seed, temperature, recall_level: recall, model_name: resolve(model), model_type: 'CLIP',
+    lora_svd_init: true, lora_svd_init_type: mode, searcher, candi_ratios: [...ratios], weight_type: weight,
+    best_scorer: bestScorer, best_metric: bestMetric, locoop_lambda: lambda, locoop_top_k: topK,
+    use_pred_label: flags.usePredLabel ?? (j.use_pred_label as boolean | undefined) ?? false, freeze_proj: freezeProj,
+    scorers: j.scorers ?? ['loss'],
+  };
+  return {
+    model: resolve(model), id, labels: flags.labels, split, searcher, candi_ratios: [...ratios], weight_type: weight, freeze_proj: freezeProj,
+    lora_svd_init_type: mode, seed, objective, locoop_lambda: lambda, locoop_top_k: topK, use_pred_label: official.use_pred_label as boolean,
+    temperature, recall_level: recall, batch_size: batch, cache: flags.cache ?? true, template: flags.template ?? 'a photo of a {}',
+    out: resolve(out), test, scorers: scorers.length ? scorers : ['mcm_score', 'gl_mcm_score'], strict: flags.strict ?? false,
+    workers: flags.workers, threads: flags.threads, official,
+  };
+}

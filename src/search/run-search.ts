@@ -1,0 +1,387 @@
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'csv-stringify/sync';
+import { benchmarkPreset, imageFolder, resolveLabels, type ImageDataset } from '../data/datasets.js';
+import { loadImageBatches } from '../data/loader.js';
+import { resolveEvalConfig } from '../eval/config.js';
+import { runEval, type EvalResult } from '../eval/run-eval.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { lowRankApprox } from '../lowrank/lowrank.js';
+import { clipWeightName, type LoraSetting } from '../lowrank/settings.js';
+import { getSvd } from '../lowrank/svd-cache.js';
+import { ClipLogitsHead } from '../models/clip/logits.js';
+import { concatBatch, sliceBatch, type ClipModel, type ImageFeatures, type TokenIds } from '../models/clip/model.js';
+import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
+import type { Tensor } from '../tensor.js';
+import type { SearchConfig } from './config.js';
+import { ObjectiveAccumulator, objectiveColumn, objectiveValue, type CandidateFigures } from './objective.js';
+import { searchSlots, slotLabel, type SearchSlot } from './orders.js';
+
+/** One evaluated candidate: a row of search_results.json (its figures follow the five keys). */
+export type CandidateRecord = {
+  step: number;
+  tower_type: string;
+  weight_type: string;
+  layer_num: number | null;
+  ratio: number;
+} & Record<string, number | string | null>;
+
+/** One decided step: a row of search_best_results.csv (figures are the best so far). */
+export interface StepRecord {
+  readonly step: number;
+  readonly tower_type: string;
+  readonly weight_type: string;
+  readonly layer_num: number | null;
+  readonly best_ratio: number;
+  readonly figures: CandidateFigures;
+}
+
+/** Work counters: how many times a layer ran over the whole validation set (or prompt set). */
+export interface SearchStats {
+  visionLayerEvals: number;
+  textLayerEvals: number;
+  candidatesEvaluated: number;
+  candidatesFromCache: number;
+}
+
+/** Progress hooks of {@link runSearch}. */
+export interface SearchHooks {
+  readonly onStepStart?: (step: number, total: number, label: string) => void;
+  readonly onCandidate?: (done: number, total: number) => void;
+  readonly onStepEnd?: (step: number) => void;
+  readonly onPhase?: (phase: 'load' | 'search' | 'final-eval') => void;
+  readonly log?: (line: string) => void;
+  /** Replaces the image loader (tests record which files a run reads). */
+  readonly loader?: typeof loadImageBatches;
+}
+
+/** What {@link runSearch} found. */
+export interface SearchResult {
+  readonly lora_settings: LoraSetting[];
+  readonly steps: readonly StepRecord[];
+  readonly candidates: readonly CandidateRecord[];
+  readonly stats: SearchStats;
+  readonly resumedFromStep: number;
+  readonly evaluation: EvalResult | null;
+}
+
+/** Saved after every step; a re-run with the same settings continues after its last step. */
+interface SearchState {
+  readonly fingerprint: string;
+  readonly steps: StepRecord[];
+  readonly candidates: CandidateRecord[];
+  /** layer_exhaustive: the slots still undecided */
+  readonly pending?: number[];
+}
+
+const STATE_FILE = 'search_state.json';
+
+/** Everything that changes the search's decisions, hashed: resuming under other settings is refused. */
+function fingerprint(c: SearchConfig): string {
+  const keys = {
+    model: c.model, id: c.id, labels: c.labels, split: c.split, searcher: c.searcher, candi_ratios: c.candi_ratios, weight_type: c.weight_type,
+    freeze_proj: c.freeze_proj, mode: c.lora_svd_init_type, seed: c.seed, objective: c.objective, lambda: c.locoop_lambda, topK: c.locoop_top_k,
+    usePred: c.use_pred_label, temperature: c.temperature, recall: c.recall_level, template: c.template,
+  };
+  return createHash('sha256').update(JSON.stringify(keys)).digest('hex').slice(0, 16);
+}
+
+/** A record's figures without its identifying keys. */
+function figuresOf(r: CandidateRecord): CandidateFigures {
+  const { step: _s, tower_type: _t, weight_type: _w, layer_num: _l, ratio: _r, ...figures } = r;
+  return figures as unknown as CandidateFigures;
+}
+
+function slotKey(s: SearchSlot): string {
+  return `${s.tower}:${s.weight}:${s.layer ?? 'p'}`;
+}
+
+/**
+ * Training-free SeTAR (SPEC §6): decides, slot by slot in the searcher's order, which ratio of
+ * each weight's smallest singular components to drop, minimising the objective (SPEC §5) over
+ * the ID validation images. A candidate keeps its ratio only if it strictly improves on the
+ * best so far; otherwise the slot gets 0.
+ *
+ * With caching (the default) each candidate runs only what it changes: the hidden states
+ * entering the searched layer are computed once per step, the other tower's features once per
+ * change of that tower, each weight's SVD once ever (disk cache), and ratio 0 — the best so
+ * far — is never recomputed. `cache: false` recomputes both towers from the images for every
+ * candidate, like the reference.
+ */
+export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): Promise<SearchResult> {
+  mkdirSync(config.out, { recursive: true });
+  const log = (line: string) => {
+    appendFileSync(join(config.out, 'search.log'), `${new Date().toISOString()} ${line}\n`);
+    hooks.log?.(line);
+  };
+  const loader = hooks.loader ?? loadImageBatches;
+
+  // Validation data (never the test split) and labels.
+  let id: ImageDataset;
+  let labels: string[];
+  if (config.id.kind === 'folder') {
+    id = imageFolder(config.id.name, config.id.root);
+    labels = resolveLabels(id, config.labels);
+  } else {
+    const preset = benchmarkPreset(config.id.benchmark, config.id.dataRoot, config.split);
+    id = preset.id;
+    labels = resolveLabels(id, config.labels ?? preset.labels);
+  }
+  if (config.locoop_top_k > labels.length) {
+    throw new Error(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}) of ${id.name}; it must be in [1, ${labels.length}]`);
+  }
+
+  const fp = fingerprint(config);
+  const statePath = join(config.out, STATE_FILE);
+  let state: SearchState = { fingerprint: fp, steps: [], candidates: [] };
+  if (existsSync(statePath)) {
+    const saved = JSON.parse(readFileSync(statePath, 'utf8')) as SearchState;
+    if (saved.fingerprint !== fp) {
+      throw new Error(`'${statePath}' belongs to a search with other settings; use another --out folder or delete it to start over`);
+    }
+    state = saved;
+    log(`resuming after step ${state.steps.length - 1} (${state.steps.length} steps done)`);
+  }
+  const resumedFromStep = state.steps.length;
+
+  const clip = await ClipPipeline.load(config.model, { threads: config.threads });
+  const model = clip.model;
+  const stats: SearchStats = { visionLayerEvals: 0, textLayerEvals: 0, candidatesEvaluated: 0, candidatesFromCache: 0 };
+  const L = { visual: model.visionLayerCount, text: model.textLayerCount };
+  try {
+    hooks.onPhase?.('load');
+    // Prompts: one padded batch of token ids and each prompt's pooling position.
+    const rows = clip.tokenize(labels.map((l) => fillTemplate(config.template, l)));
+    const length = Math.max(...rows.map((r) => r.length));
+    const ids = new Int32Array(rows.length * length).fill(model.config.text_config.eos_token_id);
+    rows.forEach((r, i) => ids.set(r, i * length));
+    const tokens: TokenIds = { ids, batch: rows.length, length };
+    const positions = model.poolPositions(tokens);
+
+    // Images: embeddings (cached mode) or pixels (no-cache mode) of every validation image.
+    const size = model.config.vision_config.image_size;
+    const parts: Tensor<'float32'>[] = [];
+    const kept: number[] = [];
+    for await (const b of loader(id.files, { batchSize: config.batch_size, preprocess: { size }, workers: config.workers, strict: config.strict, onSkip: (s) => log(`skipped ${s.file}: ${s.reason}`) })) {
+      parts.push(config.cache ? await model.visionEmbeddings(b.pixelValues) : b.pixelValues);
+      kept.push(...b.indices);
+    }
+    if (kept.length === 0) throw new Error(`none of the ${id.files.length} validation images of ${id.name} could be read`);
+    const base = concatBatch(parts); // [N, tokens, D] embeddings, or [N, 3, S, S] pixels
+    parts.length = 0;
+    const imageLabels = Int32Array.from(kept, (i) => id.labels![i]!);
+    const textEmbeddings = await model.textEmbeddings(tokens);
+    log(`validation: ${kept.length} images of ${labels.length} classes from ${id.name}; ${config.searcher}, ratios ${config.candi_ratios.join(', ')}, ${config.weight_type}, cache ${config.cache ? 'on' : 'off'}`);
+
+    const head = await ClipLogitsHead.create(await model.encodeTokenIds(tokens), model.logitScale, { threads: config.threads });
+    const objectiveOf = async (img: ImageFeatures, text: Tensor<'float32'>): Promise<CandidateFigures> => {
+      head.setText(text);
+      const acc = new ObjectiveAccumulator({
+        objective: config.objective, topK: config.locoop_top_k, lambda: config.locoop_lambda, usePredLabel: config.use_pred_label,
+        temperature: config.temperature, recallLevel: config.recall_level,
+      });
+      const n = img.image_embeds.dims[0]!;
+      const chunk = 32; // bounds the local logits held at once: chunk × patches × classes floats
+      for (let s = 0; s < n; s += chunk) {
+        const k = Math.min(chunk, n - s);
+        acc.add(await head.logits(sliceBatch(img.image_embeds, s, k)), await head.logits(sliceBatch(img.image_embeds_local!, s, k)), imageLabels.subarray(s, s + k));
+      }
+      return acc.result();
+    };
+
+    // Full forward passes (no-cache mode, and the other tower's features in cached mode).
+    const imageFeatures = async (): Promise<ImageFeatures> => {
+      stats.visionLayerEvals += L.visual;
+      return config.cache ? model.visionFrom(base, 0) : model.encodeImages(base);
+    };
+    const textFeatures = async (): Promise<Tensor<'float32'>> => {
+      stats.textLayerEvals += L.text;
+      return model.textFrom(textEmbeddings, 0, positions);
+    };
+
+    // Decisions so far (all slots decided earlier, re-applied when resuming).
+    const slots = searchSlots(config.searcher, config.weight_type, L, config.freeze_proj);
+    const decided = new Map<string, number>();
+    const factors = new Map<string, Awaited<ReturnType<typeof getSvd>>>();
+    const nameOf = (s: SearchSlot) => clipWeightName([s.tower, s.weight, s.layer, 0], L);
+    const setRatio = async (s: SearchSlot, ratio: number) => {
+      const name = nameOf(s);
+      if (ratio === 0) {
+        model.resetWeight(name);
+        return;
+      }
+      const weight = model.getOriginalWeight(name);
+      const shape = model.weightShape(name) as [number, number];
+      let f = factors.get(name);
+      if (!f) {
+        f = await getSvd(weight, shape);
+        factors.set(name, f);
+      }
+      model.setWeight(name, lowRankApprox({ weight, shape, ratio, mode: config.lora_svd_init_type, seed: config.seed, factors: f, name }));
+    };
+    for (const st of state.steps) {
+      const slot = slots.find((s) => s.tower === st.tower_type && s.weight === st.weight_type && s.layer === st.layer_num)!;
+      decided.set(slotKey(slot), st.best_ratio);
+      await setRatio(slot, st.best_ratio);
+    }
+    let best: { value: number; figures: CandidateFigures } | null = state.steps.length
+      ? { value: objectiveValue(config.objective, state.steps.at(-1)!.figures), figures: state.steps.at(-1)!.figures }
+      : null;
+
+    // Features of each tower under the current decisions, recomputed only when they change.
+    const towerCache: { visual?: ImageFeatures; text?: Tensor<'float32'> } = {};
+    const invalidate = (tower: 'visual' | 'text') => delete towerCache[tower];
+
+    /** Runs the candidates of one slot; the slot's weight is left at the checkpoint's value. */
+    const evaluateSlot = async (slot: SearchSlot, step: number, onDone: () => void): Promise<CandidateRecord[]> => {
+      const from = slot.layer ?? (slot.tower === 'visual' ? L.visual : L.text) - 1;
+      let hidden: Tensor<'float32'> | null = null;
+      if (config.cache) {
+        // hidden states entering `from` under the current decisions, once for all candidates
+        if (slot.tower === 'visual') {
+          hidden = await model.visionLayers(base, 0, from);
+          stats.visionLayerEvals += from;
+          towerCache.text ??= await textFeatures();
+        } else {
+          hidden = await model.textLayers(textEmbeddings, 0, from);
+          stats.textLayerEvals += from;
+          towerCache.visual ??= await imageFeatures();
+        }
+      }
+      const records: CandidateRecord[] = [];
+      for (const ratio of config.candi_ratios) {
+        let figures: CandidateFigures;
+        if (config.cache && ratio === 0 && best) {
+          figures = best.figures; // the current model: the best so far, already measured
+          stats.candidatesFromCache++;
+        } else {
+          await setRatio(slot, ratio);
+          if (!config.cache) {
+            figures = await objectiveOf(await imageFeatures(), await textFeatures());
+          } else if (slot.tower === 'visual') {
+            stats.visionLayerEvals += L.visual - from;
+            figures = await objectiveOf(await model.visionFrom(hidden!, from), towerCache.text!);
+          } else {
+            stats.textLayerEvals += L.text - from;
+            figures = await objectiveOf(towerCache.visual!, await model.textFrom(hidden!, from, positions));
+          }
+          stats.candidatesEvaluated++;
+        }
+        records.push({ step, tower_type: slot.tower, weight_type: slot.weight, layer_num: slot.layer, ratio, ...figures });
+        onDone();
+      }
+      await setRatio(slot, 0);
+      return records;
+    };
+
+    const writeOutputs = () => {
+      const col = objectiveColumn(config.objective);
+      const figureCols = ['locoop_loss', 'loss_id', 'loss_ood', 'acc', 'ood_patch_percent'];
+      if (!figureCols.includes(col)) figureCols.splice(0, 0, col);
+      const header = ['step', 'tower_type', 'weight_type', 'layer_num', 'best_ratio', ...figureCols.map((c) => (c === col ? `${c}*` : c))];
+      writeFileAtomic(join(config.out, 'search_best_results.csv'), stringify([header, ...state.steps.map((s) => [
+        s.step, s.tower_type, s.weight_type, s.layer_num ?? '', s.best_ratio, ...figureCols.map((c) => s.figures[c]),
+      ])]));
+      writeFileAtomic(join(config.out, 'search_results.json'), JSON.stringify(state.candidates, null, 1) + '\n');
+    };
+    const decide = (step: number, slot: SearchSlot, records: CandidateRecord[]) => {
+      let pick = records[0]!;
+      for (const r of records) if (objectiveValue(config.objective, r) < objectiveValue(config.objective, pick)) pick = r;
+      // the first step's ratio-0 candidate is the unpruned model: the starting point
+      if (!best) {
+        const zero = records.find((r) => r.ratio === 0);
+        if (zero) best = { value: objectiveValue(config.objective, zero), figures: figuresOf(zero) };
+      }
+      const improves = !best || objectiveValue(config.objective, pick) < best.value;
+      const ratio = improves && pick.ratio !== 0 ? pick.ratio : 0;
+      if (improves) best = { value: objectiveValue(config.objective, pick), figures: figuresOf(pick) };
+      const figures = best!.figures;
+      state.steps.push({ step, tower_type: slot.tower, weight_type: slot.weight, layer_num: slot.layer, best_ratio: ratio, figures });
+      return ratio;
+    };
+
+    hooks.onPhase?.('search');
+    const total = slots.length; // steps (layer_exhaustive: at most this many rounds)
+    if (config.searcher !== 'layer_exhaustive') {
+      for (let step = state.steps.length; step < slots.length; step++) {
+        const slot = slots[step]!;
+        hooks.onStepStart?.(step, total, slotLabel(slot));
+        let done = 0;
+        const records = await evaluateSlot(slot, step, () => hooks.onCandidate?.(++done, config.candi_ratios.length));
+        state.candidates.push(...records);
+        const ratio = decide(step, slot, records);
+        decided.set(slotKey(slot), ratio);
+        if (ratio > 0) {
+          await setRatio(slot, ratio);
+          invalidate(slot.tower);
+        }
+        writeOutputs();
+        writeFileAtomic(statePath, JSON.stringify(state));
+        log(`step ${step} ${slotLabel(slot)}: ratio ${ratio} (${objectiveColumn(config.objective)} ${objectiveValue(config.objective, best!.figures)})`);
+        hooks.onStepEnd?.(step);
+      }
+    } else {
+      // Each round tries every undecided slot × ratio and fixes the single best (SPEC §6);
+      // a round that cannot improve ends the search, the rest keeping ratio 0.
+      let pending = state.pending ?? slots.map((_, i) => i);
+      for (let step = state.steps.length; pending.length > 0; step++) {
+        hooks.onStepStart?.(step, total, `round ${step}: ${pending.length} slots`);
+        let done = 0;
+        const all: { slot: number; records: CandidateRecord[] }[] = [];
+        for (const i of pending) all.push({ slot: i, records: await evaluateSlot(slots[i]!, step, () => hooks.onCandidate?.(++done, pending.length * config.candi_ratios.length)) });
+        let bestSlot = all[0]!;
+        for (const a of all) {
+          const v = (r: CandidateRecord[]) => Math.min(...r.map((x) => objectiveValue(config.objective, x)));
+          if (v(a.records) < v(bestSlot.records)) bestSlot = a;
+        }
+        for (const a of all) state.candidates.push(...a.records);
+        const slot = slots[bestSlot.slot]!;
+        const ratio = decide(step, slot, bestSlot.records);
+        decided.set(slotKey(slot), ratio);
+        if (ratio > 0) {
+          await setRatio(slot, ratio);
+          invalidate(slot.tower);
+          pending = pending.filter((i) => i !== bestSlot.slot);
+        } else {
+          pending = [];
+        }
+        state = { ...state, pending };
+        writeOutputs();
+        writeFileAtomic(statePath, JSON.stringify(state));
+        log(`round ${step}: ${slotLabel(slot)} ratio ${ratio}`);
+        hooks.onStepEnd?.(step);
+      }
+    }
+    await head.release();
+
+    // One entry per slot, in search order, ratio 0 included.
+    const lora_settings: LoraSetting[] = slots.map((s) => [s.tower, s.weight, s.layer, decided.get(slotKey(s)) ?? 0] as LoraSetting);
+    writeOutputs();
+    writeFileAtomic(join(config.out, 'config_best.json'), JSON.stringify({ ...config.official, split: 'test', lora_settings }, null, 2) + '\n');
+    log(`search done: ${state.steps.length} steps; ${stats.candidatesEvaluated} candidates evaluated, ${stats.candidatesFromCache} from cache; layer evaluations: vision ${stats.visionLayerEvals}, text ${stats.textLayerEvals}`);
+
+    await clip.dispose();
+    let evaluation: EvalResult | null = null;
+    if (config.test) {
+      const testRoot = config.test.id.kind === 'benchmark' ? join(config.test.id.dataRoot, config.official.id_dataset as string, 'test') : config.test.id.root;
+      if (existsSync(testRoot)) {
+        hooks.onPhase?.('final-eval');
+        log(`final evaluation on the test data with the chosen settings`);
+        const evalConfig = resolveEvalConfig(null, {
+          model: config.model,
+          ...(config.test.id.kind === 'folder' ? { id: `${config.test.id.name}=${config.test.id.root}`, ood: config.test.ood.map((o) => `${o.name}=${o.root}`) } : { benchmark: config.test.id.benchmark, dataRoot: config.test.id.dataRoot }),
+          labels: config.test.id.kind === 'folder' ? config.labels : undefined, scorers: config.scorers, temperature: config.temperature, recallLevel: config.recall_level, split: 'test', loraSettings: lora_settings,
+          pruneMode: config.lora_svd_init_type, batchSize: config.batch_size, seed: config.seed, template: config.template, strict: config.strict,
+          out: config.out, workers: config.workers, threads: config.threads,
+        });
+        evaluation = await runEval(evalConfig, { log: hooks.log });
+      } else {
+        log(`no test data at '${testRoot}': skipping the final evaluation`);
+      }
+    }
+    return { lora_settings, steps: state.steps, candidates: state.candidates, stats, resumedFromStep, evaluation };
+  } finally {
+    await clip.dispose().catch(() => undefined);
+  }
+}
