@@ -38,6 +38,8 @@ export interface BlockOptions {
   readonly act: HiddenAct;
   /** Text tower: each token attends to itself and earlier tokens only. */
   readonly causal: boolean;
+  /** LoRA adapters by layer prefix (`vision_model.encoder.layers.11.mlp.fc1`); training graphs only. */
+  readonly lora?: ReadonlyMap<string, LoraAdapter>;
 }
 
 /** [out, in] → [in, out]. */
@@ -56,15 +58,34 @@ function param(g: GraphBuilder, name: string, data: Float32Array, dims: readonly
 }
 
 /**
+ * A LoRA adapter on a linear layer: y = x·W + scaling · (x·A)·B, with A [in, r] and B [r, out]
+ * (MatMul layouts of PEFT's lora_A [r, in] and lora_B [out, r]) fed as graph inputs named
+ * `<prefix>.lora_A` / `<prefix>.lora_B`, so a trainer can feed them each step and ask for their
+ * gradients.
+ */
+export interface LoraAdapter {
+  readonly rank: number;
+  readonly scaling: number;
+}
+
+/**
  * y = x·W (+ b), x [..., in]. The weight matrix is a graph input named by its HF tensor name
  * (`<prefix>.weight`), fed at every run in MatMul's [in, out] layout (the transpose of HF's
  * [out, in]): replacing a weight is then just feeding another matrix. Measured on this project's
  * 2-core machines, MatMul runs as fast with B fed as with B a pre-packed initializer.
  */
-export function linear(g: GraphBuilder, x: string, w: LinearShape, prefix: string): string {
+export function linear(g: GraphBuilder, x: string, w: LinearShape, prefix: string, lora?: ReadonlyMap<string, LoraAdapter>): string {
   const name = `${prefix}.weight`;
   const wt = g.has(name) ? name : g.input(name, 'FLOAT', [w.in, w.out]);
   let y = g.op('MatMul', [x, wt]);
+  const adapter = lora?.get(prefix);
+  if (adapter) {
+    const a = g.has(`${prefix}.lora_A`) ? `${prefix}.lora_A` : g.input(`${prefix}.lora_A`, 'FLOAT', [w.in, adapter.rank]);
+    const b = g.has(`${prefix}.lora_B`) ? `${prefix}.lora_B` : g.input(`${prefix}.lora_B`, 'FLOAT', [adapter.rank, w.out]);
+    let delta = g.op('MatMul', [g.op('MatMul', [x, a]), b]);
+    if (adapter.scaling !== 1) delta = g.op('Mul', [delta, g.constFloat([adapter.scaling])]);
+    y = g.op('Add', [y, delta]);
+  }
   if (w.bias) y = g.op('Add', [y, param(g, `${prefix}.bias`, w.bias, [w.out])]);
   return y;
 }
@@ -113,9 +134,9 @@ function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: number):
 export function selfAttentionContext(g: GraphBuilder, x: string, w: EncoderLayerWeights, o: BlockOptions, name: string): { context: string; value: string } {
   const d = w.q_proj.out;
   const headDim = d / o.heads;
-  const q = g.op('Mul', [linear(g, x, w.q_proj, `${name}.self_attn.q_proj`), g.constFloat([headDim ** -0.5])]);
-  const k = linear(g, x, w.k_proj, `${name}.self_attn.k_proj`);
-  const v = linear(g, x, w.v_proj, `${name}.self_attn.v_proj`);
+  const q = g.op('Mul', [linear(g, x, w.q_proj, `${name}.self_attn.q_proj`, o.lora), g.constFloat([headDim ** -0.5])]);
+  const k = linear(g, x, w.k_proj, `${name}.self_attn.k_proj`, o.lora);
+  const v = linear(g, x, w.v_proj, `${name}.self_attn.v_proj`, o.lora);
   const qh = splitHeads(g, q, o.heads, headDim);
   const kt = g.op('Transpose', [g.op('Reshape', [k, g.constInt64([0, 0, o.heads, headDim])])], { perm: [0, 2, 3, 1] });
   const vh = splitHeads(g, v, o.heads, headDim);
@@ -138,7 +159,7 @@ export function selfAttentionContext(g: GraphBuilder, x: string, w: EncoderLayer
 /** h + fc2(act(fc1(layer_norm2(h)))). */
 export function mlpResidual(g: GraphBuilder, h: string, w: EncoderLayerWeights, o: BlockOptions, name: string): string {
   const ln = layerNorm(g, h, w.layer_norm2, o.eps, `${name}.layer_norm2`);
-  const f = linear(g, activation(g, linear(g, ln, w.fc1, `${name}.mlp.fc1`), o.act), w.fc2, `${name}.mlp.fc2`);
+  const f = linear(g, activation(g, linear(g, ln, w.fc1, `${name}.mlp.fc1`, o.lora), o.act), w.fc2, `${name}.mlp.fc2`, o.lora);
   return g.op('Add', [h, f]);
 }
 
@@ -146,7 +167,7 @@ export function mlpResidual(g: GraphBuilder, h: string, w: EncoderLayerWeights, 
 export function encoderLayer(g: GraphBuilder, h: string, w: EncoderLayerWeights, o: BlockOptions, name: string): { out: string; context: string; value: string } {
   const ln1 = layerNorm(g, h, w.layer_norm1, o.eps, `${name}.layer_norm1`);
   const { context, value } = selfAttentionContext(g, ln1, w, o, name);
-  const h1 = g.op('Add', [h, linear(g, context, w.out_proj, `${name}.self_attn.out_proj`)]);
+  const h1 = g.op('Add', [h, linear(g, context, w.out_proj, `${name}.self_attn.out_proj`, o.lora)]);
   return { out: mlpResidual(g, h1, w, o, name), context, value };
 }
 
@@ -157,7 +178,7 @@ export interface LayerRun {
 }
 
 /** Runs layers [0, n) of a run on h. */
-function chain(g: GraphBuilder, h: string, run: LayerRun, n: number, o: BlockOptions): string {
+export function chain(g: GraphBuilder, h: string, run: LayerRun, n: number, o: BlockOptions): string {
   for (let i = 0; i < n; i++) h = encoderLayer(g, h, run.layers[i]!, o, run.prefixes[i]!).out;
   return h;
 }
@@ -179,11 +200,12 @@ export interface VisionEmbeddingsWeights {
   readonly pre_layrnorm: LayerNormWeights;
 }
 
-/** pixel_values [B, C, H, W] → pre_layrnorm(class token ⊕ patch tokens + positions) [B, 1+g², D]. */
-export function visionEmbeddingsGraph(w: VisionEmbeddingsWeights, p: { hidden: number; channels: number; patch: number; grid: number; eps: number }): Uint8Array {
+/** Shape parameters of the vision embeddings. */
+export interface VisionEmbeddingsShape { readonly hidden: number; readonly channels: number; readonly patch: number; readonly grid: number; readonly eps: number }
+
+/** pixel_values [B, C, H, W] → pre_layrnorm(class token ⊕ patch tokens + positions) [B, 1+g², D], on `g`. */
+export function visionEmbeddings(g: GraphBuilder, px: string, w: VisionEmbeddingsWeights, p: VisionEmbeddingsShape): string {
   const { hidden: d, channels: c, patch, grid } = p;
-  const g = new GraphBuilder('vision_embeddings');
-  const px = g.input('pixel_values', 'FLOAT', ['batch', c, grid * patch, grid * patch]);
   const conv = g.op('Conv', [px, g.initializer('vision_model.embeddings.patch_embedding.weight', w.patch_embedding, [d, c, patch, patch])], {
     kernel_shape: [patch, patch],
     strides: [patch, patch],
@@ -194,7 +216,14 @@ export function visionEmbeddingsGraph(w: VisionEmbeddingsWeights, p: { hidden: n
   const cls = g.op('Expand', [g.initializer('vision_model.embeddings.class_embedding', w.class_embedding, [1, 1, d]), clsShape]);
   const tokens = g.op('Concat', [cls, patches], { axis: 1 });
   const emb = g.op('Add', [tokens, g.initializer('vision_model.embeddings.position_embedding.weight', w.position_embedding, [1 + grid * grid, d])]);
-  g.output(layerNorm(g, emb, w.pre_layrnorm, p.eps, 'vision_model.pre_layrnorm'), 'hidden_states_out', 'FLOAT', ['batch', 1 + grid * grid, d]);
+  return layerNorm(g, emb, w.pre_layrnorm, p.eps, 'vision_model.pre_layrnorm');
+}
+
+/** The session graph of the vision embeddings: pixel_values → hidden_states_out. */
+export function visionEmbeddingsGraph(w: VisionEmbeddingsWeights, p: VisionEmbeddingsShape): Uint8Array {
+  const g = new GraphBuilder('vision_embeddings');
+  const px = g.input('pixel_values', 'FLOAT', ['batch', p.channels, p.grid * p.patch, p.grid * p.patch]);
+  g.output(visionEmbeddings(g, px, w, p), 'hidden_states_out', 'FLOAT', ['batch', 1 + p.grid * p.grid, p.hidden]);
   return g.toBytes();
 }
 
@@ -211,26 +240,33 @@ export interface VisionHeadWeights {
  * v = h + out_proj(v_proj(ln1(h))), v = v + mlp(ln2(v)), post_layernorm, drop CLS, project
  * (SPEC §1). The value projection is shared with the regular attention.
  */
-export function visionTowerGraph(run: LayerRun, head: VisionHeadWeights, o: BlockOptions, p: { grid: number; local: boolean; name: string }): Uint8Array {
+export function visionTower(g: GraphBuilder, hidden: string, run: LayerRun, head: VisionHeadWeights, o: BlockOptions, p: { grid: number; local: boolean }): { image_embeds: string; image_embeds_local?: string } {
   const n = run.layers.length;
   const w = run.layers[n - 1]!;
   const prefix = run.prefixes[n - 1]!;
-  const d = w.q_proj.out;
   const proj = head.visual_projection.out;
-  const g = new GraphBuilder(p.name);
-  const h = chain(g, g.input('hidden_states', 'FLOAT', ['batch', 'tokens', d]), run, n - 1, o);
+  const h = chain(g, hidden, run, n - 1, o);
   const layer = encoderLayer(g, h, w, o, prefix);
   const cls = g.op('Gather', [layer.out, g.constInt64([0])], { axis: 1 }); // [B, 1, D]
   const pooled = layerNorm(g, g.op('Squeeze', [cls, g.constInt64([1])]), head.post_layernorm, o.eps, 'vision_model.post_layernorm');
-  g.output(linear(g, pooled, head.visual_projection, 'visual_projection'), 'image_embeds', 'FLOAT', ['batch', proj]);
-  if (p.local) {
-    const v1 = g.op('Add', [h, linear(g, layer.value, w.out_proj, `${prefix}.self_attn.out_proj`)]);
-    const v2 = mlpResidual(g, v1, w, o, prefix);
-    const patches = g.op('Slice', [v2, g.constInt64([1]), g.constInt64([1 + p.grid * p.grid]), g.constInt64([1])]);
-    const normed = layerNorm(g, patches, head.post_layernorm, o.eps, 'vision_model.post_layernorm');
-    const projected = linear(g, normed, head.visual_projection, 'visual_projection');
-    g.output(g.op('Reshape', [projected, g.constInt64([0, p.grid, p.grid, proj])]), 'image_embeds_local', 'FLOAT', ['batch', p.grid, p.grid, proj]);
-  }
+  const image_embeds = linear(g, pooled, head.visual_projection, 'visual_projection', o.lora);
+  if (!p.local) return { image_embeds };
+  const v1 = g.op('Add', [h, linear(g, layer.value, w.out_proj, `${prefix}.self_attn.out_proj`, o.lora)]);
+  const v2 = mlpResidual(g, v1, w, o, prefix);
+  const patches = g.op('Slice', [v2, g.constInt64([1]), g.constInt64([1 + p.grid * p.grid]), g.constInt64([1])]);
+  const normed = layerNorm(g, patches, head.post_layernorm, o.eps, 'vision_model.post_layernorm');
+  const projected = linear(g, normed, head.visual_projection, 'visual_projection', o.lora);
+  return { image_embeds, image_embeds_local: g.op('Reshape', [projected, g.constInt64([0, p.grid, p.grid, proj])]) };
+}
+
+/** The session graph of {@link visionTower}: hidden_states → image_embeds (+ image_embeds_local). */
+export function visionTowerGraph(run: LayerRun, head: VisionHeadWeights, o: BlockOptions, p: { grid: number; local: boolean; name: string }): Uint8Array {
+  const d = run.layers[0]!.q_proj.out;
+  const proj = head.visual_projection.out;
+  const g = new GraphBuilder(p.name);
+  const out = visionTower(g, g.input('hidden_states', 'FLOAT', ['batch', 'tokens', d]), run, head, o, p);
+  g.output(out.image_embeds, 'image_embeds', 'FLOAT', ['batch', proj]);
+  if (out.image_embeds_local) g.output(out.image_embeds_local, 'image_embeds_local', 'FLOAT', ['batch', p.grid, p.grid, proj]);
   return g.toBytes();
 }
 
@@ -252,21 +288,27 @@ export interface TextHeadWeights {
  * goes through out_proj, the MLP, `final_layer_norm` and `text_projection` → `text_embeds` [B, P].
  * Rows are independent after attention, so this equals pooling the full output.
  */
-export function textTowerGraph(run: LayerRun, head: TextHeadWeights, o: BlockOptions, name: string): Uint8Array {
+export function textTower(g: GraphBuilder, hidden: string, poolIndex: string, run: LayerRun, head: TextHeadWeights, o: BlockOptions): string {
   const n = run.layers.length;
   const w = run.layers[n - 1]!;
   const prefix = run.prefixes[n - 1]!;
   const d = w.q_proj.out;
-  const proj = head.text_projection.out;
-  const g = new GraphBuilder(name);
-  const h = chain(g, g.input('hidden_states', 'FLOAT', ['batch', 'length', d]), run, n - 1, o);
-  const poolIndex = g.input('pool_index', 'INT64', ['batch']);
+  const h = chain(g, hidden, run, n - 1, o);
   const ln1 = layerNorm(g, h, w.layer_norm1, o.eps, `${prefix}.layer_norm1`);
   const { context } = selfAttentionContext(g, ln1, w, o, prefix);
   const flat = (x: string) => g.op('Gather', [g.op('Reshape', [x, g.constInt64([-1, d])]), poolIndex], { axis: 0 });
-  const h1 = g.op('Add', [flat(h), linear(g, flat(context), w.out_proj, `${prefix}.self_attn.out_proj`)]);
+  const h1 = g.op('Add', [flat(h), linear(g, flat(context), w.out_proj, `${prefix}.self_attn.out_proj`, o.lora)]);
   const h2 = mlpResidual(g, h1, w, o, prefix);
   const pooled = layerNorm(g, h2, head.final_layer_norm, o.eps, 'text_model.final_layer_norm');
-  g.output(linear(g, pooled, head.text_projection, 'text_projection'), 'text_embeds', 'FLOAT', ['batch', proj]);
+  return linear(g, pooled, head.text_projection, 'text_projection', o.lora);
+}
+
+/** The session graph of {@link textTower}: hidden_states, pool_index → text_embeds. */
+export function textTowerGraph(run: LayerRun, head: TextHeadWeights, o: BlockOptions, name: string): Uint8Array {
+  const d = run.layers[0]!.q_proj.out;
+  const g = new GraphBuilder(name);
+  const h = g.input('hidden_states', 'FLOAT', ['batch', 'length', d]);
+  const poolIndex = g.input('pool_index', 'INT64', ['batch']);
+  g.output(textTower(g, h, poolIndex, run, head, o), 'text_embeds', 'FLOAT', ['batch', head.text_projection.out]);
   return g.toBytes();
 }
