@@ -414,6 +414,11 @@ export class Checkpoint {
     return this.fileOf(name).readFloat32(name, expectedShape);
   }
 
+  /** A tensor in its stored dtype (see {@link SafetensorsFile.read}). */
+  read(name: string): StoredTensor {
+    return this.fileOf(name).read(name);
+  }
+
   close(): void {
     for (const f of this.files.values()) f.close();
     this.files.clear();

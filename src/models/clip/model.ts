@@ -1,4 +1,6 @@
-import { Checkpoint } from '../../io/safetensors.js';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Checkpoint, FLOAT_DTYPES, writeSafetensors, type TensorToWrite } from '../../io/safetensors.js';
 import { Session, type SessionOptions } from '../../runtime/session.js';
 import { shapeString, tensor, type Tensor } from '../../tensor.js';
 import { loadClipConfig, gridSize, type ClipConfig } from './config.js';
@@ -11,6 +13,9 @@ import {
   encoderLayerWeights, expectedClipTensors, isSwappable, layerTensorName, sessionKeyOf, textEmbeddingsWeights, textHeadWeights, validateClipCheckpoint,
   visionEmbeddingsWeights, visionHeadWeights, type Tower,
 } from './weights.js';
+
+/** Files of an HF model folder that travel with the weights when a model is saved. */
+const MODEL_SIDE_FILES = ['config.json', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'preprocessor_config.json'];
 
 /** Options of {@link ClipModel.load}. */
 export interface ClipModelOptions extends SessionOptions {
@@ -429,6 +434,32 @@ export class ClipModel {
   private checkRange(tower: Tower, from: number, to: number, max: number): void {
     if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from <= to && to <= max)) {
       throw new RangeError(`${tower} layers [${from}, ${to}) out of range: need 0 <= from <= to <= ${max}`);
+    }
+  }
+
+  /**
+   * Writes the model with its current weights (replacements applied) as an HF-layout folder:
+   * `model.safetensors` with the checkpoint's tensor names and dtypes, plus the config,
+   * tokenizer and preprocessor files copied from the source folder — loadable by setar and by
+   * transformers' `CLIPModel.from_pretrained`.
+   */
+  save(dir: string): void {
+    mkdirSync(dir, { recursive: true });
+    const tensors: Record<string, TensorToWrite> = {};
+    for (const name of this.checkpoint.names()) {
+      const e = this.checkpoint.entry(name);
+      const o = this.overrides.get(name);
+      if (o || FLOAT_DTYPES.includes(e.dtype)) {
+        tensors[name] = { dtype: e.dtype === 'F64' ? 'F64' : e.dtype, shape: e.shape, data: o ?? this.checkpoint.readFloat32(name) };
+      } else {
+        const t = this.checkpoint.read(name);
+        tensors[name] = { dtype: t.dtype, shape: t.shape, data: t.data as TensorToWrite['data'] };
+      }
+      if (tensors[name]!.dtype === 'F64') tensors[name] = { ...tensors[name]!, data: Float64Array.from(tensors[name]!.data as Float32Array) };
+    }
+    writeSafetensors(join(dir, 'model.safetensors'), tensors);
+    for (const f of MODEL_SIDE_FILES) {
+      if (existsSync(join(this.dir, f))) copyFileSync(join(this.dir, f), join(dir, f));
     }
   }
 

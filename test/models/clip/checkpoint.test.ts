@@ -133,3 +133,37 @@ describe('CLIP checkpoint loading', () => {
     await assert.rejects(ClipModel.load(join(root, 'nowhere')), /cannot read '.*nowhere\/config\.json'/);
   });
 });
+
+describe('saving a model', () => {
+  it('writes the current weights with the original names and dtypes, plus config and tokenizer files', async () => {
+    const { mkdtempSync, rmSync, existsSync } = await import('node:fs');
+    const root = mkdtempSync(join(tmpdir(), 'setar-save-'));
+    try {
+      const src = await ClipModel.load(SRC, { threads: 1 });
+      const name = 'vision_model.encoder.layers.1.mlp.fc2.weight';
+      const w = src.getWeight(name).map((x) => x * 0.5);
+      src.setWeight(name, w);
+      src.save(join(root, 'm'));
+      await src.dispose();
+      for (const f of ['config.json', 'vocab.json', 'merges.txt', 'model.safetensors']) assert.ok(existsSync(join(root, 'm', f)), f);
+      const a = SafetensorsFile.open(join(SRC, 'model.safetensors'));
+      const b = SafetensorsFile.open(join(root, 'm', 'model.safetensors'));
+      try {
+        assert.deepEqual([...b.entries.keys()].sort(), [...a.entries.keys()].sort());
+        assert.equal(b.metadata.format, 'pt');
+        for (const n of a.entries.keys()) {
+          assert.equal(b.entry(n).dtype, a.entry(n).dtype, n);
+          assert.deepEqual(b.readFloat32(n), n === name ? w : a.readFloat32(n), n);
+        }
+      } finally {
+        a.close();
+        b.close();
+      }
+      const again = await ClipModel.load(join(root, 'm'), { threads: 1 });
+      assert.deepEqual(again.getWeight(name), w);
+      await again.dispose();
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
