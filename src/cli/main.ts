@@ -7,6 +7,7 @@ import { registerEmbed } from './embed.js';
 import { registerEval } from './eval.js';
 import { registerMetrics } from './metrics.js';
 import { registerSearch } from './search.js';
+import { registerFinetune } from './finetune.js';
 
 const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
 
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerEval(program);
   registerMetrics(program);
   registerSearch(program);
+  registerFinetune(program);
   return program;
 }
 

@@ -42,6 +42,29 @@ function valueInfo(name: string, dtype: OnnxDataTypeName, shape: readonly Dim[])
   };
 }
 
+/** A node as added, attributes decoded back to builder values (see {@link GraphBuilder.nodeViews}). */
+export interface NodeView {
+  readonly opType: string;
+  readonly domain: string;
+  readonly name: string;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+  readonly attrs: Readonly<Record<string, AttrValue>>;
+}
+
+/** Element type and declared shape of a graph input or output. */
+export interface ValueSpec {
+  readonly dtype: OnnxDataTypeName;
+  readonly shape: readonly Dim[];
+}
+
+/** An initializer's element type, dims and data (a view of the array given to {@link GraphBuilder.initializer}). */
+export interface InitializerView {
+  readonly dtype: OnnxDataTypeName;
+  readonly dims: readonly number[];
+  readonly data: InitData;
+}
+
 /** Options of {@link GraphBuilder.op}. */
 export interface OpOptions {
   /** Operator domain: '' for standard ONNX, 'com.microsoft' for ONNX Runtime's contrib ops. */
@@ -149,6 +172,51 @@ export class GraphBuilder {
     this.outputs.push(valueInfo(name, dtype, shape));
   }
 
+  // ---- read-only views, for graph transforms (autodiff) ---------------------------------
+
+  /** A fresh value name that is not used yet (claimed when a value of that name is added). */
+  uniqueName(base: string): string {
+    return this.fresh(base);
+  }
+
+  /** The nodes so far, in the order they were added, with attributes decoded. */
+  nodeViews(): NodeView[] {
+    return (this.nodes as ProtoNode[]).map(viewOfNode);
+  }
+
+  /** The node that produces `value`, or undefined for inputs, initializers and unknown names. */
+  producer(value: string): NodeView | undefined {
+    const node = (this.nodes as ProtoNode[]).find((n) => n.output.includes(value));
+    return node && viewOfNode(node);
+  }
+
+  /** Declared type of a graph input, or undefined when `name` is not an input. */
+  inputSpec(name: string): ValueSpec | undefined {
+    const vi = this.inputs.find((i) => i.name === name);
+    return vi && specOf(vi);
+  }
+
+  /** Names of the graph inputs, in declaration order. */
+  inputNames(): string[] {
+    return this.inputs.map((i) => i.name);
+  }
+
+  /** Declared type of a graph output, or undefined when `name` is not an output. */
+  outputSpec(name: string): ValueSpec | undefined {
+    const vi = this.outputs.find((o) => o.name === name);
+    return vi && specOf(vi);
+  }
+
+  /** An initializer's type, dims and data, or undefined when `name` is not an initializer. */
+  initializerView(name: string): InitializerView | undefined {
+    const t = (this.initializers as ProtoInitializer[]).find((i) => i.name === name);
+    if (!t) return undefined;
+    const dtype = (Object.keys(OnnxDataType) as OnnxDataTypeName[]).find((k) => OnnxDataType[k] === t.data_type)!;
+    const ctor = DTYPE_OF.find(([, name]) => name === dtype)![0] as unknown as { new (b: ArrayBufferLike, o: number, n: number): InitData; BYTES_PER_ELEMENT: number };
+    const raw = t.raw_data;
+    return { dtype, dims: t.dims, data: new ctor(raw.buffer, raw.byteOffset, raw.byteLength / ctor.BYTES_PER_ELEMENT) };
+  }
+
   /** Serialises the model (IR 8; opset 17 plus com.microsoft 1 when contrib ops are used). */
   toBytes(): Uint8Array {
     const model = {
@@ -181,4 +249,36 @@ function encodeAttr(name: string, v: AttrValue): object {
   const tagged = v as FloatAttr | FloatsAttr;
   if (tagged.kind === 'float') return { name, type: AttributeType.FLOAT, f: tagged.value };
   return { name, type: AttributeType.FLOATS, floats: [...tagged.value] };
+}
+
+interface ProtoAttr { name: string; type: number; i?: number; ints?: number[]; f?: number; floats?: number[]; s?: Uint8Array }
+interface ProtoNode { op_type: string; domain: string; input: string[]; output: string[]; name: string; attribute: ProtoAttr[] }
+interface ProtoInitializer { name: string; dims: number[]; data_type: number; raw_data: Uint8Array }
+
+function decodeAttr(a: ProtoAttr): AttrValue {
+  switch (a.type) {
+    case AttributeType.INT: return a.i!;
+    case AttributeType.INTS: return [...a.ints!];
+    case AttributeType.FLOAT: return float(a.f!);
+    case AttributeType.FLOATS: return floats(a.floats!);
+    case AttributeType.STRING: return new TextDecoder().decode(a.s!);
+    default: throw new TypeError(`attribute '${a.name}': type ${a.type} cannot be decoded`);
+  }
+}
+
+function viewOfNode(n: ProtoNode): NodeView {
+  return {
+    opType: n.op_type,
+    domain: n.domain,
+    name: n.name,
+    inputs: [...n.input],
+    outputs: [...n.output],
+    attrs: Object.fromEntries(n.attribute.map((a) => [a.name, decodeAttr(a)])),
+  };
+}
+
+function specOf(vi: ValueInfo): ValueSpec {
+  const dtype = (Object.keys(OnnxDataType) as OnnxDataTypeName[]).find((k) => OnnxDataType[k] === vi.type.tensor_type.elem_type)!;
+  const shape = (vi.type.tensor_type.shape.dim as Array<{ dim_value?: number; dim_param?: string }>).map((d) => (d.dim_param !== undefined ? d.dim_param : d.dim_value!));
+  return { dtype, shape };
 }

@@ -115,7 +115,8 @@ export class ClipModel {
 
   // ---- weights ---------------------------------------------------------------------------
 
-  private source = (name: string): Float32Array => this.overrides.get(name) ?? this.checkpoint.readFloat32(name);
+  /** Reads a tensor's current value (replacement or checkpoint), for building graphs. */
+  readonly source = (name: string): Float32Array => this.overrides.get(name) ?? this.checkpoint.readFloat32(name);
 
   /** Shape of a model tensor, HF layout (Linear weights are [out, in]). */
   weightShape(name: string): readonly number[] {
@@ -228,8 +229,8 @@ export class ClipModel {
     return textTowerGraph(run, textHeadWeights(this.source, c), o, key);
   }
 
-  /** A weight matrix as the graphs take it: the current value, transposed to [in, out]. */
-  private matrix(name: string): Tensor<'float32'> {
+  /** A weight matrix as the graphs take it: the current value, transposed to [in, out] (cached until replaced). */
+  matrix(name: string): Tensor<'float32'> {
     let m = this.matrices.get(name);
     if (!m) {
       const [out, inn] = this.weightShape(name) as [number, number];

@@ -1,0 +1,38 @@
+import type { GradRule, IntVal } from '../context.js';
+import { attrInt, normAxis } from '../shapes.js';
+
+/**
+ * Gather and GatherElements: the gradient is scattered back with reduction 'add', so indices
+ * that repeat (a position-bias table, token embeddings) accumulate. Indices carry no gradient
+ * and may be constants or fed; negative indices count from the end, as in the forward op.
+ */
+
+/**
+ * Axis 0: one ScatterND of dy into zeros, indices as they are (idx[..., None]). Other axes: a
+ * ScatterElements along the axis, with indices broadcast to dy's size — an int64 tensor the
+ * size of the gathered part (e.g. the CLS row), rather than transposing the whole input twice.
+ */
+export const gatherGrad: GradRule = (ctx, node, [dy]) => {
+  const [x, idx] = node.inputs as [string, string];
+  const r = ctx.rank(x, node);
+  const a = normAxis(attrInt(node, 'axis', 0), r);
+  const zeros = ctx.zerosLike(x);
+  if (a === 0) {
+    return [ctx.op('ScatterND', [zeros, ctx.op('Unsqueeze', [idx, ctx.ints([-1])]), dy!], { reduction: 'add' }), undefined];
+  }
+  const idxShape = ctx.shape(idx);
+  if (!idxShape) throw ctx.error(node, idx, 'the rank of the indices cannot be inferred statically');
+  const n = idxShape.every((d) => typeof d === 'number') ? (idxShape as number[]).reduce((p, q) => p * q, 1) : -1;
+  const dims: IntVal[] = [];
+  for (let i = 0; i < r; i++) dims.push(i === a ? n : ctx.dim(x, i));
+  const dy2 = idxShape.length === 1 ? dy! : ctx.op('Reshape', [dy!, ctx.intVector(dims)]);
+  const idx2 = ctx.op('Reshape', [idx, ctx.ints([-1, ...Array<number>(r - 1 - a).fill(1)])]);
+  const expanded = ctx.op('Expand', [idx2, n === -1 ? ctx.op('Shape', [dy2]) : ctx.intVector(dims)]);
+  return [ctx.op('ScatterElements', [zeros, expanded, dy2], { axis: a, reduction: 'add' }), undefined];
+};
+
+export const gatherElementsGrad: GradRule = (ctx, node, [dy]) => {
+  const [x, idx] = node.inputs as [string, string];
+  const a = normAxis(attrInt(node, 'axis', 0), ctx.rank(x, node));
+  return [ctx.op('ScatterElements', [ctx.zerosLike(x), idx, dy!], { axis: a, reduction: 'add' }), undefined];
+};

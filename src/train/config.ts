@@ -1,0 +1,157 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { EvalConfigError, parseNamedDir, type IdSource } from '../eval/config.js';
+import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
+import { parseLoraSettings, type LoraSetting } from '../lowrank/settings.js';
+import { SCORER_NAMES } from '../ood/scores.js';
+import { LR_SCHEDULES, type LrSchedule } from './schedule.js';
+
+/** The adapters to train: SeTAR+FT from searched settings, or plain LoRA on target modules. */
+export type AdapterPlan =
+  | { readonly kind: 'setar'; readonly settings: readonly LoraSetting[]; readonly mode: PruneMode }
+  | { readonly kind: 'lora'; readonly r: number; readonly alpha: number; readonly targetModules: readonly string[] };
+
+/** Everything `setar finetune` needs, resolved. */
+export interface FinetuneConfig {
+  readonly model: string;
+  readonly id: IdSource;
+  readonly labels?: readonly string[];
+  readonly split: string;
+  readonly adapters: AdapterPlan;
+  readonly num_train_epochs: number;
+  /** Optimiser steps; overrides epochs when set (0: no step at all). */
+  readonly max_train_steps: number | null;
+  readonly learning_rate: number;
+  readonly momentum: number;
+  readonly weight_decay: number;
+  readonly lr_scheduler_type: LrSchedule;
+  readonly num_warmup_steps: number;
+  readonly gradient_accumulation_steps: number;
+  readonly batch_size: number;
+  readonly seed: number;
+  readonly locoop_lambda: number;
+  readonly locoop_top_k: number;
+  readonly use_pred_label: boolean;
+  readonly template: string;
+  readonly out: string;
+  readonly test: { readonly id: IdSource; readonly ood: readonly { name: string; root: string }[] } | null;
+  readonly scorers: readonly string[];
+  readonly temperature: number;
+  readonly recall_level: number;
+  readonly threads?: number;
+  readonly official: Record<string, unknown>;
+}
+
+const KEYS = [
+  'data_root', 'id_dataset', 'split', 'batch_size', 'seed', 'device', 'scorers', 'temperature', 'exp_name', 'log_directory', 'recall_level',
+  'model_name', 'model_type', 'num_train_epochs', 'max_train_steps', 'gradient_accumulation_steps', 'learning_rate', 'weight_decay', 'momentum',
+  'lr_scheduler_type', 'num_warmup_steps', 'locoop_lambda', 'locoop_top_k', 'use_pred_label', 'lora_svd_init', 'lora_svd_init_type',
+  'lora_settings', 'lora_r', 'lora_alpha', 'target_modules',
+  // a search's config_best.json carries the search's keys too
+  'searcher', 'candi_ratios', 'weight_type', 'best_scorer', 'best_metric', 'freeze_proj',
+];
+
+/** Flags of `setar finetune`, one per official key plus setar's own. */
+export interface FinetuneFlags {
+  model?: string; id?: string; benchmark?: string; dataRoot?: string; labels?: readonly string[]; split?: string;
+  loraSettings?: unknown; loraSvdInitType?: string; loraR?: number; loraAlpha?: number; targetModules?: readonly string[];
+  numTrainEpochs?: number; maxTrainSteps?: number; learningRate?: number; momentum?: number; weightDecay?: number;
+  lrSchedulerType?: string; numWarmupSteps?: number; gradientAccumulationSteps?: number; batchSize?: number; seed?: number;
+  locoopLambda?: number; locoopTopK?: number; usePredLabel?: boolean; template?: string; out?: string;
+  testId?: string; testOod?: readonly string[]; scorers?: readonly string[]; threads?: number;
+}
+
+function fail(msg: string): never {
+  throw new EvalConfigError(msg);
+}
+
+/** Resolves a fine-tuning run from an official config (optional) and flags (which win). */
+export function resolveFinetuneConfig(json: Record<string, unknown> | null, flags: FinetuneFlags, configFile = 'config'): FinetuneConfig {
+  const j = json ?? {};
+  const unknown = Object.keys(j).filter((k) => !KEYS.includes(k));
+  if (unknown.length) fail(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${KEYS.join(', ')}`);
+  if (j.model_type !== undefined && j.model_type !== 'CLIP') fail(`${configFile}: model_type "${String(j.model_type)}" is not supported by setar finetune yet; supported: "CLIP"`);
+  const model = flags.model ?? (typeof j.model_name === 'string' ? j.model_name : undefined);
+  if (!model) fail('no model: give --model DIR (or "model_name" in the config)');
+  if (!existsSync(resolve(model))) fail(`model "${model}" is not a local directory; download the checkpoint and pass --model DIR (setar never fetches weights)`);
+
+  let id: IdSource;
+  if (flags.id) {
+    const { name, root } = parseNamedDir(flags.id, '--id');
+    id = { kind: 'folder', name, root };
+  } else {
+    const benchmark = flags.benchmark ?? (j.id_dataset as string | undefined);
+    const dataRoot = flags.dataRoot ?? (j.data_root as string | undefined);
+    if (!benchmark) fail('no training data: give --id NAME=DIR, or --benchmark NAME with --data-root DIR (or "id_dataset" and "data_root" in the config)');
+    if (!dataRoot) fail(`benchmark ${benchmark} needs a data root: --data-root DIR (or "data_root" in the config)`);
+    id = { kind: 'benchmark', benchmark, dataRoot: resolve(dataRoot) };
+  }
+
+  const num = (v: unknown, key: string, ok: (x: number) => boolean, expected: string): number => {
+    if (typeof v !== 'number' || !ok(v)) fail(`${key} must be ${expected}, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const int = (x: number) => Number.isInteger(x);
+
+  let adapters: AdapterPlan;
+  const settingsSource = flags.loraSettings !== undefined ? flags.loraSettings : j.lora_svd_init !== false ? j.lora_settings : undefined;
+  const mode = (flags.loraSvdInitType ?? (j.lora_svd_init_type as string | undefined) ?? 'small') as PruneMode;
+  if (!PRUNE_MODES.includes(mode)) fail(`lora_svd_init_type "${mode}" is not one of ${PRUNE_MODES.join(', ')}`);
+  if (settingsSource !== undefined && settingsSource !== null) {
+    adapters = { kind: 'setar', settings: parseLoraSettings(settingsSource, flags.loraSettings !== undefined ? '--lora-settings' : `${configFile} "lora_settings"`), mode };
+  } else {
+    const r = flags.loraR ?? (j.lora_r as number | undefined);
+    if (r === undefined) fail('no adapters: give --lora-settings FILE (SeTAR+FT) or --lora-r R --lora-alpha A --target-modules mlp.fc1 (LoRA)');
+    const targets = flags.targetModules ?? (j.target_modules as string[] | undefined) ?? ['mlp.fc1'];
+    if (!Array.isArray(targets) || targets.length === 0 || targets.some((t) => typeof t !== 'string')) fail(`target_modules must be a non-empty list of module names, got ${JSON.stringify(targets)}`);
+    adapters = { kind: 'lora', r: num(r, 'lora_r', (x) => int(x) && x > 0, 'a positive integer'), alpha: num(flags.loraAlpha ?? j.lora_alpha ?? r, 'lora_alpha', (x) => x > 0, 'a positive number'), targetModules: targets };
+  }
+
+  const schedule = (flags.lrSchedulerType ?? (j.lr_scheduler_type as string | undefined) ?? 'cosine') as LrSchedule;
+  if (!LR_SCHEDULES.includes(schedule)) fail(`lr_scheduler_type "${schedule}" is not one of ${LR_SCHEDULES.join(', ')}`);
+  const maxSteps = flags.maxTrainSteps ?? (j.max_train_steps as number | undefined) ?? null;
+  if (maxSteps !== null) num(maxSteps, 'max_train_steps', (x) => int(x) && x >= 0, 'an integer >= 0');
+  const isVoc = id.kind === 'benchmark' && id.benchmark.toLowerCase().includes('voc');
+  const scorers = (flags.scorers ?? (j.scorers as string[] | undefined) ?? ['mcm_score', 'gl_mcm_score']).filter((s) => s !== 'loss');
+  const bad = scorers.find((s) => !SCORER_NAMES.includes(s as never));
+  if (bad) fail(`unknown scorer "${bad}"; valid: ${SCORER_NAMES.join(', ')}`);
+
+  let test: FinetuneConfig['test'] = null;
+  if (flags.testId || flags.testOod?.length) {
+    if (!flags.testId || !flags.testOod?.length) fail('the final evaluation needs both --test-id NAME=DIR and --test-ood NAME=DIR');
+    const tid = parseNamedDir(flags.testId, '--test-id');
+    test = { id: { kind: 'folder', name: tid.name, root: tid.root }, ood: flags.testOod.map((o) => parseNamedDir(o, '--test-ood')) };
+  } else if (id.kind === 'benchmark') {
+    test = { id, ood: [] };
+  }
+
+  const idName = id.kind === 'folder' ? id.name : id.benchmark;
+  let out = flags.out;
+  if (!out && typeof j.log_directory === 'string') {
+    out = j.log_directory.replaceAll('{args.id_dataset}', String(j.id_dataset ?? idName)).replaceAll('{args.exp_name}', String(j.exp_name ?? 'finetune'));
+  }
+  if (!out) fail('no output folder: give --out DIR (or "log_directory" in the config)');
+
+  const config: FinetuneConfig = {
+    model: resolve(model), id, labels: flags.labels, split: flags.split ?? (j.split as string | undefined) ?? 'val', adapters,
+    num_train_epochs: num(flags.numTrainEpochs ?? j.num_train_epochs ?? 5, 'num_train_epochs', (x) => int(x) && x >= 0, 'an integer >= 0'),
+    max_train_steps: maxSteps,
+    learning_rate: num(flags.learningRate ?? j.learning_rate ?? 0.01, 'learning_rate', (x) => x >= 0, 'a number >= 0'),
+    momentum: num(flags.momentum ?? j.momentum ?? 0.9, 'momentum', (x) => x >= 0 && x < 1, 'in [0, 1)'),
+    weight_decay: num(flags.weightDecay ?? j.weight_decay ?? 5e-4, 'weight_decay', (x) => x >= 0, 'a number >= 0'),
+    lr_scheduler_type: schedule,
+    num_warmup_steps: num(flags.numWarmupSteps ?? j.num_warmup_steps ?? 0, 'num_warmup_steps', (x) => int(x) && x >= 0, 'an integer >= 0'),
+    gradient_accumulation_steps: num(flags.gradientAccumulationSteps ?? j.gradient_accumulation_steps ?? 1, 'gradient_accumulation_steps', (x) => int(x) && x > 0, 'a positive integer'),
+    batch_size: num(flags.batchSize ?? j.batch_size ?? 100, 'batch_size', (x) => int(x) && x > 0, 'a positive integer'),
+    seed: num(flags.seed ?? j.seed ?? 5, 'seed', int, 'an integer'),
+    locoop_lambda: num(flags.locoopLambda ?? j.locoop_lambda ?? (isVoc ? 0.05 : 0.1), 'locoop_lambda', (x) => x >= 0, 'a number >= 0'),
+    locoop_top_k: num(flags.locoopTopK ?? j.locoop_top_k ?? (isVoc ? 4 : 300), 'locoop_top_k', (x) => int(x) && x >= 1, 'a positive integer'),
+    use_pred_label: flags.usePredLabel ?? (j.use_pred_label as boolean | undefined) ?? false,
+    template: flags.template ?? 'a photo of a {}',
+    out: resolve(out), test, scorers: scorers.length ? scorers : ['mcm_score', 'gl_mcm_score'],
+    temperature: num(j.temperature ?? 100, 'temperature', (x) => x > 0, 'a positive number'),
+    recall_level: num(j.recall_level ?? 0.95, 'recall_level', (x) => x > 0 && x < 1, 'in (0, 1)'),
+    threads: flags.threads, official: j,
+  };
+  return config;
+}

@@ -1,0 +1,278 @@
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { benchmarkPreset, imageFolder, resolveLabels, type ImageDataset } from '../data/datasets.js';
+import { decodeImage, type DecodedImage } from '../image/decode.js';
+import { resolveEvalConfig } from '../eval/config.js';
+import { runEval, type EvalResult } from '../eval/run-eval.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import type { LoraAdapter } from '../models/clip/graph.js';
+import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
+import { isSwappable } from '../models/clip/weights.js';
+import { Session } from '../runtime/session.js';
+import { tensor, type Tensor } from '../tensor.js';
+import { setarAdapters, loraAdapters, mergeAdapter, type Adapter } from './adapters.js';
+import { trainTransform } from './augment.js';
+import { clipTrainGraph } from './clip-train-graph.js';
+import type { FinetuneConfig } from './config.js';
+import { Sgd, type Param } from './optimizer.js';
+import { SeededRng } from './rng.js';
+import { learningRate } from './schedule.js';
+import { writeTrainingReport } from '../report/training-report.js';
+
+/** One optimiser step's figures: a row of train_log.csv / train_log.jsonl. */
+export interface TrainLogRow {
+  step: number;
+  epoch: number;
+  lr: number;
+  locoop_loss: number;
+  loss_id: number;
+  loss_ood: number;
+  acc: number;
+  ood_patch_percent: number;
+}
+
+/** Progress hooks of {@link runFinetune}. */
+export interface FinetuneHooks {
+  readonly onStep?: (step: number, total: number, row: TrainLogRow) => void;
+  readonly log?: (line: string) => void;
+}
+
+/** What {@link runFinetune} did. */
+export interface FinetuneResult {
+  readonly steps: number;
+  readonly resumedFromEpoch: number;
+  readonly log: readonly TrainLogRow[];
+  readonly modelDir: string;
+  readonly evaluation: EvalResult | null;
+}
+
+/** The training loss became NaN or infinite; the last good checkpoint is kept. */
+export class NonFiniteLossError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NonFiniteLossError';
+  }
+}
+
+function fingerprint(c: FinetuneConfig): string {
+  const { out: _o, threads: _t, test: _x, scorers: _s, official: _f, ...rest } = c;
+  return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16);
+}
+
+const CSV_COLUMNS: readonly (keyof TrainLogRow)[] = ['step', 'epoch', 'lr', 'locoop_loss', 'loss_id', 'loss_ood', 'acc', 'ood_patch_percent'];
+
+/**
+ * SeTAR+FT and plain LoRA (SPEC §7): trains only the adapters' A and B with the LoCoOp loss by
+ * SGD with momentum and weight decay under a cosine (or other) schedule, on the ID training
+ * images with random-resized-crop and flips. Forward, loss and gradients run as one ONNX graph
+ * per step. Saves a checkpoint after every epoch (a re-run resumes from it), then the merged
+ * model (base + scaling·B·A) in HF layout under `OUT/model`, a log, a report, and evaluates the
+ * merged model when test data is configured.
+ */
+export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
+  mkdirSync(config.out, { recursive: true });
+  const log = (line: string) => {
+    appendFileSync(join(config.out, 'finetune.log'), `${new Date().toISOString()} ${line}\n`);
+    hooks.log?.(line);
+  };
+
+  let data: ImageDataset;
+  let labels: string[];
+  if (config.id.kind === 'folder') {
+    data = imageFolder(config.id.name, config.id.root);
+    labels = resolveLabels(data, config.labels);
+  } else {
+    const preset = benchmarkPreset(config.id.benchmark, config.id.dataRoot, config.split);
+    data = preset.id;
+    labels = resolveLabels(data, config.labels ?? preset.labels);
+  }
+  if (config.locoop_top_k > labels.length) throw new RangeError(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}); it must be in [1, ${labels.length}]`);
+
+  const clip = await ClipPipeline.load(config.model, { threads: config.threads });
+  const model = clip.model;
+  let session: Session | null = null;
+  try {
+    // Training images, decoded once (augmentation differs per epoch, decoding does not).
+    const images: DecodedImage[] = [];
+    const imageLabels: number[] = [];
+    for (let i = 0; i < data.files.length; i++) {
+      try {
+        images.push(await decodeImage(data.files[i]!));
+        imageLabels.push(data.labels![i]!);
+      } catch (e) {
+        log(`skipped ${data.files[i]}: ${(e as Error).message}`);
+      }
+    }
+    if (images.length === 0) throw new Error(`none of the ${data.files.length} training images of ${data.name} could be read`);
+
+    // Adapters, with their frozen bases in place of the weights.
+    const rng = new SeededRng(config.seed);
+    const adapters: Adapter[] = config.adapters.kind === 'setar'
+      ? await setarAdapters(model, config.adapters.settings, { mode: config.adapters.mode, seed: config.seed })
+      : loraAdapters(model, { r: config.adapters.r, alpha: config.adapters.alpha, targetModules: config.adapters.targetModules, rng: () => rng.next() });
+    for (const a of adapters) model.setWeight(`${a.prefix}.weight`, a.base);
+    log(`${config.adapters.kind === 'setar' ? 'SeTAR+FT' : 'LoRA'}: ${adapters.length} adapters (${adapters.map((a) => `${a.prefix} r=${a.rank}`).join(', ')}); ${images.length} images of ${labels.length} classes`);
+
+    const plan = new Map<string, LoraAdapter>(adapters.map((a) => [a.prefix, { rank: a.rank, scaling: a.scaling }]));
+    const graph = clipTrainGraph(model.config, model.source, plan, model.logitScale, { topK: config.locoop_top_k, lambda: config.locoop_lambda, usePredLabel: config.use_pred_label });
+    session = await Session.create(graph.bytes, 'clip_train', { memoryArena: true, threads: config.threads });
+
+    // Prompts: the text tower runs in the graph only if an adapter is on it.
+    const rows = clip.tokenize(labels.map((l) => fillTemplate(config.template, l)));
+    const length = Math.max(...rows.map((r) => r.length));
+    const ids = new Int32Array(rows.length * length).fill(model.config.text_config.eos_token_id);
+    rows.forEach((r, i) => ids.set(r, i * length));
+    const tokens = { ids, batch: rows.length, length };
+    const textFeeds: Record<string, Tensor> = {};
+    if (graph.textInGraph) {
+      textFeeds.text_hidden = await model.textEmbeddings(tokens);
+      const pos = model.poolPositions(tokens);
+      textFeeds.pool_index = tensor('int64', BigInt64Array.from(pos, (p, i) => BigInt(i * length + p)), [rows.length], 'pool_index');
+    } else {
+      textFeeds.text_embeds = await model.encodeTokenIds(tokens);
+    }
+    const weightFeeds: Record<string, Tensor> = {};
+    for (const n of session.inputNames) if (isSwappable(n)) weightFeeds[n] = model.matrix(n);
+
+    // Parameters and optimiser; LoRA matrices are weights, so they decay (PEFT's parameters are not biases or norms).
+    const params: Param[] = adapters.flatMap((a) => [
+      { name: `${a.prefix}.lora_A`, value: a.A, decay: true },
+      { name: `${a.prefix}.lora_B`, value: a.B, decay: true },
+    ]);
+    const sgd = new Sgd(params, { momentum: config.momentum, weightDecay: config.weight_decay });
+    const shapes = new Map<string, readonly number[]>(adapters.flatMap((a) => [[`${a.prefix}.lora_A`, [a.shape[1], a.rank]], [`${a.prefix}.lora_B`, [a.rank, a.shape[0]]]]));
+
+    const n = images.length;
+    const batchesPerEpoch = Math.ceil(n / config.batch_size);
+    const stepsPerEpoch = Math.max(1, Math.ceil(batchesPerEpoch / config.gradient_accumulation_steps));
+    const totalSteps = config.max_train_steps ?? stepsPerEpoch * config.num_train_epochs;
+    const epochs = Math.ceil(totalSteps / stepsPerEpoch);
+
+    // Resume from the last epoch's checkpoint.
+    const fp = fingerprint(config);
+    const ckptDir = join(config.out, 'checkpoint');
+    const trainLog: TrainLogRow[] = [];
+    let step = 0;
+    let startEpoch = 0;
+    if (existsSync(join(ckptDir, 'state.json'))) {
+      const st = JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as { fingerprint: string; epoch: number; step: number; rng: number; log: TrainLogRow[] };
+      if (st.fingerprint !== fp) throw new Error(`'${ckptDir}' holds a checkpoint of a run with other settings; use another --out folder or delete it`);
+      const f = SafetensorsFile.open(join(ckptDir, 'adapters.safetensors'));
+      try {
+        for (const p of params) p.value.set(f.readFloat32(p.name));
+        sgd.loadState(new Map(params.filter((p) => f.entries.has(`momentum:${p.name}`)).map((p) => [p.name, f.readFloat32(`momentum:${p.name}`)])));
+      } finally {
+        f.close();
+      }
+      step = st.step;
+      startEpoch = st.epoch;
+      rng.state = st.rng;
+      trainLog.push(...st.log);
+      log(`resuming after epoch ${startEpoch} (step ${step})`);
+    }
+    const saveCheckpoint = (epoch: number) => {
+      mkdirSync(ckptDir, { recursive: true });
+      const t: Record<string, TensorToWrite> = {};
+      for (const p of params) t[p.name] = { dtype: 'F32', shape: shapes.get(p.name)!, data: p.value };
+      for (const [k, v] of sgd.state()) t[`momentum:${k}`] = { dtype: 'F32', shape: shapes.get(k)!, data: v };
+      writeSafetensors(join(ckptDir, 'adapters.safetensors'), t);
+      writeFileAtomic(join(ckptDir, 'state.json'), JSON.stringify({ fingerprint: fp, epoch, step, rng: rng.state, log: trainLog }));
+    };
+    const writeLogs = () => {
+      writeFileAtomic(join(config.out, 'train_log.csv'), [CSV_COLUMNS.join(','), ...trainLog.map((r) => CSV_COLUMNS.map((c) => r[c]).join(','))].join('\n') + '\n');
+      writeFileAtomic(join(config.out, 'train_log.jsonl'), trainLog.map((r) => JSON.stringify(r)).join('\n') + (trainLog.length ? '\n' : ''));
+    };
+
+    const size = model.config.vision_config.image_size;
+    const classes = labels.length;
+    const perImage = 3 * size * size;
+    for (let epoch = startEpoch; epoch < epochs && step < totalSteps; epoch++) {
+      const order = rng.permutation(n);
+      for (let b = 0; b < batchesPerEpoch && step < totalSteps; b += config.gradient_accumulation_steps) {
+        const grads = new Map(params.map((p) => [p.name, new Float32Array(p.value.length)]));
+        const sums = { locoop_loss: 0, loss_id: 0, loss_ood: 0, correct: 0, ood: 0, images: 0, patches: 0 };
+        const accum = Math.min(config.gradient_accumulation_steps, batchesPerEpoch - b);
+        for (let a = 0; a < accum; a++) {
+          const idx = order.slice((b + a) * config.batch_size, (b + a + 1) * config.batch_size);
+          const px = new Float32Array(idx.length * perImage);
+          const onehot = new Float32Array(idx.length * classes);
+          idx.forEach((i, r) => {
+            px.set(trainTransform(images[i]!, size, () => rng.next()), r * perImage);
+            onehot[r * classes + imageLabels[i]!] = 1;
+          });
+          const feeds: Record<string, Tensor> = {
+            ...weightFeeds, ...textFeeds,
+            pixel_values: tensor('float32', px, [idx.length, 3, size, size], 'pixel_values'),
+            labels_onehot: tensor('float32', onehot, [idx.length, classes], 'labels_onehot'),
+          };
+          for (const p of params) feeds[p.name] = tensor('float32', p.value, shapes.get(p.name)!, p.name);
+          const out = await session.run(feeds);
+          const scalar = (k: string) => (out[k]!.data as Float32Array)[0]!;
+          const loss = scalar('locoop_loss');
+          if (!Number.isFinite(loss)) {
+            throw new NonFiniteLossError(`the training loss became ${loss} at step ${step} (epoch ${epoch}); stopping. ${existsSync(join(ckptDir, 'state.json')) ? `The last good checkpoint (epoch ${startEpoch}) is kept in '${ckptDir}'.` : 'No epoch had finished, so there is no checkpoint.'} Lower --learning-rate.`);
+          }
+          // gradient accumulation as the reference: each micro-batch's loss divided by the number of micro-batches
+          for (const [name, gname] of graph.gradients) {
+            const g = out[gname]!.data as Float32Array;
+            const acc = grads.get(name)!;
+            for (let i = 0; i < g.length; i++) acc[i] = acc[i]! + g[i]! / accum;
+          }
+          sums.locoop_loss += loss / accum;
+          sums.loss_id += scalar('loss_id') / accum;
+          sums.loss_ood += scalar('loss_ood') / accum;
+          sums.correct += scalar('n_correct');
+          sums.ood += scalar('n_ood');
+          sums.images += idx.length;
+          sums.patches += idx.length * (size / model.config.vision_config.patch_size) ** 2;
+        }
+        const lr = learningRate(config.lr_scheduler_type, config.learning_rate, step, totalSteps, config.num_warmup_steps);
+        sgd.step(grads, lr);
+        const row: TrainLogRow = {
+          step, epoch, lr, locoop_loss: sums.locoop_loss, loss_id: sums.loss_id, loss_ood: sums.loss_ood,
+          acc: (sums.correct / sums.images) * 100, ood_patch_percent: (sums.ood / sums.patches) * 100,
+        };
+        trainLog.push(row);
+        hooks.onStep?.(step, totalSteps, row);
+        step++;
+      }
+      writeLogs();
+      saveCheckpoint(epoch + 1);
+      log(`epoch ${epoch} done: step ${step}/${totalSteps}, locoop_loss ${trainLog.at(-1)?.locoop_loss}`);
+    }
+    writeLogs();
+
+    // The merged model: base + scaling·B·A in place of each adapted weight.
+    for (const a of adapters) model.setWeight(`${a.prefix}.weight`, mergeAdapter(a));
+    const modelDir = join(config.out, 'model');
+    rmSync(modelDir, { recursive: true, force: true });
+    model.save(modelDir);
+    writeTrainingReport(join(config.out, 'report_finetune.html'), { title: `setar finetune — ${data.name}`, rows: trainLog, config: { ...config, labels: undefined, official: undefined } as unknown as Record<string, unknown> });
+    log(`saved the merged model to ${modelDir}`);
+    await session.release();
+    session = null;
+    await clip.dispose();
+
+    let evaluation: EvalResult | null = null;
+    if (config.test) {
+      const root = config.test.id.kind === 'benchmark' ? null : config.test.id.root;
+      const presetTest = config.test.id.kind === 'benchmark' ? join(config.test.id.dataRoot, data.name, 'test') : null;
+      if ((root && existsSync(root)) || (presetTest && existsSync(presetTest))) {
+        const ev = resolveEvalConfig(null, {
+          model: modelDir,
+          ...(config.test.id.kind === 'folder' ? { id: `${config.test.id.name}=${config.test.id.root}`, ood: config.test.ood.map((o) => `${o.name}=${o.root}`), labels: config.labels } : { benchmark: config.test.id.benchmark, dataRoot: config.test.id.dataRoot }),
+          scorers: config.scorers, temperature: config.temperature, recallLevel: config.recall_level, split: 'test', template: config.template, out: config.out, threads: config.threads,
+        });
+        evaluation = await runEval(ev, { log: hooks.log });
+      } else {
+        log('no test data found: skipping the final evaluation');
+      }
+    }
+    return { steps: step, resumedFromEpoch: startEpoch, log: trainLog, modelDir, evaluation };
+  } finally {
+    await session?.release();
+    await clip.dispose().catch(() => undefined);
+  }
+}
