@@ -426,7 +426,7 @@ function inferSlice(x: ValueFacts, ins: readonly ValueFacts[]): ValueFacts {
         ints!.splice(0, ints!.length, ...picked);
       }
     } else {
-      // A symbolic dim stays itself only for a full slice; a slice of the front of a shape vector stays known.
+      // A symbolic dim stays itself only for a full slice.
       shape[a] = s === 0 && st === 1 && e >= 2 ** 31 - 1 ? d : null;
       intsOk = false;
     }
