@@ -76,6 +76,8 @@ interface SearchState {
 }
 
 const STATE_FILE = 'search_state.json';
+/** Memory the cached search may spend on hidden states entering every layer (ViT-B/16: 7.3 MB per image). */
+const HIDDEN_CACHE_BYTES = 2 * 1024 ** 3;
 
 /** Everything that changes the search's decisions, hashed: resuming under other settings is refused. */
 function fingerprint(c: SearchConfig): string {
@@ -231,7 +233,34 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
 
     // Features of each tower under the current decisions, recomputed only when they change.
     const towerCache: { visual?: ImageFeatures; text?: Tensor<'float32'> } = {};
-    const invalidate = (tower: 'visual' | 'text') => delete towerCache[tower];
+    // Hidden states entering each layer under the current decisions. A decision at layer l
+    // changes only the states entering layers above l, so a top-down search computes the layers
+    // below once for the whole tower. Kept while they fit HIDDEN_CACHE_BYTES; else recomputed per step.
+    const hiddenCache = { visual: new Map<number, Tensor<'float32'>>(), text: new Map<number, Tensor<'float32'>>() };
+    const invalidate = (tower: 'visual' | 'text', layer: number | null) => {
+      delete towerCache[tower];
+      if (layer !== null) for (const k of [...hiddenCache[tower].keys()]) if (k > layer) hiddenCache[tower].delete(k);
+    };
+    const hiddenAt = async (tower: 'visual' | 'text', from: number): Promise<Tensor<'float32'>> => {
+      const first = tower === 'visual' ? base : textEmbeddings;
+      const layers = (h: Tensor<'float32'>, a: number, b: number) => (tower === 'visual' ? model.visionLayers(h, a, b) : model.textLayers(h, a, b));
+      const count = (k: number) => (tower === 'visual' ? (stats.visionLayerEvals += k) : (stats.textLayerEvals += k));
+      const cache = hiddenCache[tower];
+      if (first.data.byteLength * L[tower] > HIDDEN_CACHE_BYTES) {
+        count(from);
+        return layers(first, 0, from);
+      }
+      cache.set(0, first);
+      let start = 0;
+      for (const k of cache.keys()) if (k <= from && k > start) start = k;
+      let h = cache.get(start)!;
+      for (let j = start; j < from; j++) {
+        h = await layers(h, j, j + 1);
+        count(1);
+        cache.set(j + 1, h);
+      }
+      return h;
+    };
 
     /** Runs the candidates of one slot; the slot's weight is left at the checkpoint's value. */
     const evaluateSlot = async (slot: SearchSlot, step: number, onDone: () => void): Promise<CandidateRecord[]> => {
@@ -239,15 +268,9 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
       let hidden: Tensor<'float32'> | null = null;
       if (config.cache) {
         // hidden states entering `from` under the current decisions, once for all candidates
-        if (slot.tower === 'visual') {
-          hidden = await model.visionLayers(base, 0, from);
-          stats.visionLayerEvals += from;
-          towerCache.text ??= await textFeatures();
-        } else {
-          hidden = await model.textLayers(textEmbeddings, 0, from);
-          stats.textLayerEvals += from;
-          towerCache.visual ??= await imageFeatures();
-        }
+        hidden = await hiddenAt(slot.tower, from);
+        if (slot.tower === 'visual') towerCache.text ??= await textFeatures();
+        else towerCache.visual ??= await imageFeatures();
       }
       const records: CandidateRecord[] = [];
       for (const ratio of config.candi_ratios) {
@@ -314,7 +337,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
         decided.set(slotKey(slot), ratio);
         if (ratio > 0) {
           await setRatio(slot, ratio);
-          invalidate(slot.tower);
+          invalidate(slot.tower, slot.layer);
         }
         writeOutputs();
         writeFileAtomic(statePath, JSON.stringify(state));
@@ -341,7 +364,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
         decided.set(slotKey(slot), ratio);
         if (ratio > 0) {
           await setRatio(slot, ratio);
-          invalidate(slot.tower);
+          invalidate(slot.tower, slot.layer);
           pending = pending.filter((i) => i !== bestSlot.slot);
         } else {
           pending = [];

@@ -49,7 +49,7 @@ function run(src: TensorSource, c: ClipConfig, tower: Tower, n: number): LayerRu
  * comparisons, so it carries no gradient, as in the reference where it comes from `topk`
  * indices. A patch's label logit ties are counted as in the top K.
  */
-export function clipTrainGraph(c: ClipConfig, src: TensorSource, adapters: ReadonlyMap<string, LoraAdapter>, logitScale: number, loss: TrainLossOptions): TrainGraph {
+export function clipTrainGraph(c: ClipConfig, src: TensorSource, adapters: ReadonlyMap<string, LoraAdapter>, logitScale: number, loss: TrainLossOptions, options: { gradients?: boolean } = {}): TrainGraph {
   const g = new GraphBuilder('clip_train');
   const v = c.vision_config;
   const t = c.text_config;
@@ -102,14 +102,15 @@ export function clipTrainGraph(c: ClipConfig, src: TensorSource, adapters: Reado
   const correct = g.op('ReduceSum', [g.op('Mul', [onehot, g.op('Cast', [g.op('Equal', [global, g.op('ReduceMax', [global], { axes: [-1], keepdims: 1 })])], { to: 1 })])], { keepdims: 0 });
 
   const trainable = [...adapters.keys()].flatMap((k) => [`${k}.lora_A`, `${k}.lora_B`]);
-  const grads = addGradients(g, locoop, trainable);
+  // gradients: false gives the same forward and loss alone (benchmarks compare the two)
+  const grads = options.gradients === false ? [] : addGradients(g, locoop, trainable);
   g.output(locoop, 'locoop_loss', 'FLOAT', []);
   g.output(lossId, 'loss_id', 'FLOAT', []);
   g.output(lossOod, 'loss_ood', 'FLOAT', []);
   g.output(nOod, 'n_ood', 'FLOAT', []);
   g.output(correct, 'n_correct', 'FLOAT', []);
   const gradients = new Map<string, string>();
-  trainable.forEach((name, i) => {
+  if (options.gradients !== false) trainable.forEach((name, i) => {
     const out = `grad:${name}`;
     g.output(grads[i]!, out, 'FLOAT', name.endsWith('lora_A') ? ['in', 'rank'] : ['rank', 'out']);
     gradients.set(name, out);
