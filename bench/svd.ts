@@ -8,18 +8,8 @@
  * 1/100 (a spread spectrum like a trained layer's, which exercises the Jacobi refinement).
  */
 import { svd } from '../src/lowrank/svd.js';
+import { mulberry32 } from '../src/rng.js';
 
-/** mulberry32: a small seeded PRNG with uniform output in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gaussianMatrix(rows: number, cols: number, seed: number, spread: number): Float32Array {
   const rand = mulberry32(seed);

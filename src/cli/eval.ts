@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { resolveEvalConfig, type EvalFlags } from '../eval/config.js';
 import { runEval } from '../eval/run-eval.js';
-import { positiveInt, readJson, readStringList, UsageError } from './inputs.js';
+import { finiteNumber, positiveInt, readJson, readStringList, UsageError } from './inputs.js';
 import { ProgressBar } from './progress.js';
 
 interface EvalCliFlags {
@@ -27,13 +27,6 @@ interface EvalCliFlags {
   threads?: number;
 }
 
-function finite(flag: string): (v: string) => number {
-  return (v: string) => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got '${v}'`);
-    return n;
-  };
-}
 
 /** `setar eval`: the OOD benchmark protocol with the reference's output files. */
 export function registerEval(program: Command): void {
@@ -48,8 +41,8 @@ export function registerEval(program: Command): void {
     .option('--labels <file>', 'class names (JSON array or one per line); default: the class folder names')
     .option('--ood <name=dir>', 'an OOD set: every image under DIR (repeat the flag for several)', (v: string, acc: string[] = []) => [...acc, v])
     .option('--scorers <list>', 'comma-separated: mcm_score, l_mcm_score, gl_mcm_score, energy_score, entropy_score, var_score')
-    .option('--temperature <t>', 'softmax temperature of the scores (100 for CLIP)', finite('--temperature'))
-    .option('--recall-level <r>', 'recall at which FPR is reported', finite('--recall-level'))
+    .option('--temperature <t>', 'softmax temperature of the scores (100 for CLIP)', finiteNumber('--temperature'))
+    .option('--recall-level <r>', 'recall at which FPR is reported', finiteNumber('--recall-level'))
     .option('--split <name>', 'split name used in file names (and the benchmark folder)')
     .option('--lora-settings <file>', 'low-rank settings: [["visual","W_up",11,0.15], …] or a config_best.json')
     .option('--prune-mode <mode>', 'small | large | random (lora_svd_init_type)')

@@ -2,23 +2,9 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { resolveFinetuneConfig, type FinetuneFlags } from '../train/config.js';
 import { runFinetune } from '../train/finetune.js';
-import { positiveInt, readJson, readStringList, UsageError } from './inputs.js';
+import { finiteNumber, nonNegativeInt, positiveInt, readJson, readStringList, UsageError } from './inputs.js';
 
-function num(flag: string): (v: string) => number {
-  return (v: string) => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got '${v}'`);
-    return n;
-  };
-}
 
-function nonNegativeInt(flag: string): (v: string) => number {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be an integer >= 0, got '${v}'`);
-    return n;
-  };
-}
 
 interface FinetuneCliFlags extends Omit<FinetuneFlags, 'labels' | 'loraSettings' | 'targetModules' | 'scorers'> {
   config?: string; labels?: string; loraSettings?: string; targetModules?: string; scorers?: string;
@@ -38,19 +24,19 @@ export function registerFinetune(program: Command): void {
     .option('--lora-settings <file>', 'SeTAR+FT: [["visual","W_up",11,0.15], …] or a search\'s config_best.json')
     .option('--lora-svd-init-type <mode>', 'small | large | random')
     .option('--lora-r <r>', 'plain LoRA rank', positiveInt('--lora-r'))
-    .option('--lora-alpha <a>', 'plain LoRA alpha (scaling = alpha / r)', num('--lora-alpha'))
+    .option('--lora-alpha <a>', 'plain LoRA alpha (scaling = alpha / r)', finiteNumber('--lora-alpha'))
     .option('--target-modules <list>', 'plain LoRA: comma-separated module names, e.g. mlp.fc1')
     .option('--num-train-epochs <n>', 'epochs (default 5)', nonNegativeInt('--num-train-epochs'))
     .option('--max-train-steps <n>', 'optimiser steps instead of epochs (0: no step)', nonNegativeInt('--max-train-steps'))
-    .option('--learning-rate <lr>', 'base learning rate (default 0.01)', num('--learning-rate'))
-    .option('--momentum <m>', 'SGD momentum (default 0.9)', num('--momentum'))
-    .option('--weight-decay <wd>', 'weight decay (default 5e-4)', num('--weight-decay'))
+    .option('--learning-rate <lr>', 'base learning rate (default 0.01)', finiteNumber('--learning-rate'))
+    .option('--momentum <m>', 'SGD momentum (default 0.9)', finiteNumber('--momentum'))
+    .option('--weight-decay <wd>', 'weight decay (default 5e-4)', finiteNumber('--weight-decay'))
     .option('--lr-scheduler-type <name>', 'cosine | linear | constant | constant_with_warmup')
     .option('--num-warmup-steps <n>', 'linear warm-up steps', nonNegativeInt('--num-warmup-steps'))
     .option('--gradient-accumulation-steps <n>', 'batches per optimiser step', positiveInt('--gradient-accumulation-steps'))
     .option('--batch-size <n>', 'images per batch (default 100)', positiveInt('--batch-size'))
-    .option('--seed <n>', 'seed of initialisation, augmentation and batch order', num('--seed'))
-    .option('--locoop-lambda <x>', 'weight of loss_ood', num('--locoop-lambda'))
+    .option('--seed <n>', 'seed of initialisation, augmentation and batch order', finiteNumber('--seed'))
+    .option('--locoop-lambda <x>', 'weight of loss_ood', finiteNumber('--locoop-lambda'))
     .option('--locoop-top-k <k>', 'top-K of the OOD-patch test', positiveInt('--locoop-top-k'))
     .option('--use-pred-label', 'choose OOD patches with the predicted class')
     .option('--template <text>', "prompt template; '{}' is the class name", 'a photo of a {}')

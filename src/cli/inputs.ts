@@ -63,3 +63,21 @@ export function positiveInt(flag: string): (v: string) => number {
     return n;
   };
 }
+
+/** Parses a finite number flag value, naming the flag on error. */
+export function finiteNumber(flag: string): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got '${v}'`);
+    return n;
+  };
+}
+
+/** Parses an integer >= 0 flag value, naming the flag on error. */
+export function nonNegativeInt(flag: string): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be an integer >= 0, got '${v}'`);
+    return n;
+  };
+}

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { resolveSearchConfig, type SearchFlags } from '../search/config.js';
 import { runSearch } from '../search/run-search.js';
-import { positiveInt, readJson, readStringList, UsageError } from './inputs.js';
+import { finiteNumber, positiveInt, readJson, readStringList, UsageError } from './inputs.js';
 
 interface SearchCliFlags {
   config?: string; model?: string; id?: string; benchmark?: string; dataRoot?: string; labels?: string; split?: string;
@@ -12,13 +12,6 @@ interface SearchCliFlags {
   testId?: string; testOod?: string[]; scorers?: string; strict?: boolean; workers?: number; threads?: number;
 }
 
-function num(flag: string): (v: string) => number {
-  return (v: string) => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got '${v}'`);
-    return n;
-  };
-}
 
 /** `setar search`: the greedy low-rank search (SPEC §6), resumable, with the reference's output files. */
 export function registerSearch(program: Command): void {
@@ -37,14 +30,14 @@ export function registerSearch(program: Command): void {
     .option('--weight-type <w>', 'W_q | W_k | W_v | W_o | W_up | W_down')
     .option('--no-freeze-proj', 'also search the projections (W_p), first in each tower')
     .option('--lora-svd-init-type <mode>', 'small | large | random')
-    .option('--seed <n>', "seed of the 'random' mode", num('--seed'))
+    .option('--seed <n>', "seed of the 'random' mode", finiteNumber('--seed'))
     .option('--best-scorer <name>', "objective: 'loss', or a scorer on pseudo-OOD patches (mcm_score, gl_mcm_score, …)")
     .option('--best-metric <name>', 'locoop_loss | loss_id | loss_ood (loss), or auroc | fpr | aupr (a scorer)')
-    .option('--locoop-lambda <x>', 'weight of loss_ood (0.1 ImageNet, 0.05 VOC)', num('--locoop-lambda'))
+    .option('--locoop-lambda <x>', 'weight of loss_ood (0.1 ImageNet, 0.05 VOC)', finiteNumber('--locoop-lambda'))
     .option('--locoop-top-k <k>', 'a patch is OOD if its label is not in its top-K classes (300 ImageNet, 4 VOC)', positiveInt('--locoop-top-k'))
     .option('--use-pred-label', 'choose OOD patches with the predicted class instead of the label')
-    .option('--temperature <t>', 'score temperature', num('--temperature'))
-    .option('--recall-level <r>', 'recall of the pseudo-OOD FPR', num('--recall-level'))
+    .option('--temperature <t>', 'score temperature', finiteNumber('--temperature'))
+    .option('--recall-level <r>', 'recall of the pseudo-OOD FPR', finiteNumber('--recall-level'))
     .option('--batch-size <n>', 'images per decoding batch', positiveInt('--batch-size'))
     .option('--no-cache', 'recompute both towers from the images for every candidate, as the reference does')
     .option('--template <text>', "prompt template; '{}' is the class name", 'a photo of a {}')

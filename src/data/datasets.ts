@@ -236,3 +236,18 @@ export function resolveLabels(dataset: ImageDataset, labels?: readonly string[],
   }
   return [...labels];
 }
+
+/** The ID data: a folder of class sub-folders, or a built-in benchmark under a data root. */
+export type IdSource =
+  | { readonly kind: 'folder'; readonly name: string; readonly root: string }
+  | { readonly kind: 'benchmark'; readonly benchmark: string; readonly dataRoot: string };
+
+/** The ID dataset an {@link IdSource} names (a benchmark's `split`), with its class names. */
+export function loadIdDataset(id: IdSource, split: string, labels?: readonly string[]): { dataset: ImageDataset; labels: string[] } {
+  if (id.kind === 'folder') {
+    const dataset = imageFolder(id.name, id.root);
+    return { dataset, labels: resolveLabels(dataset, labels) };
+  }
+  const preset = benchmarkPreset(id.benchmark, id.dataRoot, split);
+  return { dataset: preset.id, labels: resolveLabels(preset.id, labels ?? preset.labels) };
+}

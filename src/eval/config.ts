@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { parseLoraSettings, type LoraSetting } from '../lowrank/settings.js';
 import { SCORER_NAMES } from '../ood/scores.js';
+import type { IdSource } from '../data/datasets.js';
 
 /** A configuration problem; the message names the key (or flag) and what was expected. */
 export class EvalConfigError extends Error {
@@ -12,10 +13,7 @@ export class EvalConfigError extends Error {
   }
 }
 
-/** The ID data: a folder of class sub-folders, or a built-in benchmark under a data root. */
-export type IdSource =
-  | { readonly kind: 'folder'; readonly name: string; readonly root: string }
-  | { readonly kind: 'benchmark'; readonly benchmark: string; readonly dataRoot: string };
+export type { IdSource };
 
 /** Everything `setar eval` needs, resolved (paths absolute, defaults filled). */
 export interface EvalConfig {
@@ -102,29 +100,8 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
   if (unknown.length) {
     throw new EvalConfigError(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${[...EVAL_KEYS].join(', ')} (ignored by eval: ${IGNORED_KEYS.join(', ')})`);
   }
-  if (j.model_type !== undefined && j.model_type !== 'CLIP') {
-    throw new EvalConfigError(`${configFile}: model_type "${String(j.model_type)}" is not supported by setar eval yet; supported: "CLIP"`);
-  }
-
-  // Model: a local directory (setar cannot download; hub ids must be given as --model DIR).
-  const model = flags.model ?? (typeof j.model_name === 'string' ? j.model_name : undefined);
-  if (!model) throw new EvalConfigError('no model: give --model DIR (or "model_name" in the config)');
-  if (!existsSync(resolve(model))) {
-    throw new EvalConfigError(`model "${model}" is not a local directory; download the checkpoint and pass --model DIR (setar never fetches weights)`);
-  }
-
-  // ID data.
-  let id: IdSource;
-  if (flags.id) {
-    const { name, root } = parseNamedDir(flags.id, '--id');
-    id = { kind: 'folder', name, root };
-  } else {
-    const benchmark = flags.benchmark ?? (j.id_dataset as string | undefined);
-    const dataRoot = flags.dataRoot ?? (j.data_root as string | undefined);
-    if (!benchmark) throw new EvalConfigError('no ID data: give --id NAME=DIR, or --benchmark NAME with --data-root DIR (or "id_dataset" and "data_root" in the config)');
-    if (!dataRoot) throw new EvalConfigError(`benchmark ${benchmark} needs a data root: --data-root DIR (or "data_root" in the config)`);
-    id = { kind: 'benchmark', benchmark, dataRoot: resolve(dataRoot) };
-  }
+  const model = resolveModel(j, flags.model, configFile);
+  const id = resolveIdSource(j, flags);
   const ood = (flags.ood ?? []).map((o) => parseNamedDir(o, '--ood'));
   if (id.kind === 'folder' && ood.length === 0) throw new EvalConfigError('no OOD data: give --ood NAME=DIR at least once');
 
@@ -155,16 +132,50 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
   if (flags.loraSettings !== undefined) lora_settings = parseLoraSettings(flags.loraSettings, '--lora-settings');
   else if (j.lora_settings != null && j.lora_svd_init !== false) lora_settings = parseLoraSettings(j.lora_settings, `${configFile} "lora_settings"`);
 
-  const idName = id.kind === 'folder' ? id.name : id.benchmark;
-  let out = flags.out;
+  const out = resolveOut(j, flags.out, id, 'eval');
+  return {
+    model, id, labels: flags.labels, ood, scorers, temperature, recall_level, split, batch_size, seed,
+    lora_settings, lora_svd_init_type: mode as PruneMode, template: flags.template ?? 'a photo of a {}', strict: flags.strict ?? false,
+    out, workers: flags.workers, threads: flags.threads,
+  };
+}
+
+/**
+ * The model folder: the flag, else the config's `model_name`, which must be a local folder —
+ * setar never downloads weights, so a hub id gets an error saying to pass --model DIR.
+ */
+export function resolveModel(j: Record<string, unknown>, flag: string | undefined, configFile = 'config'): string {
+  if (j.model_type !== undefined && j.model_type !== 'CLIP') {
+    throw new EvalConfigError(`${configFile}: model_type "${String(j.model_type)}" is not supported yet; supported: "CLIP"`);
+  }
+  const model = flag ?? (typeof j.model_name === 'string' ? j.model_name : undefined);
+  if (!model) throw new EvalConfigError('no model: give --model DIR (or "model_name" in the config)');
+  if (!existsSync(resolve(model))) {
+    throw new EvalConfigError(`model "${model}" is not a local directory; download the checkpoint and pass --model DIR (setar never fetches weights)`);
+  }
+  return resolve(model);
+}
+
+/** The ID data: `--id NAME=DIR`, else a benchmark (`--benchmark`/`id_dataset`) under `--data-root`/`data_root`. */
+export function resolveIdSource(j: Record<string, unknown>, flags: { id?: string; benchmark?: string; dataRoot?: string }): IdSource {
+  if (flags.id) {
+    const { name, root } = parseNamedDir(flags.id, '--id');
+    return { kind: 'folder', name, root };
+  }
+  const benchmark = flags.benchmark ?? (j.id_dataset as string | undefined);
+  const dataRoot = flags.dataRoot ?? (j.data_root as string | undefined);
+  if (!benchmark) throw new EvalConfigError('no ID data: give --id NAME=DIR, or --benchmark NAME with --data-root DIR (or "id_dataset" and "data_root" in the config)');
+  if (!dataRoot) throw new EvalConfigError(`benchmark ${benchmark} needs a data root: --data-root DIR (or "data_root" in the config)`);
+  return { kind: 'benchmark', benchmark, dataRoot: resolve(dataRoot) };
+}
+
+/** The output folder: the flag, else `log_directory` with the reference's `{args.id_dataset}` / `{args.exp_name}` placeholders. */
+export function resolveOut(j: Record<string, unknown>, flag: string | undefined, id: IdSource, defaultExp: string): string {
+  let out = flag;
   if (!out && typeof j.log_directory === 'string') {
-    out = j.log_directory.replaceAll('{args.id_dataset}', String(j.id_dataset ?? idName)).replaceAll('{args.exp_name}', String(j.exp_name ?? 'eval'));
+    const idName = id.kind === 'folder' ? id.name : id.benchmark;
+    out = j.log_directory.replaceAll('{args.id_dataset}', String(j.id_dataset ?? idName)).replaceAll('{args.exp_name}', String(j.exp_name ?? defaultExp));
   }
   if (!out) throw new EvalConfigError('no output folder: give --out DIR (or "log_directory" in the config)');
-
-  return {
-    model: resolve(model), id, labels: flags.labels, ood, scorers, temperature, recall_level, split, batch_size, seed,
-    lora_settings, lora_svd_init_type: mode as PruneMode, template: flags.template ?? 'a photo of a {}', strict: flags.strict ?? false,
-    out: resolve(out), workers: flags.workers, threads: flags.threads,
-  };
+  return resolve(out);
 }

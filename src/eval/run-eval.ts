@@ -1,7 +1,7 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
-import { benchmarkPreset, imageFolder, imageTree, resolveLabels, type ImageDataset } from '../data/datasets.js';
+import { benchmarkPreset, imageTree, loadIdDataset, type ImageDataset } from '../data/datasets.js';
 import { loadImageBatches, type SkippedImage } from '../data/loader.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
@@ -71,18 +71,8 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
   };
 
   // Datasets first: a wrong path fails before the model loads.
-  let id: ImageDataset;
-  let labels: string[];
-  let oodSources = config.ood;
-  if (config.id.kind === 'folder') {
-    id = imageFolder(config.id.name, config.id.root);
-    labels = resolveLabels(id, config.labels);
-  } else {
-    const preset = benchmarkPreset(config.id.benchmark, config.id.dataRoot, config.split);
-    id = preset.id;
-    labels = resolveLabels(id, config.labels ?? preset.labels);
-    if (oodSources.length === 0) oodSources = preset.ood;
-  }
+  const { dataset: id, labels } = loadIdDataset(config.id, config.split, config.labels);
+  const oodSources = config.ood.length || config.id.kind === 'folder' ? config.ood : benchmarkPreset(config.id.benchmark, config.id.dataRoot, config.split).ood;
   const oods = oodSources.map((o) => imageTree(o.name, o.root));
   log(`ID ${id.name}: ${id.files.length} images, ${labels.length} classes; OOD: ${oods.map((o) => `${o.name} (${o.files.length})`).join(', ')}`);
 

@@ -13,6 +13,7 @@
  *   const pruned = lowRankApprox({ weight, shape: [3072, 768], ratio, factors }); // Float32Array [3072*768]
  * }
  */
+import { mulberry32 } from '../rng.js';
 import { gemmNT, svd, type SvdFactors } from './svd.js';
 
 /** Which singular triplets to drop: the smallest (SeTAR), the largest, or a seeded random set. */
@@ -161,17 +162,6 @@ export function droppedIndices(fullRank: number, rank: number, mode: PruneMode, 
   return out;
 }
 
-/** mulberry32: a 32-bit seeded PRNG with uniform output in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface PrunePlan {
   readonly factors: SvdFactors;

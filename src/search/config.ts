@@ -1,6 +1,4 @@
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { EvalConfigError, parseNamedDir, type IdSource } from '../eval/config.js';
+import { EvalConfigError, parseNamedDir, resolveIdSource, resolveModel, resolveOut, type IdSource } from '../eval/config.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { WEIGHT_TYPES, type WeightType } from '../lowrank/settings.js';
 import { SCORER_NAMES } from '../ood/scores.js';
@@ -103,23 +101,9 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
   const j = json ?? {};
   const unknown = Object.keys(j).filter((k) => !(SEARCH_KEYS as readonly string[]).includes(k) && !IGNORED.includes(k));
   if (unknown.length) fail(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${SEARCH_KEYS.join(', ')}`);
-  if (j.model_type !== undefined && j.model_type !== 'CLIP') fail(`${configFile}: model_type "${String(j.model_type)}" is not supported by setar search yet; supported: "CLIP"`);
+  const model = resolveModel(j, flags.model, configFile);
+  const id = resolveIdSource(j, flags);
 
-  const model = flags.model ?? (typeof j.model_name === 'string' ? j.model_name : undefined);
-  if (!model) fail('no model: give --model DIR (or "model_name" in the config)');
-  if (!existsSync(resolve(model))) fail(`model "${model}" is not a local directory; download the checkpoint and pass --model DIR (setar never fetches weights)`);
-
-  let id: IdSource;
-  if (flags.id) {
-    const { name, root } = parseNamedDir(flags.id, '--id');
-    id = { kind: 'folder', name, root };
-  } else {
-    const benchmark = flags.benchmark ?? (j.id_dataset as string | undefined);
-    const dataRoot = flags.dataRoot ?? (j.data_root as string | undefined);
-    if (!benchmark) fail('no ID validation data: give --id NAME=DIR, or --benchmark NAME with --data-root DIR (or "id_dataset" and "data_root" in the config)');
-    if (!dataRoot) fail(`benchmark ${benchmark} needs a data root: --data-root DIR (or "data_root" in the config)`);
-    id = { kind: 'benchmark', benchmark, dataRoot: resolve(dataRoot) };
-  }
 
   const searcher = (flags.searcher ?? (j.searcher as string | undefined) ?? 'visual_text') as Searcher;
   if (!SEARCHERS.includes(searcher)) fail(`unknown searcher "${searcher}"; valid: ${SEARCHERS.join(', ')}`);
@@ -175,27 +159,22 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
   const badScorer = scorers.find((s) => !SCORER_NAMES.includes(s as never));
   if (badScorer) fail(`unknown scorer "${badScorer}"; valid: ${SCORER_NAMES.join(', ')}`);
 
-  const idName = id.kind === 'folder' ? id.name : id.benchmark;
-  let out = flags.out;
-  if (!out && typeof j.log_directory === 'string') {
-    out = j.log_directory.replaceAll('{args.id_dataset}', String(j.id_dataset ?? idName)).replaceAll('{args.exp_name}', String(j.exp_name ?? 'search'));
-  }
-  if (!out) fail('no output folder: give --out DIR (or "log_directory" in the config)');
+  const out = resolveOut(j, flags.out, id, 'search');
 
   const official: Record<string, unknown> = {
     ...j,
     ...(id.kind === 'benchmark' ? { data_root: id.dataRoot, id_dataset: id.benchmark } : {}),
-    split, batch_size: batch, seed, temperature, recall_level: recall, model_name: resolve(model), model_type: 'CLIP',
+    split, batch_size: batch, seed, temperature, recall_level: recall, model_name: model, model_type: 'CLIP',
     lora_svd_init: true, lora_svd_init_type: mode, searcher, candi_ratios: [...ratios], weight_type: weight,
     best_scorer: bestScorer, best_metric: bestMetric, locoop_lambda: lambda, locoop_top_k: topK,
     use_pred_label: flags.usePredLabel ?? (j.use_pred_label as boolean | undefined) ?? false, freeze_proj: freezeProj,
     scorers: j.scorers ?? ['loss'],
   };
   return {
-    model: resolve(model), id, labels: flags.labels, split, searcher, candi_ratios: [...ratios], weight_type: weight, freeze_proj: freezeProj,
+    model, id, labels: flags.labels, split, searcher, candi_ratios: [...ratios], weight_type: weight, freeze_proj: freezeProj,
     lora_svd_init_type: mode, seed, objective, locoop_lambda: lambda, locoop_top_k: topK, use_pred_label: official.use_pred_label as boolean,
     temperature, recall_level: recall, batch_size: batch, cache: flags.cache ?? true, template: flags.template ?? 'a photo of a {}',
-    out: resolve(out), test, scorers: scorers.length ? scorers : ['mcm_score', 'gl_mcm_score'], strict: flags.strict ?? false,
+    out, test, scorers: scorers.length ? scorers : ['mcm_score', 'gl_mcm_score'], strict: flags.strict ?? false,
     workers: flags.workers, threads: flags.threads, official,
   };
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
-import { benchmarkPreset, imageFolder, resolveLabels, type ImageDataset } from '../data/datasets.js';
+import { loadIdDataset } from '../data/datasets.js';
 import { loadImageBatches } from '../data/loader.js';
 import { resolveEvalConfig } from '../eval/config.js';
 import { runEval, type EvalResult } from '../eval/run-eval.js';
@@ -11,7 +11,7 @@ import { lowRankApprox } from '../lowrank/lowrank.js';
 import { clipWeightName, type LoraSetting } from '../lowrank/settings.js';
 import { getSvd } from '../lowrank/svd-cache.js';
 import { ClipLogitsHead } from '../models/clip/logits.js';
-import { concatBatch, sliceBatch, type ClipModel, type ImageFeatures, type TokenIds } from '../models/clip/model.js';
+import { concatBatch, sliceBatch, type ImageFeatures, type TokenIds } from '../models/clip/model.js';
 import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
 import type { Tensor } from '../tensor.js';
 import type { SearchConfig } from './config.js';
@@ -120,16 +120,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
   const loader = hooks.loader ?? loadImageBatches;
 
   // Validation data (never the test split) and labels.
-  let id: ImageDataset;
-  let labels: string[];
-  if (config.id.kind === 'folder') {
-    id = imageFolder(config.id.name, config.id.root);
-    labels = resolveLabels(id, config.labels);
-  } else {
-    const preset = benchmarkPreset(config.id.benchmark, config.id.dataRoot, config.split);
-    id = preset.id;
-    labels = resolveLabels(id, config.labels ?? preset.labels);
-  }
+  const { dataset: id, labels } = loadIdDataset(config.id, config.split, config.labels);
   if (config.locoop_top_k > labels.length) {
     throw new Error(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}) of ${id.name}; it must be in [1, ${labels.length}]`);
   }

@@ -1,6 +1,4 @@
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { EvalConfigError, parseNamedDir, type IdSource } from '../eval/config.js';
+import { EvalConfigError, parseNamedDir, resolveIdSource, resolveModel, resolveOut, type IdSource } from '../eval/config.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { parseLoraSettings, type LoraSetting } from '../lowrank/settings.js';
 import { SCORER_NAMES } from '../ood/scores.js';
@@ -70,22 +68,9 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
   const j = json ?? {};
   const unknown = Object.keys(j).filter((k) => !KEYS.includes(k));
   if (unknown.length) fail(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${KEYS.join(', ')}`);
-  if (j.model_type !== undefined && j.model_type !== 'CLIP') fail(`${configFile}: model_type "${String(j.model_type)}" is not supported by setar finetune yet; supported: "CLIP"`);
-  const model = flags.model ?? (typeof j.model_name === 'string' ? j.model_name : undefined);
-  if (!model) fail('no model: give --model DIR (or "model_name" in the config)');
-  if (!existsSync(resolve(model))) fail(`model "${model}" is not a local directory; download the checkpoint and pass --model DIR (setar never fetches weights)`);
+  const model = resolveModel(j, flags.model, configFile);
+  const id = resolveIdSource(j, flags);
 
-  let id: IdSource;
-  if (flags.id) {
-    const { name, root } = parseNamedDir(flags.id, '--id');
-    id = { kind: 'folder', name, root };
-  } else {
-    const benchmark = flags.benchmark ?? (j.id_dataset as string | undefined);
-    const dataRoot = flags.dataRoot ?? (j.data_root as string | undefined);
-    if (!benchmark) fail('no training data: give --id NAME=DIR, or --benchmark NAME with --data-root DIR (or "id_dataset" and "data_root" in the config)');
-    if (!dataRoot) fail(`benchmark ${benchmark} needs a data root: --data-root DIR (or "data_root" in the config)`);
-    id = { kind: 'benchmark', benchmark, dataRoot: resolve(dataRoot) };
-  }
 
   const num = (v: unknown, key: string, ok: (x: number) => boolean, expected: string): number => {
     if (typeof v !== 'number' || !ok(v)) fail(`${key} must be ${expected}, got ${JSON.stringify(v)}`);
@@ -125,15 +110,10 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
     test = { id, ood: [] };
   }
 
-  const idName = id.kind === 'folder' ? id.name : id.benchmark;
-  let out = flags.out;
-  if (!out && typeof j.log_directory === 'string') {
-    out = j.log_directory.replaceAll('{args.id_dataset}', String(j.id_dataset ?? idName)).replaceAll('{args.exp_name}', String(j.exp_name ?? 'finetune'));
-  }
-  if (!out) fail('no output folder: give --out DIR (or "log_directory" in the config)');
+  const out = resolveOut(j, flags.out, id, 'finetune');
 
   const config: FinetuneConfig = {
-    model: resolve(model), id, labels: flags.labels, split: flags.split ?? (j.split as string | undefined) ?? 'val', adapters,
+    model, id, labels: flags.labels, split: flags.split ?? (j.split as string | undefined) ?? 'val', adapters,
     num_train_epochs: num(flags.numTrainEpochs ?? j.num_train_epochs ?? 5, 'num_train_epochs', (x) => int(x) && x >= 0, 'an integer >= 0'),
     max_train_steps: maxSteps,
     learning_rate: num(flags.learningRate ?? j.learning_rate ?? 0.01, 'learning_rate', (x) => x >= 0, 'a number >= 0'),
@@ -148,7 +128,7 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
     locoop_top_k: num(flags.locoopTopK ?? j.locoop_top_k ?? (isVoc ? 4 : 300), 'locoop_top_k', (x) => int(x) && x >= 1, 'a positive integer'),
     use_pred_label: flags.usePredLabel ?? (j.use_pred_label as boolean | undefined) ?? false,
     template: flags.template ?? 'a photo of a {}',
-    out: resolve(out), test, scorers: scorers.length ? scorers : ['mcm_score', 'gl_mcm_score'],
+    out, test, scorers: scorers.length ? scorers : ['mcm_score', 'gl_mcm_score'],
     temperature: num(j.temperature ?? 100, 'temperature', (x) => x > 0, 'a positive number'),
     recall_level: num(j.recall_level ?? 0.95, 'recall_level', (x) => x > 0 && x < 1, 'in (0, 1)'),
     threads: flags.threads, official: j,

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { benchmarkPreset, imageFolder, resolveLabels, type ImageDataset } from '../data/datasets.js';
+import { loadIdDataset } from '../data/datasets.js';
 import { decodeImage, type DecodedImage } from '../image/decode.js';
 import { resolveEvalConfig } from '../eval/config.js';
 import { runEval, type EvalResult } from '../eval/run-eval.js';
@@ -17,7 +17,7 @@ import { trainTransform } from './augment.js';
 import { clipTrainGraph } from './clip-train-graph.js';
 import type { FinetuneConfig } from './config.js';
 import { Sgd, type Param } from './optimizer.js';
-import { SeededRng } from './rng.js';
+import { SeededRng } from '../rng.js';
 import { learningRate } from './schedule.js';
 import { writeTrainingReport } from '../report/training-report.js';
 
@@ -78,16 +78,7 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
     hooks.log?.(line);
   };
 
-  let data: ImageDataset;
-  let labels: string[];
-  if (config.id.kind === 'folder') {
-    data = imageFolder(config.id.name, config.id.root);
-    labels = resolveLabels(data, config.labels);
-  } else {
-    const preset = benchmarkPreset(config.id.benchmark, config.id.dataRoot, config.split);
-    data = preset.id;
-    labels = resolveLabels(data, config.labels ?? preset.labels);
-  }
+  const { dataset: data, labels } = loadIdDataset(config.id, config.split, config.labels);
   if (config.locoop_top_k > labels.length) throw new RangeError(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}); it must be in [1, ${labels.length}]`);
 
   const clip = await ClipPipeline.load(config.model, { threads: config.threads });

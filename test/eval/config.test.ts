@@ -37,7 +37,7 @@ describe('setar eval configuration', () => {
     assert.throws(() => resolveEvalConfig({ temperature: -1 }, base), /config key "temperature" must be a positive number, got -1/);
     assert.throws(() => resolveEvalConfig({ scorers: ['msp'] }, base), /unknown scorer\(s\) "msp"; valid scorers: mcm_score, l_mcm_score, gl_mcm_score/);
     assert.throws(() => resolveEvalConfig({ lora_svd_init_type: 'medium' }, base), /"lora_svd_init_type" must be one of small, large, random/);
-    assert.throws(() => resolveEvalConfig({ model_type: 'SwinV2' }, base), /model_type "SwinV2" is not supported by setar eval yet/);
+    assert.throws(() => resolveEvalConfig({ model_type: 'SwinV2' }, base), /model_type "SwinV2" is not supported yet/);
     assert.throws(() => resolveEvalConfig({ model_name: 'openai/clip-vit-base-patch16' }, { ...base, model: undefined }), /"openai\/clip-vit-base-patch16" is not a local directory; download the checkpoint and pass --model DIR/);
     assert.throws(() => resolveEvalConfig(null, { ...base, ood: [] }), /no OOD data: give --ood NAME=DIR/);
     assert.throws(() => resolveEvalConfig(null, { ...base, id: 'nodir' }), /--id expects NAME=DIR, got 'nodir'/);

@@ -4,7 +4,6 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { parse } from 'csv-parse/sync';
 import { ClipPipeline } from '../../src/models/clip/pipeline.js';
 import { ClipLogitsHead } from '../../src/models/clip/logits.js';
@@ -12,22 +11,10 @@ import { computeScores } from '../../src/ood/scores.js';
 import { metricsFromScoreFiles, readScoreFile } from '../../src/eval/score-files.js';
 import { fixture, REPO_ROOT } from '../helpers/fixtures.js';
 import { launchBrowser } from '../helpers/browser.js';
+import { writeTestImage } from '../helpers/images.js';
 
 const MODEL = fixture('clip-tiny-a');
 
-/** A real image file: smooth colour blocks seeded by `k`, JPEG or PNG by extension. */
-async function writeImage(path: string, k: number, w = 40 + (k % 5) * 7, h = 36 + (k % 3) * 9): Promise<void> {
-  const px = Buffer.alloc(w * h * 3);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const i = (y * w + x) * 3;
-    px[i] = (x * 7 * (k + 1)) % 256;
-    px[i + 1] = (y * 5 + k * 40) % 256;
-    px[i + 2] = ((x + y) * 3 * (k % 4 + 1)) % 256;
-  }
-  const img = sharp(px, { raw: { width: w, height: h, channels: 3 } });
-  mkdirSync(join(path, '..'), { recursive: true });
-  await (path.endsWith('.png') ? img.png() : img.jpeg({ quality: 90 })).toFile(path);
-}
 
 function setar(...args: string[]) {
   const r = spawnSync(process.execPath, [join(REPO_ROOT, 'bin', 'setar.js'), ...args], { encoding: 'utf8', env: { ...process.env, SETAR_CACHE_DIR: join(dir, 'cache') } });
@@ -48,9 +35,9 @@ describe('setar eval end to end (clip-tiny-a, real image folders)', () => {
     oodA = join(dir, 'oodA');
     oodB = join(dir, 'oodB');
     let k = 0;
-    for (const c of ['cat', 'dog', 'bird']) for (let i = 0; i < 4; i++) await writeImage(join(idRoot, c, `${i}.${i % 2 ? 'png' : 'jpg'}`), k++);
-    for (let i = 0; i < 6; i++) await writeImage(join(oodA, i < 3 ? 'sub' : '', `a${i}.jpg`), 100 + i);
-    for (let i = 0; i < 5; i++) await writeImage(join(oodB, `b${i}.png`), 200 + i);
+    for (const c of ['cat', 'dog', 'bird']) for (let i = 0; i < 4; i++) await writeTestImage(join(idRoot, c, `${i}.${i % 2 ? 'png' : 'jpg'}`), k++);
+    for (let i = 0; i < 6; i++) await writeTestImage(join(oodA, i < 3 ? 'sub' : '', `a${i}.jpg`), 100 + i);
+    for (let i = 0; i < 5; i++) await writeTestImage(join(oodB, `b${i}.png`), 200 + i);
     writeFileSync(join(oodB, 'broken.jpg'), Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 1, 2, 3])); // corrupt JPEG
     writeFileSync(join(oodB, 'notes.txt'), 'not an image');
   });

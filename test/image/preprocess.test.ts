@@ -2,7 +2,6 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
 import { decodeImage, type DecodedImage } from '../../src/image/decode.js';
 import { BICUBIC, pillowResize, precomputeCoeffs, PRECISION_BITS } from '../../src/image/pillow-resample.js';

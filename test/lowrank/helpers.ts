@@ -2,6 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { fixture } from '../helpers/fixtures.js';
 import type { SvdFactors } from '../../src/lowrank/svd.js';
+import { mulberry32 } from '../../src/rng.js';
+export { mulberry32 };
 
 /** `shared/fixtures/lowrank/cases.json`, see its README. */
 export interface LowRankCases {
@@ -37,17 +39,6 @@ export function lowRankCases(): LowRankCases {
   return cached;
 }
 
-/** mulberry32, uniform in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function gaussian(rows: number, cols: number, seed: number): Float64Array {
   const rand = mulberry32(seed);

@@ -9,20 +9,12 @@ import { escapeHtml } from '../../src/report/escape.js';
 import { renderEvalReport, writeEvalReport, type EvalReport, type ScorerReport } from '../../src/report/html-report.js';
 import { downsampleCurve, histogram, rocCurve, sharedBins, type Curve } from '../../src/report/svg-plots.js';
 import { launchBrowser } from '../helpers/browser.js';
+import { mulberry32 } from '../../src/rng.js';
 
 // ---------------------------------------------------------------- synthetic data
 
-/** mulberry32: a small seeded PRNG, so every run draws the same scores. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded draws, so every run sees the same scores. */
+const rng = mulberry32;
 
 /** `n` normal draws N(mean, sd²) as float32 scores (Box–Muller). */
 function normalScores(n: number, mean: number, sd: number, seed: number): Float32Array {

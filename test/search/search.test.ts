@@ -1,10 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { loadImageBatches } from '../../src/data/loader.js';
 import { resolveEvalConfig } from '../../src/eval/config.js';
 import { resolveSearchConfig, type SearchFlags } from '../../src/search/config.js';
@@ -12,22 +11,10 @@ import { runSearch, type SearchResult } from '../../src/search/run-search.js';
 import { SEARCHERS } from '../../src/search/orders.js';
 import { dataFile } from '../../src/paths.js';
 import { fixture, REPO_ROOT, SHARED } from '../helpers/fixtures.js';
+import { writeTestImage } from '../helpers/images.js';
 
 const MODEL = fixture('clip-tiny-a');
 
-async function writeImage(path: string, k: number): Promise<void> {
-  const w = 36 + (k % 5) * 9;
-  const h = 34 + (k % 4) * 7;
-  const px = Buffer.alloc(w * h * 3);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const i = (y * w + x) * 3;
-    px[i] = (x * 11 * (k + 1)) % 256;
-    px[i + 1] = (y * 7 + k * 37) % 256;
-    px[i + 2] = ((x ^ y) * (k % 5 + 1)) % 256;
-  }
-  mkdirSync(join(path, '..'), { recursive: true });
-  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 92 }).toFile(path);
-}
 
 let dir = '';
 const read = (p: string) => readFileSync(p, 'utf8');
@@ -45,9 +32,9 @@ describe('setar search on clip-tiny-a', () => {
     testId = join(dir, 'test-id');
     testOod = join(dir, 'test-ood');
     let k = 0;
-    for (const c of ['bird', 'cat', 'dog', 'fish']) for (let i = 0; i < 3; i++) await writeImage(join(val, c, `${i}.jpg`), k++);
-    for (const c of ['bird', 'cat', 'dog', 'fish']) for (let i = 0; i < 2; i++) await writeImage(join(testId, c, `${i}.jpg`), 50 + k++);
-    for (let i = 0; i < 5; i++) await writeImage(join(testOod, `o${i}.jpg`), 90 + i);
+    for (const c of ['bird', 'cat', 'dog', 'fish']) for (let i = 0; i < 3; i++) await writeTestImage(join(val, c, `${i}.jpg`), k++);
+    for (const c of ['bird', 'cat', 'dog', 'fish']) for (let i = 0; i < 2; i++) await writeTestImage(join(testId, c, `${i}.jpg`), 50 + k++);
+    for (let i = 0; i < 5; i++) await writeTestImage(join(testOod, `o${i}.jpg`), 90 + i);
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -140,7 +127,7 @@ describe('setar search on clip-tiny-a', () => {
     const root = join(dir, 'voc');
     const list = JSON.parse(read(dataFile('voc_val_data.json'))) as Record<string, string[]>;
     let k = 0;
-    for (const [c, files] of Object.entries(list)) for (const f of files) await writeImage(join(root, 'ID_VOC', 'val', c, f), k++);
+    for (const [c, files] of Object.entries(list)) for (const f of files) await writeTestImage(join(root, 'ID_VOC', 'val', c, f), k++);
     const json = JSON.parse(read(join(SHARED, 'reference-configs', 'training_free', 'clip_base', 'ID_VOC', 'SeTAR.json'))) as Record<string, unknown>;
     json.data_root = root;
     const config = resolveSearchConfig(json, { model: MODEL, out: join(dir, 'voc-out') });

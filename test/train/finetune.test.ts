@@ -1,10 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { ClipModel } from '../../src/models/clip/model.js';
 import { ClipPipeline } from '../../src/models/clip/pipeline.js';
@@ -15,30 +14,18 @@ import { setarAdapters, loraAdapters, mergeAdapter } from '../../src/train/adapt
 import { clipTrainGraph } from '../../src/train/clip-train-graph.js';
 import { resolveFinetuneConfig, type FinetuneFlags } from '../../src/train/config.js';
 import { runFinetune, NonFiniteLossError } from '../../src/train/finetune.js';
-import { SeededRng } from '../../src/train/rng.js';
+import { SeededRng } from '../../src/rng.js';
 import { learningRate } from '../../src/train/schedule.js';
 import { Sgd } from '../../src/train/optimizer.js';
 import { ObjectiveAccumulator } from '../../src/search/objective.js';
 import { ClipLogitsHead } from '../../src/models/clip/logits.js';
 import { fixture, REPO_ROOT } from '../helpers/fixtures.js';
 import { assertRelMax } from '../helpers/close.js';
+import { writeTestImage } from '../helpers/images.js';
 
 const MODEL = fixture('clip-tiny-a');
 const SETTINGS = [['visual', 'W_up', 1, 0.25], ['visual', 'W_up', 0, 0.1], ['text', 'W_up', 1, 0.25]] as const;
 
-async function writeImage(path: string, k: number): Promise<void> {
-  const w = 36 + (k % 5) * 9;
-  const h = 34 + (k % 4) * 7;
-  const px = Buffer.alloc(w * h * 3);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const i = (y * w + x) * 3;
-    px[i] = (x * 11 * (k + 1)) % 256;
-    px[i + 1] = (y * 7 + k * 37) % 256;
-    px[i + 2] = ((x ^ y) * (k % 5 + 1)) % 256;
-  }
-  mkdirSync(join(path, '..'), { recursive: true });
-  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 92 }).toFile(path);
-}
 
 let dir = '';
 const classes = ['bird', 'cat', 'dog', 'fish'];
@@ -54,7 +41,7 @@ describe('training engine and SeTAR+FT (clip-tiny-a)', () => {
     process.env.SETAR_CACHE_DIR = join(dir, 'cache');
     val = join(dir, 'val');
     let k = 0;
-    for (const c of classes) for (let i = 0; i < 3; i++) await writeImage(join(val, c, `${i}.jpg`), k++);
+    for (const c of classes) for (let i = 0; i < 3; i++) await writeTestImage(join(val, c, `${i}.jpg`), k++);
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -3,6 +3,9 @@ import { join } from 'node:path';
 import { writeSafetensors, type SafetensorsDtype, type TensorToWrite } from '../../io/safetensors.js';
 import { parseClipConfig, type ClipConfig } from './config.js';
 import { expectedClipTensors } from './weights.js';
+import { mulberry32 } from '../../rng.js';
+
+export { mulberry32 };
 
 /** ViT-B/16's architecture (openai/clip-vit-base-patch16), as an HF config object. */
 export const VIT_B16_CONFIG = {
@@ -13,17 +16,6 @@ export const VIT_B16_CONFIG = {
   vision_config: { hidden_size: 768, intermediate_size: 3072, num_attention_heads: 12, num_hidden_layers: 12, image_size: 224, patch_size: 16 },
 } as const;
 
-/** mulberry32: a small seeded PRNG, so random checkpoints are reproducible. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Writes a random-weight CLIP checkpoint in HF layout (config.json + model.safetensors) for

@@ -28,3 +28,9 @@ export class SeededRng {
     return p;
   }
 }
+
+/** A uniform [0, 1) generator seeded with `seed` (mulberry32), for reproducible draws. */
+export function mulberry32(seed: number): () => number {
+  const r = new SeededRng(seed);
+  return () => r.next();
+}
