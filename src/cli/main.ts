@@ -8,6 +8,7 @@ import { registerEval } from './eval.js';
 import { registerMetrics } from './metrics.js';
 import { registerSearch } from './search.js';
 import { registerFinetune } from './finetune.js';
+import { registerDemo } from './demo.js';
 
 const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerMetrics(program);
   registerSearch(program);
   registerFinetune(program);
+  registerDemo(program);
   return program;
 }
 

@@ -94,7 +94,13 @@ export class GraphBuilder {
   private counter = 0;
   private readonly domains = new Set<string>(['']);
 
-  constructor(readonly name: string, readonly opset = 17) {}
+  /**
+   * Named initializers turned into graph inputs when `paramsAsInputs` selects them, with their
+   * values kept here: a trainer feeds every parameter and asks for its gradient.
+   */
+  readonly params = new Map<string, { data: InitData; dims: readonly number[] }>();
+
+  constructor(readonly name: string, readonly opset = 17, private readonly paramsAsInputs?: (name: string) => boolean) {}
 
   /** A name not used yet (not reserved: the caller claims it by using it). */
   private fresh(base: string): string {
@@ -126,6 +132,10 @@ export class GraphBuilder {
     }
     const entry = DTYPE_OF.find(([ctor]) => data instanceof ctor);
     if (!entry) throw new TypeError(`graph '${this.name}': initializer '${name}' has an unsupported array type`);
+    if (this.paramsAsInputs?.(name)) {
+      this.params.set(name, { data, dims });
+      return this.input(name, entry[1], dims);
+    }
     this.initializers.push({
       name: this.claim(name),
       dims: [...dims],

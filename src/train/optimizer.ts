@@ -55,3 +55,52 @@ export class Sgd {
     for (const [k, v] of state) this.buffers.set(k, Float32Array.from(v));
   }
 }
+
+/** AdamW options (PyTorch's `torch.optim.AdamW`). */
+export interface AdamWOptions {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+}
+
+/**
+ * AdamW, PyTorch's update: `p −= lr·wd·p` (decayed params), then Adam with bias correction.
+ * Used to train the demo CLIP from scratch, where plain SGD is too slow to converge.
+ */
+export class AdamW {
+  private readonly m = new Map<string, Float32Array>();
+  private readonly v = new Map<string, Float32Array>();
+  private t = 0;
+
+  constructor(readonly params: readonly Param[], readonly options: AdamWOptions) {}
+
+  step(grads: ReadonlyMap<string, Float32Array>, lr: number): void {
+    const { beta1, beta2, eps, weightDecay } = this.options;
+    this.t++;
+    const c1 = 1 - beta1 ** this.t;
+    const c2 = 1 - beta2 ** this.t;
+    for (const p of this.params) {
+      const g = grads.get(p.name);
+      if (!g) throw new Error(`no gradient for parameter '${p.name}'`);
+      let m = this.m.get(p.name);
+      let v = this.v.get(p.name);
+      if (!m || !v) {
+        m = new Float32Array(p.value.length);
+        v = new Float32Array(p.value.length);
+        this.m.set(p.name, m);
+        this.v.set(p.name, v);
+      }
+      const decay = p.decay ? 1 - lr * weightDecay : 1;
+      const x = p.value;
+      for (let i = 0; i < x.length; i++) {
+        const gi = g[i]!;
+        const mi = beta1 * m[i]! + (1 - beta1) * gi;
+        const vi = beta2 * v[i]! + (1 - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        x[i] = x[i]! * decay - (lr * (mi / c1)) / (Math.sqrt(vi / c2) + eps);
+      }
+    }
+  }
+}

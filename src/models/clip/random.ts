@@ -24,9 +24,22 @@ export const VIT_B16_CONFIG = {
  */
 export function writeRandomClip(dir: string, config: object, options: { seed?: number; dtype?: SafetensorsDtype } = {}): ClipConfig {
   const c = parseClipConfig(config);
-  const rand = mulberry32(options.seed ?? 0);
   const dtype = options.dtype ?? 'F32';
   const tensors: Record<string, TensorToWrite> = {};
+  for (const [name, t] of randomClipTensors(c, options.seed ?? 0)) tensors[name] = { dtype: name === 'logit_scale' ? 'F32' : dtype, shape: t.shape, data: t.data };
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  writeSafetensors(join(dir, 'model.safetensors'), tensors);
+  return c;
+}
+
+/**
+ * Random CLIP weights by HF name: LayerNorm weights 1, biases ±0.02, every other tensor uniform
+ * with std 1/√fan_in (activations stay at unit scale), logit_scale ln(100).
+ */
+export function randomClipTensors(c: ClipConfig, seed: number): Map<string, { shape: readonly number[]; data: Float32Array }> {
+  const rand = mulberry32(seed);
+  const out = new Map<string, { shape: readonly number[]; data: Float32Array }>();
   for (const [name, shape] of expectedClipTensors(c)) {
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
@@ -37,10 +50,7 @@ export function writeRandomClip(dir: string, config: object, options: { seed?: n
       const scale = name.endsWith('.bias') ? 0.02 : Math.sqrt(3 / fanIn);
       for (let i = 0; i < n; i++) data[i] = (rand() * 2 - 1) * scale;
     }
-    tensors[name] = { dtype: name === 'logit_scale' ? 'F32' : dtype, shape, data };
+    out.set(name, { shape, data });
   }
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
-  writeSafetensors(join(dir, 'model.safetensors'), tensors);
-  return c;
+  return out;
 }
