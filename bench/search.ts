@@ -241,7 +241,8 @@ async function parent(): Promise<void> {
     const grid = v.image_size / v.patch_size;
     const f4 = 4;
     const embeddings = tokens * v.hidden_size * f4; // `base`, [N, 197, 768], kept for the whole search
-    const hidden = tokens * v.hidden_size * f4; // hidden states entering the searched vision layer, per step
+    // hidden states entering every vision layer but the first (kept while N · L · size <= 2 GiB)
+    const hidden = (v.num_hidden_layers - 1) * tokens * v.hidden_size * f4;
     const global = VIT_B16_CONFIG.projection_dim * f4; // image_embeds [N, 512]
     const local = grid * grid * VIT_B16_CONFIG.projection_dim * f4; // image_embeds_local [N, 14, 14, 512]
     const steady = embeddings + hidden + global + local;
@@ -249,7 +250,7 @@ async function parent(): Promise<void> {
     const withConcat = steady + global + local;
     const measured = (cached48.report.peakRss - a.peakRss) / (cached48.report.images - a.images);
     console.log('\nmemory per validation image (cached mode):');
-    console.log(`  computed: embeddings [N, ${tokens}, ${v.hidden_size}] ${embeddings} B + hidden states entering the searched layer ${hidden} B + image features global [N, 512] ${global} B + local [N, ${grid}, ${grid}, 512] ${local} B`);
+    console.log(`  computed: embeddings [N, ${tokens}, ${v.hidden_size}] ${embeddings} B + hidden states entering layers 1..${v.num_hidden_layers - 1} ${hidden} B + image features global [N, 512] ${global} B + local [N, ${grid}, ${grid}, 512] ${local} B`);
     console.log(`            = ${steady} B = ${(steady / MB).toFixed(2)} MiB per image (${(withConcat / MB).toFixed(2)} MiB while a candidate's feature chunks are concatenated)`);
     console.log(`  measured: (peak RSS ${cached48.report.images} images − peak RSS ${a.images} images) / ${cached48.report.images - a.images} = ${measured.toFixed(0)} B = ${(measured / MB).toFixed(2)} MiB per image`);
     console.log(`\npeak RSS of this (parent) process: ${mib(statusBytes('VmHWM'))}`);
