@@ -9,6 +9,7 @@ import { registerMetrics } from './metrics.js';
 import { registerSearch } from './search.js';
 import { registerFinetune } from './finetune.js';
 import { registerDemo } from './demo.js';
+import { registerBundle } from './bundle.js';
 
 const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
 
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerMetrics(program);
   registerSearch(program);
   registerFinetune(program);
+  registerBundle(program);
   registerDemo(program);
   return program;
 }

@@ -100,6 +100,12 @@ export class GraphBuilder {
    */
   readonly params = new Map<string, { data: InitData; dims: readonly number[] }>();
 
+  /**
+   * When set, weight matrices that graphs normally take as inputs (see `linear` in the CLIP
+   * graphs) are baked in as initializers with these values instead: a standalone, exportable model.
+   */
+  bakeWeights?: (name: string) => Float32Array;
+
   constructor(readonly name: string, readonly opset = 17, private readonly paramsAsInputs?: (name: string) => boolean) {}
 
   /** A name not used yet (not reserved: the caller claims it by using it). */

@@ -76,7 +76,7 @@ export interface LoraAdapter {
  */
 export function linear(g: GraphBuilder, x: string, w: LinearShape, prefix: string, lora?: ReadonlyMap<string, LoraAdapter>): string {
   const name = `${prefix}.weight`;
-  const wt = g.has(name) ? name : g.input(name, 'FLOAT', [w.in, w.out]);
+  const wt = g.has(name) ? name : g.bakeWeights ? g.initializer(name, g.bakeWeights(name), [w.in, w.out]) : g.input(name, 'FLOAT', [w.in, w.out]);
   let y = g.op('MatMul', [x, wt]);
   const adapter = lora?.get(prefix);
   if (adapter) {

@@ -1,0 +1,245 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadIdDataset, type IdSource } from '../data/datasets.js';
+import { loadImageBatches } from '../data/loader.js';
+import { decodeImage } from '../image/decode.js';
+import { CLIP_MEAN, CLIP_STD, preprocessClip } from '../image/preprocess.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
+import { applyLoraSettings } from '../lowrank/apply.js';
+import type { LoraSetting } from '../lowrank/settings.js';
+import { GraphBuilder } from '../onnx/graph-builder.js';
+import { visionEmbeddings, visionTower, type LayerRun } from '../models/clip/graph.js';
+import { l2Normalize } from '../models/clip/logits.js';
+import type { ClipModel } from '../models/clip/model.js';
+import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
+import { encoderLayerWeights, layerTensorName, visionEmbeddingsWeights, visionHeadWeights } from '../models/clip/weights.js';
+import { computeScores, getScorer, SCORER_NAMES } from '../ood/scores.js';
+import { Session } from '../runtime/session.js';
+import { tensor, type Tensor } from '../tensor.js';
+
+/** `bundle.json`: what a detector needs besides its two tensor files. */
+export interface BundleManifest {
+  readonly format: 'setar-bundle/1';
+  readonly labels: readonly string[];
+  readonly templates: readonly string[];
+  readonly scorer: string;
+  readonly temperature: number;
+  /** Score above which an image is OOD (the bundle scorer's units; lower = more in-distribution). */
+  readonly threshold: number;
+  /** Share of the ID validation images at or below the threshold. */
+  readonly tpr: number;
+  readonly validation_images: number;
+  readonly grid: number;
+  readonly preprocess: { readonly size: number; readonly resample: 'bicubic (Pillow)'; readonly mean: readonly number[]; readonly std: readonly number[] };
+}
+
+/** Options of {@link createBundle}. */
+export interface BundleOptions {
+  readonly model: string;
+  readonly id: IdSource;
+  readonly labels?: readonly string[];
+  readonly loraSettings?: readonly LoraSetting[];
+  readonly scorer?: string;
+  readonly tpr?: number;
+  readonly templates?: readonly string[];
+  readonly temperature?: number;
+  readonly out: string;
+  readonly threads?: number;
+}
+
+const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
+
+/** The image tower as one standalone ONNX graph, weights baked in: pixel_values → image_embeds, image_embeds_local. */
+function imageEncoderOnnx(model: ClipModel): Uint8Array {
+  const c = model.config;
+  const v = c.vision_config;
+  const grid = model.grid;
+  const g = new GraphBuilder('setar_image_encoder');
+  g.bakeWeights = (name) => model.matrix(name).data;
+  const px = g.input('pixel_values', 'FLOAT', ['batch', v.num_channels, v.image_size, v.image_size]);
+  const h0 = visionEmbeddings(g, px, visionEmbeddingsWeights(model.source), { hidden: v.hidden_size, channels: v.num_channels, patch: v.patch_size, grid, eps: v.layer_norm_eps });
+  const layers = [];
+  const prefixes = [];
+  for (let i = 0; i < v.num_hidden_layers; i++) {
+    layers.push(encoderLayerWeights(model.source, c, 'vision', i));
+    prefixes.push(layerTensorName('vision', i, '').slice(0, -1));
+  }
+  const run: LayerRun = { layers, prefixes };
+  const out = visionTower(g, h0, run, visionHeadWeights(model.source, c), { heads: v.num_attention_heads, eps: v.layer_norm_eps, act: v.hidden_act, causal: false }, { grid, local: true });
+  g.output(out.image_embeds, 'image_embeds', 'FLOAT', ['batch', c.projection_dim]);
+  g.output(out.image_embeds_local!, 'image_embeds_local', 'FLOAT', ['batch', grid, grid, c.projection_dim]);
+  return g.toBytes();
+}
+
+/**
+ * `setar bundle`: everything needed to score an image in one folder — the (low-rank modified)
+ * image tower as ONNX, the prompts' normalised text features (no text tower at run time), the
+ * scorer, temperature and a threshold chosen on ID VALIDATION images at the target TPR, and a
+ * recipe.json of content hashes (checkpoint, labels, templates, validation list) and the
+ * preprocessing, so a deployment can be checked for drift.
+ */
+export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
+  const scorer = o.scorer ?? 'gl_mcm_score';
+  getScorer(scorer);
+  const tpr = o.tpr ?? 0.95;
+  if (!(tpr > 0 && tpr < 1)) throw new RangeError(`--tpr must be in (0, 1), got ${tpr}`);
+  const templates = o.templates?.length ? o.templates : ['a photo of a {}'];
+  const temperature = o.temperature ?? 100;
+  const { dataset, labels } = loadIdDataset(o.id, 'val', o.labels);
+  const clip = await ClipPipeline.load(o.model, { threads: o.threads });
+  try {
+    if (o.loraSettings?.length) await applyLoraSettings(clip.model, o.loraSettings);
+    // CLIP's prompt ensemble: the mean of each template's normalised features, normalised again
+    const c = labels.length;
+    const p = clip.model.config.projection_dim;
+    const text = new Float32Array(c * p);
+    for (const t of templates) {
+      const e = l2Normalize(await clip.encodeTexts(labels.map((l) => fillTemplate(t, l)))).data;
+      for (let i = 0; i < e.length; i++) text[i] = text[i]! + e[i]! / templates.length;
+    }
+    const textFeatures = l2Normalize(tensor('float32', text, [c, p]));
+    mkdirSync(o.out, { recursive: true });
+    writeFileAtomic(join(o.out, 'image_encoder.onnx'), imageEncoderOnnx(clip.model));
+    writeSafetensors(join(o.out, 'text_features.safetensors'), {
+      text_features: { dtype: 'F32', shape: [c, p], data: textFeatures.data },
+      logit_scale: { dtype: 'F32', shape: [], data: Float32Array.of(clip.model.logitScale) },
+    });
+
+    // The threshold, on ID validation images only.
+    const size = clip.model.config.vision_config.image_size;
+    const detector = await Detector.load(o.out, { threads: o.threads, manifest: { labels, templates, scorer, temperature, grid: clip.model.grid, size } });
+    const scores: number[] = [];
+    for await (const b of loadImageBatches(dataset.files, { batchSize: 32, preprocess: { size } })) {
+      for (const s of (await detector.scoreBatch(b.pixelValues)).map((r) => r.scores[scorer]!)) scores.push(s);
+    }
+    await detector.release();
+    if (scores.length === 0) throw new Error(`no readable validation image in ${dataset.root}`);
+    scores.sort((a, b) => a - b);
+    const threshold = scores[Math.min(scores.length - 1, Math.ceil(tpr * scores.length) - 1)]!;
+    const manifest: BundleManifest = {
+      format: 'setar-bundle/1', labels, templates, scorer, temperature, threshold, tpr, validation_images: scores.length, grid: clip.model.grid,
+      preprocess: { size, resample: 'bicubic (Pillow)', mean: [...CLIP_MEAN], std: [...CLIP_STD] },
+    };
+    writeFileAtomic(join(o.out, 'bundle.json'), JSON.stringify(manifest, null, 2) + '\n');
+    const weights = readdirSync(o.model).filter((f) => f.endsWith('.safetensors') || f === 'config.json' || f.endsWith('.index.json')).sort();
+    writeFileAtomic(join(o.out, 'recipe.json'), JSON.stringify({
+      checkpoint: Object.fromEntries(weights.map((f) => [f, sha256(readFileSync(join(o.model, f)))])),
+      lora_settings: o.loraSettings ?? null,
+      labels_sha256: sha256(JSON.stringify(labels)),
+      templates_sha256: sha256(JSON.stringify(templates)),
+      validation: { dataset: dataset.name, images: dataset.relPaths.length, files_sha256: sha256(dataset.relPaths.join('\n')) },
+      preprocess: manifest.preprocess,
+      threshold_rule: `the ceil(${tpr}·n)-th smallest ${scorer} of the n ID validation images`,
+    }, null, 2) + '\n');
+    return manifest;
+  } finally {
+    await clip.dispose();
+  }
+}
+
+/** One image's verdict, as `POST /v1/score` returns it. */
+export interface Verdict {
+  readonly label: string;
+  readonly top: readonly { readonly label: string; readonly prob: number }[];
+  readonly scores: Readonly<Record<string, number>>;
+  readonly ood: boolean;
+  readonly threshold: number;
+  /** grid x grid: each patch's −max local probability (GL-MCM's local evidence). */
+  readonly patch_map: readonly (readonly number[])[];
+}
+
+type ManifestLike = Pick<BundleManifest, 'labels' | 'templates' | 'scorer' | 'temperature' | 'grid'> & { size: number; threshold?: number };
+
+/** A bundle loaded for scoring: the image encoder session and the text features. */
+export class Detector {
+  private constructor(
+    private readonly session: Session,
+    private readonly text: Float32Array,
+    private readonly scale: number,
+    readonly manifest: ManifestLike,
+  ) {}
+
+  /** Loads `dir` (bundle.json, image_encoder.onnx, text_features.safetensors). */
+  static async load(dir: string, options: { threads?: number; manifest?: ManifestLike } = {}): Promise<Detector> {
+    for (const f of ['image_encoder.onnx', 'text_features.safetensors', ...(options.manifest ? [] : ['bundle.json'])]) {
+      if (!existsSync(join(dir, f))) throw new Error(`'${dir}' is not a setar bundle: ${f} is missing`);
+    }
+    const manifest: ManifestLike = options.manifest ?? (() => {
+      const m = JSON.parse(readFileSync(join(dir, 'bundle.json'), 'utf8')) as BundleManifest;
+      if (m.format !== 'setar-bundle/1') throw new Error(`'${dir}/bundle.json': format ${JSON.stringify(m.format)}, expected "setar-bundle/1"`);
+      return { ...m, size: m.preprocess.size };
+    })();
+    const f = SafetensorsFile.open(join(dir, 'text_features.safetensors'));
+    let text: Float32Array;
+    let ls: number;
+    try {
+      text = f.readFloat32('text_features', [manifest.labels.length, f.entry('text_features').shape[1]!]);
+      ls = f.readFloat32('logit_scale')[0]!;
+    } finally {
+      f.close();
+    }
+    const session = await Session.create(new Uint8Array(readFileSync(join(dir, 'image_encoder.onnx'))), 'bundle_image_encoder', { memoryArena: true, threads: options.threads });
+    return new Detector(session, text, Math.exp(ls), manifest);
+  }
+
+  /** Preprocessed pixel_values [B, 3, S, S] → one verdict per image. */
+  async scoreBatch(pixelValues: Tensor<'float32'>): Promise<Verdict[]> {
+    const out = await this.session.run({ pixel_values: pixelValues });
+    const m = this.manifest;
+    const c = m.labels.length;
+    const logits = (feat: Float32Array, rows: number): Float32Array => {
+      const p = feat.length / rows;
+      const r = new Float32Array(rows * c);
+      for (let i = 0; i < rows; i++) {
+        let n = 0;
+        for (let k = 0; k < p; k++) n += feat[i * p + k]! ** 2;
+        n = Math.sqrt(n);
+        for (let j = 0; j < c; j++) {
+          let d = 0;
+          for (let k = 0; k < p; k++) d += feat[i * p + k]! * this.text[j * p + k]!;
+          r[i * c + j] = (this.scale * d) / n;
+        }
+      }
+      return r;
+    };
+    const b = pixelValues.dims[0]!;
+    const g2 = m.grid * m.grid;
+    const global = tensor('float32', logits(out.image_embeds!.data as Float32Array, b), [b, c]);
+    const local = tensor('float32', logits(out.image_embeds_local!.data as Float32Array, b * g2), [b, g2, c]);
+    const scores: Record<string, Float64Array> = {};
+    for (const s of SCORER_NAMES) scores[s] = computeScores(s, { global, local }, m.temperature);
+    return Array.from({ length: b }, (_, i) => {
+      const row = global.data.subarray(i * c, (i + 1) * c);
+      const probs = softmax(row, m.temperature);
+      const order = [...probs.keys()].sort((x, y) => probs[y]! - probs[x]! || x - y);
+      const patch: number[][] = [];
+      for (let r = 0; r < m.grid; r++) {
+        patch.push([]);
+        for (let q = 0; q < m.grid; q++) patch[r]!.push(-Math.max(...softmax(local.data.subarray(((i * g2) + r * m.grid + q) * c, ((i * g2) + r * m.grid + q + 1) * c), m.temperature)));
+      }
+      const own = Object.fromEntries(SCORER_NAMES.map((s) => [s, scores[s]![i]!]));
+      const threshold = m.threshold ?? Infinity;
+      return { label: m.labels[order[0]!]!, top: order.slice(0, 5).map((j) => ({ label: m.labels[j]!, prob: probs[j]! })), scores: own, ood: own[m.scorer]! > threshold, threshold, patch_map: patch };
+    });
+  }
+
+  /** An encoded image (JPEG/PNG/WebP/GIF…) → its verdict. */
+  async scoreImage(image: Uint8Array, name = 'upload'): Promise<Verdict> {
+    const px = preprocessClip(await decodeImage(image, { name }), { size: this.manifest.size });
+    return (await this.scoreBatch(tensor('float32', px, [1, 3, this.manifest.size, this.manifest.size], 'pixel_values')))[0]!;
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+function softmax(row: ArrayLike<number>, t: number): number[] {
+  let mx = -Infinity;
+  for (let i = 0; i < row.length; i++) mx = Math.max(mx, row[i]! / t);
+  const e = Array.from(row, (x) => Math.exp(x / t - mx));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((x) => x / s);
+}
