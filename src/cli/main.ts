@@ -10,6 +10,7 @@ import { registerSearch } from './search.js';
 import { registerFinetune } from './finetune.js';
 import { registerDemo } from './demo.js';
 import { registerBundle } from './bundle.js';
+import { registerServe } from './serve.js';
 
 const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
 
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerSearch(program);
   registerFinetune(program);
   registerBundle(program);
+  registerServe(program);
   registerDemo(program);
   return program;
 }

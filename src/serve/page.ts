@@ -1,0 +1,68 @@
+import { escapeHtml } from '../report/escape.js';
+
+/**
+ * The detector's web page: pick or drop an image, see the verdict, the top classes and the
+ * GL-MCM patch map over the image (redder = the patch looks less like any ID class). Plain
+ * HTML and script, no external resources.
+ */
+export function detectorPage(labels: readonly string[]): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>setar detector</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:900px}
+#drop{border:2px dashed #888;border-radius:8px;padding:24px;text-align:center;cursor:pointer}
+#drop.over{background:#eef}
+#result{display:flex;gap:24px;margin-top:20px;align-items:flex-start}
+#verdict{font-size:1.4em;font-weight:bold;margin:0 0 8px}
+.ood{color:#b00}.id{color:#070}
+canvas{border:1px solid #ccc;image-rendering:pixelated}
+td{padding:2px 10px 2px 0}
+#error{color:#b00}
+</style></head>
+<body>
+<h1>setar detector</h1>
+<p>Classes: ${labels.map((l) => escapeHtml(l)).join(', ')}. An image whose score is above the bundle's threshold is out of distribution.</p>
+<label id="drop">Drop an image here, or click to choose one<input id="file" type="file" accept="image/*" hidden></label>
+<p id="error" role="alert"></p>
+<div id="result" hidden>
+  <canvas id="view" width="336" height="336" aria-label="image with the patch map"></canvas>
+  <div><p id="verdict"></p><p id="score"></p><table id="top"></table></div>
+</div>
+<script>
+const drop = document.getElementById('drop'), input = document.getElementById('file');
+drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); if (e.dataTransfer.files[0]) score(e.dataTransfer.files[0]); });
+input.addEventListener('change', () => { if (input.files[0]) score(input.files[0]); });
+async function score(file) {
+  document.getElementById('error').textContent = '';
+  const res = await fetch('/v1/score', { method: 'POST', headers: { 'Content-Type': file.type || 'application/octet-stream' }, body: file });
+  const body = await res.json();
+  if (!res.ok) { document.getElementById('error').textContent = body.error; document.getElementById('result').hidden = true; return; }
+  const img = new Image();
+  img.onload = () => draw(img, body);
+  img.src = URL.createObjectURL(file);
+}
+function draw(img, v) {
+  const c = document.getElementById('view'), g = c.getContext('2d');
+  g.clearRect(0, 0, c.width, c.height);
+  g.drawImage(img, 0, 0, c.width, c.height);
+  const n = v.patch_map.length, flat = v.patch_map.flat(), lo = Math.min(...flat), hi = Math.max(...flat);
+  for (let r = 0; r < n; r++) for (let q = 0; q < n; q++) {
+    const t = hi > lo ? (v.patch_map[r][q] - lo) / (hi - lo) : 0;
+    g.fillStyle = 'rgba(220,0,0,' + (0.55 * t).toFixed(3) + ')';
+    g.fillRect(q * c.width / n, r * c.height / n, c.width / n, c.height / n);
+  }
+  c.dataset.patches = String(n * n);
+  const verdict = document.getElementById('verdict');
+  verdict.textContent = v.ood ? 'Out of distribution' : 'In distribution: ' + v.label;
+  verdict.className = v.ood ? 'ood' : 'id';
+  document.getElementById('score').textContent = 'score ' + v.scores[Object.keys(v.scores).find((k) => k === 'gl_mcm_score') || Object.keys(v.scores)[0]].toFixed(4) + ', threshold ' + v.threshold.toFixed(4);
+  const top = document.getElementById('top');
+  top.replaceChildren(...v.top.map((t) => { const tr = document.createElement('tr'); const a = document.createElement('td'); a.textContent = t.label; const b = document.createElement('td'); b.textContent = (100 * t.prob).toFixed(1) + '%'; tr.append(a, b); return tr; }));
+  document.getElementById('result').hidden = false;
+}
+</script>
+</body></html>
+`;
+}
