@@ -15,8 +15,9 @@ import { l2Normalize } from '../models/clip/logits.js';
 import type { ClipModel } from '../models/clip/model.js';
 import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
 import { encoderLayerWeights, layerTensorName, visionEmbeddingsWeights, visionHeadWeights } from '../models/clip/weights.js';
-import { computeScores, getScorer, SCORER_NAMES } from '../ood/scores.js';
+import { getScorer } from '../ood/scores.js';
 import { Session } from '../runtime/session.js';
+import { verdictsFromEmbeddings, type Verdict } from './verdict.js';
 import { tensor, type Tensor } from '../tensor.js';
 
 /** `bundle.json`: what a detector needs besides its two tensor files. */
@@ -139,16 +140,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
   }
 }
 
-/** One image's verdict, as `POST /v1/score` returns it. */
-export interface Verdict {
-  readonly label: string;
-  readonly top: readonly { readonly label: string; readonly prob: number }[];
-  readonly scores: Readonly<Record<string, number>>;
-  readonly ood: boolean;
-  readonly threshold: number;
-  /** grid x grid: each patch's −max local probability (GL-MCM's local evidence). */
-  readonly patch_map: readonly (readonly number[])[];
-}
+export type { Verdict } from './verdict.js';
 
 type ManifestLike = Pick<BundleManifest, 'labels' | 'templates' | 'scorer' | 'temperature' | 'grid'> & { size: number; threshold?: number };
 
@@ -187,42 +179,11 @@ export class Detector {
   /** Preprocessed pixel_values [B, 3, S, S] → one verdict per image. */
   async scoreBatch(pixelValues: Tensor<'float32'>): Promise<Verdict[]> {
     const out = await this.session.run({ pixel_values: pixelValues });
-    const m = this.manifest;
-    const c = m.labels.length;
-    const logits = (feat: Float32Array, rows: number): Float32Array => {
-      const p = feat.length / rows;
-      const r = new Float32Array(rows * c);
-      for (let i = 0; i < rows; i++) {
-        let n = 0;
-        for (let k = 0; k < p; k++) n += feat[i * p + k]! ** 2;
-        n = Math.sqrt(n);
-        for (let j = 0; j < c; j++) {
-          let d = 0;
-          for (let k = 0; k < p; k++) d += feat[i * p + k]! * this.text[j * p + k]!;
-          r[i * c + j] = (this.scale * d) / n;
-        }
-      }
-      return r;
-    };
     const b = pixelValues.dims[0]!;
-    const g2 = m.grid * m.grid;
-    const global = tensor('float32', logits(out.image_embeds!.data as Float32Array, b), [b, c]);
-    const local = tensor('float32', logits(out.image_embeds_local!.data as Float32Array, b * g2), [b, g2, c]);
-    const scores: Record<string, Float64Array> = {};
-    for (const s of SCORER_NAMES) scores[s] = computeScores(s, { global, local }, m.temperature);
-    return Array.from({ length: b }, (_, i) => {
-      const row = global.data.subarray(i * c, (i + 1) * c);
-      const probs = softmax(row, m.temperature);
-      const order = [...probs.keys()].sort((x, y) => probs[y]! - probs[x]! || x - y);
-      const patch: number[][] = [];
-      for (let r = 0; r < m.grid; r++) {
-        patch.push([]);
-        for (let q = 0; q < m.grid; q++) patch[r]!.push(-Math.max(...softmax(local.data.subarray(((i * g2) + r * m.grid + q) * c, ((i * g2) + r * m.grid + q + 1) * c), m.temperature)));
-      }
-      const own = Object.fromEntries(SCORER_NAMES.map((s) => [s, scores[s]![i]!]));
-      const threshold = m.threshold ?? Infinity;
-      return { label: m.labels[order[0]!]!, top: order.slice(0, 5).map((j) => ({ label: m.labels[j]!, prob: probs[j]! })), scores: own, ood: own[m.scorer]! > threshold, threshold, patch_map: patch };
-    });
+    return verdictsFromEmbeddings(
+      { global: out.image_embeds!.data as Float32Array, local: out.image_embeds_local!.data as Float32Array },
+      b, { text: this.text, scale: this.scale }, this.manifest,
+    );
   }
 
   /** An encoded image (JPEG/PNG/WebP/GIF…) → its verdict. */
@@ -234,12 +195,4 @@ export class Detector {
   release(): Promise<void> {
     return this.session.release();
   }
-}
-
-function softmax(row: ArrayLike<number>, t: number): number[] {
-  let mx = -Infinity;
-  for (let i = 0; i < row.length; i++) mx = Math.max(mx, row[i]! / t);
-  const e = Array.from(row, (x) => Math.exp(x / t - mx));
-  const s = e.reduce((a, b) => a + b, 0);
-  return e.map((x) => x / s);
 }

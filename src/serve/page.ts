@@ -3,7 +3,10 @@ import { escapeHtml } from '../report/escape.js';
 /**
  * The detector's web page: pick or drop an image, see the verdict, the top classes and the
  * GL-MCM patch map over the image (redder = the patch looks less like any ID class). Plain
- * HTML and script, no external resources.
+ * HTML and script, no external resources. By default the server scores the image (`POST
+ * /v1/score`); with "score in this browser" checked the page loads `/client.js` (onnxruntime-web,
+ * wasm) and the bundle from `/bundle/`, and scores it itself. Either way the raw verdict is left
+ * as JSON in `#result[data-verdict]` and its origin in `data-source` ("server" or "browser").
  */
 export function detectorPage(labels: readonly string[]): string {
   return `<!doctype html>
@@ -23,6 +26,7 @@ td{padding:2px 10px 2px 0}
 <h1>setar detector</h1>
 <p>Classes: ${labels.map((l) => escapeHtml(l)).join(', ')}. An image whose score is above the bundle's threshold is out of distribution.</p>
 <label id="drop">Drop an image here, or click to choose one<input id="file" type="file" accept="image/*" hidden></label>
+<p><label><input id="in-browser" type="checkbox"> score in this browser (onnxruntime-web, wasm; the model is downloaded once)</label> <span id="status"></span></p>
 <p id="error" role="alert"></p>
 <div id="result" hidden>
   <canvas id="view" width="336" height="336" aria-label="image with the patch map"></canvas>
@@ -34,13 +38,34 @@ drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.ad
 drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); if (e.dataTransfer.files[0]) score(e.dataTransfer.files[0]); });
 input.addEventListener('change', () => { if (input.files[0]) score(input.files[0]); });
+let client = null;
+function fail(message) { document.getElementById('error').textContent = message; document.getElementById('result').hidden = true; document.getElementById('status').textContent = ''; }
 async function score(file) {
   document.getElementById('error').textContent = '';
-  const res = await fetch('/v1/score', { method: 'POST', headers: { 'Content-Type': file.type || 'application/octet-stream' }, body: file });
-  const body = await res.json();
-  if (!res.ok) { document.getElementById('error').textContent = body.error; document.getElementById('result').hidden = true; return; }
+  const result = document.getElementById('result');
+  delete result.dataset.verdict;
+  delete result.dataset.source;
+  let body, source;
+  if (document.getElementById('in-browser').checked) {
+    source = 'browser';
+    const status = document.getElementById('status');
+    try {
+      status.textContent = 'scoring in this browser…';
+      if (!client) client = import('/client.js').then((m) => m.loadClientDetector('/bundle/', '/ort/'));
+      body = await (await client).scoreFile(file);
+      status.textContent = '';
+    } catch (e) {
+      client = null;
+      return fail('in-browser scoring failed: ' + (e && e.message ? e.message : String(e)));
+    }
+  } else {
+    source = 'server';
+    const res = await fetch('/v1/score', { method: 'POST', headers: { 'Content-Type': file.type || 'application/octet-stream' }, body: file });
+    body = await res.json();
+    if (!res.ok) return fail(body.error);
+  }
   const img = new Image();
-  img.onload = () => draw(img, body);
+  img.onload = () => { draw(img, body); result.dataset.source = source; result.dataset.verdict = JSON.stringify(body); };
   img.src = URL.createObjectURL(file);
 }
 function draw(img, v) {

@@ -1,7 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import busboy from 'busboy';
 import { Detector } from '../bundle/bundle.js';
 import { ImageDecodeError } from '../image/decode.js';
+import { packageRoot } from '../paths.js';
 import { detectorPage } from './page.js';
 
 /** Options of {@link startServer}. */
@@ -70,6 +73,31 @@ function readMultipartImage(req: IncomingMessage, max: number): Promise<{ data: 
   });
 }
 
+/** The bundle files the browser client fetches from `/bundle/<file>` (nothing else in the folder is served). */
+const BUNDLE_FILES: Readonly<Record<string, string>> = {
+  'bundle.json': 'application/json; charset=utf-8',
+  'image_encoder.onnx': 'application/octet-stream',
+  'text_features.safetensors': 'application/octet-stream',
+};
+
+/** onnxruntime-web's wasm backend files the client loads from `/ort/<file>` (single-threaded, SIMD). */
+const ORT_FILES: Readonly<Record<string, string>> = {
+  'ort-wasm-simd-threaded.wasm': 'application/wasm',
+  'ort-wasm-simd-threaded.mjs': 'text/javascript; charset=utf-8',
+};
+
+/** A static file, read on each request (they are small or cached by the OS; no-store so a rebuilt bundle is seen). */
+function sendFile(res: ServerResponse, path: string, type: string): void {
+  let body: Buffer;
+  try {
+    body = readFileSync(path);
+  } catch {
+    throw new HttpError(404, `not available: ${path.split(/[\\/]/).pop()}${type.startsWith('text/javascript') ? ' (run `npm run build` to build the browser client)' : ''}`);
+  }
+  res.writeHead(200, { 'Content-Type': type, 'Content-Length': body.length, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
+  res.end(body);
+}
+
 function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
   const text = type === 'application/json' ? JSON.stringify(body) : String(body);
   res.writeHead(status, { 'Content-Type': type === 'application/json' ? 'application/json; charset=utf-8' : type, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
@@ -81,13 +109,18 @@ function send(res: ServerResponse, status: number, body: unknown, type = 'applic
  * - `POST /v1/score`: the image as the raw body (`Content-Type: image/*`) or the `image` field of a
  *   multipart form → `{label, top, scores, ood, threshold, patch_map}`;
  * - `GET /v1/health`, `GET /v1/labels`;
- * - `GET /`: a page to drop an image and see the verdict and the patch map.
+ * - `GET /`: a page to drop an image and see the verdict and the patch map, scored by the server
+ *   or, with "score in this browser", by the page itself (onnxruntime-web, wasm) from
+ *   `GET /bundle/{bundle.json,image_encoder.onnx,text_features.safetensors}`, `GET /client.js`
+ *   (dist/web/client.js, built by scripts/build-web.mjs) and `GET /ort/<wasm backend file>`.
  * Bad uploads get a 4xx JSON error; the server keeps serving.
  */
 export async function startServer(o: ServeOptions): Promise<{ server: Server; url: string; close(): Promise<void> }> {
   const detector = await Detector.load(o.bundle, { threads: o.threads });
   const max = o.maxBytes ?? 10 * 1024 * 1024;
   const page = detectorPage(detector.manifest.labels);
+  const root = packageRoot();
+  const ortDist = join(root, 'node_modules', 'onnxruntime-web', 'dist');
   // one image at a time through the model: ORT already uses every core for each run
   let queue: Promise<unknown> = Promise.resolve();
   const serialised = <T>(f: () => Promise<T>): Promise<T> => {
@@ -102,6 +135,17 @@ export async function startServer(o: ServeOptions): Promise<{ server: Server; ur
         if (req.method === 'GET' && url.pathname === '/') return send(res, 200, page, 'text/html; charset=utf-8');
         if (req.method === 'GET' && url.pathname === '/v1/health') return send(res, 200, { status: 'ok' });
         if (req.method === 'GET' && url.pathname === '/v1/labels') return send(res, 200, { labels: detector.manifest.labels });
+        if (req.method === 'GET' && url.pathname.startsWith('/bundle/')) {
+          const f = url.pathname.slice('/bundle/'.length);
+          if (!Object.hasOwn(BUNDLE_FILES, f)) throw new HttpError(404, `no bundle file ${JSON.stringify(f)}; served: ${Object.keys(BUNDLE_FILES).join(', ')}`);
+          return sendFile(res, join(o.bundle, f), BUNDLE_FILES[f]!);
+        }
+        if (req.method === 'GET' && url.pathname.startsWith('/ort/')) {
+          const f = url.pathname.slice('/ort/'.length);
+          if (!Object.hasOwn(ORT_FILES, f)) throw new HttpError(404, `no onnxruntime-web file ${JSON.stringify(f)}`);
+          return sendFile(res, join(ortDist, f), ORT_FILES[f]!);
+        }
+        if (req.method === 'GET' && url.pathname === '/client.js') return sendFile(res, join(root, 'dist', 'web', 'client.js'), 'text/javascript; charset=utf-8');
         if (url.pathname === '/v1/score') {
           if (req.method !== 'POST') throw new HttpError(405, 'use POST with an image body or a multipart field "image"');
           const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();

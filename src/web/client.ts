@@ -1,0 +1,141 @@
+/**
+ * The browser side of `setar serve`: the same bundle scored in the page with onnxruntime-web
+ * (wasm backend, one thread), giving the same verdict fields as `POST /v1/score`.
+ *
+ * Built for the browser by esbuild (scripts/build-web.mjs → dist/web/client.js, ESM, onnxruntime-web
+ * bundled in), NOT by the project's tsc: tsconfig.json targets Node (lib ES2023, types node, no
+ * DOM), so src/web is excluded there and type-checked on its own by tsconfig.web.json (lib DOM,
+ * noEmit), which the build script runs before bundling. Everything imported from src/ is pure
+ * TypeScript: the Pillow-exact transform (image/clip-transform.ts, no sharp) and the verdict math
+ * (bundle/verdict.ts → ood/scores.ts); build-web.mjs fails the build if a node:* module or sharp
+ * would be bundled.
+ */
+import * as ort from 'onnxruntime-web/wasm';
+import type { BundleManifest } from '../bundle/bundle.js';
+import { verdictsFromEmbeddings, type Verdict } from '../bundle/verdict.js';
+import { resizeAndCrop, toNormalizedChw, type DecodedImage } from '../image/clip-transform.js';
+
+export type { Verdict } from '../bundle/verdict.js';
+
+interface SafetensorsEntry {
+  readonly dtype: string;
+  readonly shape: number[];
+  readonly data_offsets: [number, number];
+}
+
+/** safetensors: 8-byte little-endian header length n, n bytes of JSON header, then the data. */
+export function parseSafetensors(bytes: ArrayBuffer): Map<string, { shape: number[]; data: Float32Array }> {
+  const view = new DataView(bytes);
+  const n = Number(view.getBigUint64(0, true));
+  if (8 + n > bytes.byteLength) throw new Error(`safetensors header length ${n} exceeds the file (${bytes.byteLength} bytes)`);
+  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(bytes, 8, n))) as Record<string, SafetensorsEntry | Record<string, string>>;
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, e] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const entry = e as SafetensorsEntry;
+    if (entry.dtype !== 'F32') throw new Error(`safetensors tensor ${name}: dtype ${entry.dtype}, expected F32`);
+    const [s, t] = entry.data_offsets;
+    const count = entry.shape.reduce((a, b) => a * b, 1);
+    if (t - s !== 4 * count) throw new Error(`safetensors tensor ${name}: ${t - s} bytes for shape [${entry.shape.join(', ')}]`);
+    // read little-endian explicitly (and copy: the data need not be 4-byte aligned in the file)
+    const data = new Float32Array(count);
+    const dv = new DataView(bytes, 8 + n + s, t - s);
+    for (let i = 0; i < count; i++) data[i] = dv.getFloat32(4 * i, true);
+    out.set(name, { shape: entry.shape, data });
+  }
+  return out;
+}
+
+/**
+ * An encoded image → 8-bit RGB, alpha dropped (Pillow's convert("RGB") for opaque images). No
+ * colour-space conversion and no premultiplication, so a PNG decodes to exactly its stored
+ * samples (PNG is lossless and browsers decode it exactly); JPEG decoders may differ by ±1 from
+ * libjpeg's in the server.
+ */
+export async function decodeInBrowser(blob: Blob): Promise<DecodedImage> {
+  const bitmap = await createImageBitmap(blob, { premultiplyAlpha: 'none', colorSpaceConversion: 'none' });
+  try {
+    const { width, height } = bitmap;
+    const canvas = new OffscreenCanvas(width, height);
+    const ctx = canvas.getContext('2d', { colorSpace: 'srgb', willReadFrequently: true });
+    if (!ctx) throw new Error('no 2d canvas context');
+    ctx.drawImage(bitmap, 0, 0);
+    const rgba = ctx.getImageData(0, 0, width, height).data;
+    const data = new Uint8Array(width * height * 3);
+    for (let i = 0, j = 0; j < data.length; i += 4, j += 3) {
+      data[j] = rgba[i]!;
+      data[j + 1] = rgba[i + 1]!;
+      data[j + 2] = rgba[i + 2]!;
+    }
+    return { data, width, height };
+  } finally {
+    bitmap.close();
+  }
+}
+
+/** A bundle loaded in the browser. */
+export interface ClientDetector {
+  readonly manifest: BundleManifest;
+  /** Preprocessed CHW float32 [3, S, S] → its verdict. */
+  scorePixels(px: Float32Array): Promise<Verdict>;
+  /** An image file → its verdict (decode, Pillow-exact preprocessing, encoder, verdict). */
+  scoreFile(file: Blob): Promise<Verdict>;
+}
+
+async function fetchOk(url: string): Promise<Response> {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`GET ${url}: ${r.status} ${r.statusText}`);
+  return r;
+}
+
+/**
+ * Fetches the bundle from `base` (`/bundle/` on the serving page) and starts an onnxruntime-web
+ * session on the wasm backend, single-threaded, its .wasm served from `wasmPaths` (`/ort/`).
+ */
+export async function loadClientDetector(base = '/bundle/', wasmPaths = '/ort/'): Promise<ClientDetector> {
+  ort.env.wasm.numThreads = 1;
+  ort.env.wasm.wasmPaths = wasmPaths;
+  ort.env.wasm.proxy = false;
+  const [manifest, model, text] = await Promise.all([
+    fetchOk(base + 'bundle.json').then((r) => r.json() as Promise<BundleManifest>),
+    fetchOk(base + 'image_encoder.onnx').then((r) => r.arrayBuffer()),
+    fetchOk(base + 'text_features.safetensors').then((r) => r.arrayBuffer()),
+  ]);
+  if (manifest.format !== 'setar-bundle/1') throw new Error(`bundle.json: format ${JSON.stringify(manifest.format)}, expected "setar-bundle/1"`);
+  const tensors = parseSafetensors(text);
+  const tf = tensors.get('text_features');
+  const ls = tensors.get('logit_scale');
+  if (!tf || !ls) throw new Error('text_features.safetensors lacks text_features or logit_scale');
+  if (tf.shape.length !== 2 || tf.shape[0] !== manifest.labels.length) throw new Error(`text_features shape [${tf.shape.join(', ')}] does not match ${manifest.labels.length} labels`);
+  const textSide = { text: tf.data, scale: Math.exp(ls.data[0]!) };
+  const session = await ort.InferenceSession.create(new Uint8Array(model), { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+  const size = manifest.preprocess.size;
+  const mean = manifest.preprocess.mean as unknown as [number, number, number];
+  const std = manifest.preprocess.std as unknown as [number, number, number];
+  // one run at a time through the session, as on the server
+  let queue: Promise<unknown> = Promise.resolve();
+  const scorePixels = (px: Float32Array): Promise<Verdict> => {
+    const run = async (): Promise<Verdict> => {
+      const out = await session.run({ pixel_values: new ort.Tensor('float32', px, [1, 3, size, size]) });
+      try {
+        return verdictsFromEmbeddings(
+          { global: out.image_embeds!.data as Float32Array, local: out.image_embeds_local!.data as Float32Array },
+          1, textSide, manifest,
+        )[0]!;
+      } finally {
+        for (const t of Object.values(out)) t.dispose();
+      }
+    };
+    const p = queue.then(run, run);
+    queue = p.catch(() => undefined);
+    return p;
+  };
+  return {
+    manifest,
+    scorePixels,
+    async scoreFile(file: Blob): Promise<Verdict> {
+      const image = await decodeInBrowser(file);
+      return scorePixels(toNormalizedChw(resizeAndCrop(image, { size }), mean, std));
+    },
+  };
+}
