@@ -25,7 +25,7 @@ export function registerSearch(program: Command): void {
     .option('--data-root <dir>', 'benchmark root, laid out as the reference expects')
     .option('--labels <file>', 'class names (JSON array or one per line); default: the class folder names')
     .option('--split <name>', 'validation split name (default val)')
-    .option('--searcher <name>', 'visual_text | text_visual | visual_only | text_only | modality_interleaved | layer_exhaustive')
+    .option('--searcher <name>', 'visual_text | text_visual | visual_only | text_only | modality_interleaved | layer_exhaustive (CLIP); visual_only_swin (Swin V2, the default there)')
     .option('--candi-ratios <list>', 'comma-separated ratios in [0, 1) (default 0,0.05,…,0.4)')
     .option('--weight-type <w>', 'W_q | W_k | W_v | W_o | W_up | W_down')
     .option('--no-freeze-proj', 'also search the projections (W_p), first in each tower')

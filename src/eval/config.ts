@@ -4,6 +4,7 @@ import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { parseLoraSettings, type LoraSetting } from '../lowrank/settings.js';
 import { SCORER_NAMES } from '../ood/scores.js';
 import type { IdSource } from '../data/datasets.js';
+import { modelFamily } from '../models/registry.js';
 
 /** A configuration problem; the message names the key (or flag) and what was expected. */
 export class EvalConfigError extends Error {
@@ -119,7 +120,8 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
     check(typeof v === 'number' && ok(v), key, expected, v);
     return v;
   };
-  const temperature = num(flags.temperature, 'temperature', 100, (x) => x > 0, 'a positive number');
+  // CLIP logits already include exp(logit_scale): T = 100; Swin V2 classifier logits: T = 1 (SPEC §3).
+  const temperature = num(flags.temperature, 'temperature', defaultTemperature(model), (x) => x > 0, 'a positive number');
   const recall_level = num(flags.recallLevel, 'recall_level', 0.95, (x) => x > 0 && x < 1, 'in (0, 1)');
   const batch_size = num(flags.batchSize, 'batch_size', 32, (x) => Number.isInteger(x) && x > 0, 'a positive integer');
   const seed = num(flags.seed, 'seed', 5, Number.isInteger, 'an integer');
@@ -145,8 +147,8 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
  * setar never downloads weights, so a hub id gets an error saying to pass --model DIR.
  */
 export function resolveModel(j: Record<string, unknown>, flag: string | undefined, configFile = 'config'): string {
-  if (j.model_type !== undefined && j.model_type !== 'CLIP') {
-    throw new EvalConfigError(`${configFile}: model_type "${String(j.model_type)}" is not supported yet; supported: "CLIP"`);
+  if (j.model_type !== undefined && j.model_type !== 'CLIP' && j.model_type !== 'SwinTransformerV2') {
+    throw new EvalConfigError(`${configFile}: model_type "${String(j.model_type)}" is not supported yet; supported: "CLIP", "SwinTransformerV2"`);
   }
   const model = flag ?? (typeof j.model_name === 'string' ? j.model_name : undefined);
   if (!model) throw new EvalConfigError('no model: give --model DIR (or "model_name" in the config)');
@@ -178,4 +180,13 @@ export function resolveOut(j: Record<string, unknown>, flag: string | undefined,
   }
   if (!out) throw new EvalConfigError('no output folder: give --out DIR (or "log_directory" in the config)');
   return resolve(out);
+}
+
+/** The default score temperature for the model in `dir`: 1 for Swin V2, 100 for CLIP (or an unreadable config). */
+export function defaultTemperature(dir: string): number {
+  try {
+    return modelFamily(dir) === 'swinv2' ? 1 : 100;
+  } catch {
+    return 100;
+  }
 }

@@ -7,6 +7,9 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
 import { ClipLogitsHead } from '../models/clip/logits.js';
 import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
+import { modelFamily, swinPreprocess } from '../models/registry.js';
+import { SwinV2Model } from '../models/swinv2/model.js';
+import type { Tensor } from '../tensor.js';
 import { oodMetrics, benchmarkTable, type BenchmarkRow } from '../ood/metrics.js';
 import { getScorer, computeScores } from '../ood/scores.js';
 import { writeEvalReport } from '../report/html-report.js';
@@ -76,7 +79,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
   const oods = oodSources.map((o) => imageTree(o.name, o.root));
   log(`ID ${id.name}: ${id.files.length} images, ${labels.length} classes; OOD: ${oods.map((o) => `${o.name} (${o.files.length})`).join(', ')}`);
 
-  const clip = await ClipPipeline.load(config.model, { threads: config.threads });
+  const classifier = await openClassifier(config, labels, log);
   const files: string[] = [];
   const write = (name: string, data: string) => {
     const p = join(config.out, name);
@@ -84,14 +87,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
     files.push(p);
   };
   try {
-    if (config.lora_settings?.length) {
-      const changed = await applyLoraSettings(clip.model, config.lora_settings, { mode: config.lora_svd_init_type, seed: config.seed });
-      log(`low-rank settings (${config.lora_svd_init_type}): ${changed.length} weights replaced`);
-    }
-    const text = await clip.encodeTexts(labels.map((l) => fillTemplate(config.template, l)));
-    const head = await ClipLogitsHead.create(text, clip.model.logitScale, { threads: config.threads });
     const needsLocal = config.scorers.some((s) => getScorer(s).needs.local);
-    const size = clip.model.config.vision_config.image_size;
 
     const scoreDataset = async (ds: ImageDataset): Promise<DatasetScores> => {
       const scores: Record<string, number[]> = Object.fromEntries(config.scorers.map((s) => [s, []]));
@@ -101,7 +97,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
       hooks.onDatasetStart?.(ds.name, ds.files.length);
       for await (const batch of loadImageBatches(ds.files, {
         batchSize: config.batch_size,
-        preprocess: { size },
+        preprocess: classifier.preprocess,
         workers: config.workers,
         strict: config.strict,
         onSkip: (s) => {
@@ -110,13 +106,11 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
         },
         onProgress: (done, total) => hooks.onProgress?.({ dataset: ds.name, done, total }),
       })) {
-        const f = await clip.model.encodeImages(batch.pixelValues, { local: needsLocal });
-        const global = await head.logits(f.image_embeds);
-        const local = needsLocal ? await head.logits(f.image_embeds_local!) : undefined;
+        const { global, local } = await classifier.logits(batch.pixelValues, needsLocal);
         for (const s of config.scorers) scores[s]!.push(...computeScores(s, { global, local }, config.temperature));
         indices.push(...batch.indices);
         if (ds.labels) {
-          const c = head.classes;
+          const c = classifier.classes;
           batch.indices.forEach((idx, r) => {
             let arg = 0;
             for (let j = 1; j < c; j++) if (global.data[r * c + j]! > global.data[r * c + arg]!) arg = j;
@@ -146,7 +140,6 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
     write(`metrics_classify_${config.split}.json`, JSON.stringify({ [id.name]: idScores.accuracy }, null, 2) + '\n');
     const oodScores: DatasetScores[] = [];
     for (const o of oods) oodScores.push(await scoreDataset(o));
-    await head.release();
 
     const metrics: Record<string, BenchmarkRow[]> = {};
     for (const s of config.scorers) {
@@ -177,6 +170,71 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
     files.push(report);
     return { id: idScores, ood: oodScores, metrics, files };
   } finally {
+    await classifier.dispose();
+  }
+}
+
+/** What the evaluation needs of a model: logits per batch over the ID classes. */
+interface EvalClassifier {
+  readonly classes: number;
+  readonly preprocess: { size?: number; resizeTo?: number; cropSize?: number; mean?: readonly [number, number, number]; std?: readonly [number, number, number] };
+  logits(pixels: Tensor<'float32'>, local: boolean): Promise<{ global: Tensor<'float32'>; local?: Tensor<'float32'> }>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * CLIP (zero-shot over prompts of `labels`) or a Swin V2 classifier (its own outputs; the ID
+ * classes, in sorted folder order, must map one to one onto them), low-rank settings applied.
+ */
+async function openClassifier(config: EvalConfig, labels: readonly string[], log: (line: string) => void): Promise<EvalClassifier> {
+  if (modelFamily(config.model) === 'swinv2') {
+    const model = await SwinV2Model.load(config.model, { threads: config.threads });
+    try {
+      if (model.numLabels !== labels.length) {
+        throw new Error(`the ID data has ${labels.length} classes but the Swin V2 classifier in '${config.model}' has ${model.numLabels} outputs; class folder i (sorted) must map onto output i`);
+      }
+      log(`Swin V2 classifier: ${model.numLabels} outputs; class i ↔ output i (${labels.slice(0, 3).map((l, i) => `${l} → ${model.config.id2label[i]}`).join(', ')}${labels.length > 3 ? ', …' : ''})`);
+      if (config.lora_settings?.length) {
+        const changed = await applyLoraSettings(model, config.lora_settings, { mode: config.lora_svd_init_type, seed: config.seed });
+        log(`low-rank settings (${config.lora_svd_init_type}): ${changed.length} weights replaced`);
+      }
+    } catch (e) {
+      await model.dispose();
+      throw e;
+    }
+    return {
+      classes: model.numLabels,
+      preprocess: swinPreprocess(model.config),
+      async logits(pixels, local) {
+        const o = await model.classify(pixels);
+        return local ? { global: o.logits, local: o.logits_local } : { global: o.logits };
+      },
+      dispose: () => model.dispose(),
+    };
+  }
+  const clip = await ClipPipeline.load(config.model, { threads: config.threads });
+  try {
+    if (config.lora_settings?.length) {
+      const changed = await applyLoraSettings(clip.model, config.lora_settings, { mode: config.lora_svd_init_type, seed: config.seed });
+      log(`low-rank settings (${config.lora_svd_init_type}): ${changed.length} weights replaced`);
+    }
+    const text = await clip.encodeTexts(labels.map((l) => fillTemplate(config.template, l)));
+    const head = await ClipLogitsHead.create(text, clip.model.logitScale, { threads: config.threads });
+    return {
+      classes: head.classes,
+      preprocess: { size: clip.model.config.vision_config.image_size },
+      async logits(pixels, local) {
+        const f = await clip.model.encodeImages(pixels, { local });
+        const global = await head.logits(f.image_embeds);
+        return local ? { global, local: await head.logits(f.image_embeds_local!) } : { global };
+      },
+      async dispose() {
+        await head.release();
+        await clip.dispose();
+      },
+    };
+  } catch (e) {
     await clip.dispose();
+    throw e;
   }
 }

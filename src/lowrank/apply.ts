@@ -1,6 +1,7 @@
 import type { ClipModel } from '../models/clip/model.js';
+import { SwinV2Model } from '../models/swinv2/model.js';
 import { lowRankApprox, type PruneMode } from './lowrank.js';
-import { clipWeightName, type LoraSetting } from './settings.js';
+import { clipWeightName, swinWeightName, type LoraSetting } from './settings.js';
 import { getSvd, type SvdCacheOptions } from './svd-cache.js';
 
 /** Options of {@link applyLoraSettings}. */
@@ -20,9 +21,15 @@ export interface ApplyOptions extends Pick<SvdCacheOptions, 'cacheDir' | 'noCach
  * @example
  * await applyLoraSettings(model, [['visual', 'W_up', 11, 0.15]]);
  */
-export async function applyLoraSettings(model: ClipModel, settings: readonly LoraSetting[], options: ApplyOptions = {}): Promise<string[]> {
-  const depth = { visual: model.visionLayerCount, text: model.textLayerCount };
-  const names = settings.map((s) => clipWeightName(s, depth));
+export async function applyLoraSettings(model: ClipModel | SwinV2Model, settings: readonly LoraSetting[], options: ApplyOptions = {}): Promise<string[]> {
+  let names: string[];
+  if (model instanceof SwinV2Model) {
+    const depths = model.config.depths;
+    names = settings.map((s) => swinWeightName(s, depths));
+  } else {
+    const depth = { visual: model.visionLayerCount, text: model.textLayerCount };
+    names = settings.map((s) => clipWeightName(s, depth));
+  }
   const seen = new Map<string, number>();
   names.forEach((n, i) => {
     const j = seen.get(n);

@@ -142,3 +142,40 @@ export function clipWeightName(setting: LoraSetting, numLayers: number | { reado
   }
   return `${TOWER_MODEL[tower]}.encoder.layers.${layer}.${module}.weight`;
 }
+
+/** Hugging Face module of each weight type inside a Swin V2 block. */
+const SWIN_MODULE: Record<Exclude<WeightType, 'W_p'>, string> = {
+  W_q: 'attention.self.query',
+  W_k: 'attention.self.key',
+  W_v: 'attention.self.value',
+  W_o: 'attention.output.dense',
+  W_up: 'intermediate.dense',
+  W_down: 'output.dense',
+};
+
+/**
+ * The Swin V2 (Hugging Face layout) tensor a setting modifies, e.g.
+ * `['visual', 'W_up', [3, 1], 0.1]` → `swinv2.encoder.layers.3.blocks.1.intermediate.dense.weight`.
+ *
+ * @param depths blocks per stage (config `depths`).
+ * @throws TypeError for a text-tower, `W_p` or non-[stage, block] setting; RangeError when the stage or block is out of range.
+ */
+export function swinWeightName(setting: LoraSetting, depths: readonly number[]): string {
+  const [tower, weight, layer] = setting;
+  if (tower !== 'visual') throw new TypeError(`${show(setting)}: Swin V2 has only the "visual" tower, got ${show(tower)}`);
+  if (weight === 'W_p') throw new TypeError(`${show(setting)}: Swin V2 has no projection (W_p); weights: ${WEIGHT_TYPES.filter((w) => w !== 'W_p').map(show).join(', ')}`);
+  const module = SWIN_MODULE[weight];
+  if (module === undefined) throw new TypeError(`weight ${show(weight)} is not one of ${WEIGHT_TYPES.map(show).join(', ')}`);
+  if (!Array.isArray(layer) || layer.length !== 2) {
+    throw new TypeError(`layer ${show(layer)} of ${show(setting)} is not a Swin [stage, block] index`);
+  }
+  const [stage, block] = layer as readonly [number, number];
+  if (!Number.isInteger(stage) || stage < 0 || stage >= depths.length) {
+    throw new RangeError(`stage ${stage} of ${show(setting)} is out of range: the model has ${depths.length} stages, allowed [0, ${depths.length - 1}]`);
+  }
+  const nb = depths[stage]!;
+  if (!Number.isInteger(block) || block < 0 || block >= nb) {
+    throw new RangeError(`block ${block} of ${show(setting)} is out of range: stage ${stage} has ${nb} blocks, allowed [0, ${nb - 1}]`);
+  }
+  return `swinv2.encoder.layers.${stage}.blocks.${block}.${module}.weight`;
+}

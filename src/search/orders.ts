@@ -2,13 +2,26 @@ import type { Tower, WeightType } from '../lowrank/settings.js';
 
 /** The greedy search orders of SPEC §6. */
 export const SEARCHERS = ['visual_text', 'text_visual', 'visual_only', 'text_only', 'modality_interleaved', 'layer_exhaustive'] as const;
-export type Searcher = (typeof SEARCHERS)[number];
+/** The Swin V2 order (SPEC §6): stages from the last, blocks from the last. */
+export const SWIN_SEARCHERS = ['visual_only_swin'] as const;
+export type Searcher = (typeof SEARCHERS)[number] | (typeof SWIN_SEARCHERS)[number];
 
-/** One place the search decides a ratio for: a tower's weight of one layer (`null` for W_p). */
+/** One place the search decides a ratio for: a tower's weight of one layer (`null` for W_p; `[stage, block]` for Swin). */
 export interface SearchSlot {
   readonly tower: Tower;
   readonly weight: WeightType;
-  readonly layer: number | null;
+  readonly layer: number | readonly [stage: number, block: number] | null;
+}
+
+/**
+ * `visual_only_swin`: `[stage, block]` slots, the last stage first and, within a stage, the last
+ * block first ([3,1], [3,0], [2,17], …, [0,0] for Swin V2-B).
+ * @param depths blocks per stage
+ */
+export function swinSearchSlots(weight: WeightType, depths: readonly number[]): SearchSlot[] {
+  const slots: SearchSlot[] = [];
+  for (let s = depths.length - 1; s >= 0; s--) for (let b = depths[s]! - 1; b >= 0; b--) slots.push({ tower: 'visual', weight, layer: [s, b] });
+  return slots;
 }
 
 /** A tower's slots, top layer first, with its projection first when projections are searched. */
@@ -46,10 +59,13 @@ export function searchSlots(searcher: Searcher, weight: WeightType, depth: { vis
     }
     case 'layer_exhaustive':
       return [...v, ...t];
+    case 'visual_only_swin':
+      throw new RangeError(`searcher "visual_only_swin" needs a Swin V2 model (model_type "swinv2"); valid for CLIP: ${SEARCHERS.join(', ')}`);
   }
 }
 
 /** `visual_projection` / layer N, for logs. */
 export function slotLabel(s: SearchSlot): string {
-  return s.layer === null ? `${s.tower} ${s.weight}` : `${s.tower} ${s.weight} layer ${s.layer}`;
+  if (s.layer === null) return `${s.tower} ${s.weight}`;
+  return typeof s.layer === 'number' ? `${s.tower} ${s.weight} layer ${s.layer}` : `${s.tower} ${s.weight} stage ${s.layer[0]} block ${s.layer[1]}`;
 }

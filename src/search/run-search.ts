@@ -17,22 +17,24 @@ import type { Tensor } from '../tensor.js';
 import type { SearchConfig } from './config.js';
 import { ObjectiveAccumulator, objectiveColumn, objectiveValue, type CandidateFigures } from './objective.js';
 import { searchSlots, slotLabel, type SearchSlot } from './orders.js';
+import { runSwinSearch } from './run-search-swin.js';
 
 /** One evaluated candidate: a row of search_results.json (its figures follow the five keys). */
 export type CandidateRecord = {
   step: number;
   tower_type: string;
   weight_type: string;
-  layer_num: number | null;
+  /** CLIP: the layer (null for W_p); Swin: [stage, block] */
+  layer_num: SearchSlot['layer'];
   ratio: number;
-} & Record<string, number | string | null>;
+} & Record<string, number | string | null | SearchSlot['layer']>;
 
 /** One decided step: a row of search_best_results.csv (figures are the best so far). */
 export interface StepRecord {
   readonly step: number;
   readonly tower_type: string;
   readonly weight_type: string;
-  readonly layer_num: number | null;
+  readonly layer_num: SearchSlot['layer'];
   readonly best_ratio: number;
   readonly figures: CandidateFigures;
 }
@@ -67,7 +69,7 @@ export interface SearchResult {
 }
 
 /** Saved after every step; a re-run with the same settings continues after its last step. */
-interface SearchState {
+export interface SearchState {
   readonly fingerprint: string;
   readonly steps: StepRecord[];
   readonly candidates: CandidateRecord[];
@@ -75,12 +77,12 @@ interface SearchState {
   readonly pending?: number[];
 }
 
-const STATE_FILE = 'search_state.json';
+export const STATE_FILE = 'search_state.json';
 /** Memory the cached search may spend on hidden states entering every layer (ViT-B/16: 7.3 MB per image). */
 const HIDDEN_CACHE_BYTES = 2 * 1024 ** 3;
 
 /** Everything that changes the search's decisions, hashed: resuming under other settings is refused. */
-function fingerprint(c: SearchConfig): string {
+export function fingerprint(c: SearchConfig): string {
   const keys = {
     model: c.model, id: c.id, labels: c.labels, split: c.split, searcher: c.searcher, candi_ratios: c.candi_ratios, weight_type: c.weight_type,
     freeze_proj: c.freeze_proj, mode: c.lora_svd_init_type, seed: c.seed, objective: c.objective, lambda: c.locoop_lambda, topK: c.locoop_top_k,
@@ -90,13 +92,26 @@ function fingerprint(c: SearchConfig): string {
 }
 
 /** A record's figures without its identifying keys. */
-function figuresOf(r: CandidateRecord): CandidateFigures {
+export function figuresOf(r: CandidateRecord): CandidateFigures {
   const { step: _s, tower_type: _t, weight_type: _w, layer_num: _l, ratio: _r, ...figures } = r;
   return figures as unknown as CandidateFigures;
 }
 
-function slotKey(s: SearchSlot): string {
-  return `${s.tower}:${s.weight}:${s.layer ?? 'p'}`;
+export function slotKey(s: SearchSlot): string {
+  return `${s.tower}:${s.weight}:${s.layer === null ? 'p' : typeof s.layer === 'number' ? s.layer : s.layer.join('.')}`;
+}
+
+/** Writes search_best_results.csv (one row per decided step) and search_results.json (every candidate). */
+export function writeSearchOutputs(config: SearchConfig, state: SearchState): void {
+  const col = objectiveColumn(config.objective);
+  const figureCols = ['locoop_loss', 'loss_id', 'loss_ood', 'acc', 'ood_patch_percent'];
+  if (!figureCols.includes(col)) figureCols.splice(0, 0, col);
+  const header = ['step', 'tower_type', 'weight_type', 'layer_num', 'best_ratio', ...figureCols.map((c) => (c === col ? `${c}*` : c))];
+  const layer = (l: SearchSlot['layer']) => (l === null ? '' : typeof l === 'number' ? l : JSON.stringify(l));
+  writeFileAtomic(join(config.out, 'search_best_results.csv'), stringify([header, ...state.steps.map((s) => [
+    s.step, s.tower_type, s.weight_type, layer(s.layer_num), s.best_ratio, ...figureCols.map((c) => s.figures[c]),
+  ])]));
+  writeFileAtomic(join(config.out, 'search_results.json'), JSON.stringify(state.candidates, null, 1) + '\n');
 }
 
 /**
@@ -112,6 +127,7 @@ function slotKey(s: SearchSlot): string {
  * candidate, like the reference.
  */
 export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): Promise<SearchResult> {
+  if (config.arch === 'swinv2') return runSwinSearch(config, hooks);
   mkdirSync(config.out, { recursive: true });
   const log = (line: string) => {
     appendFileSync(join(config.out, 'search.log'), `${new Date().toISOString()} ${line}\n`);
@@ -197,7 +213,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
     const slots = searchSlots(config.searcher, config.weight_type, L, config.freeze_proj);
     const decided = new Map<string, number>();
     const factors = new Map<string, Awaited<ReturnType<typeof getSvd>>>();
-    const nameOf = (s: SearchSlot) => clipWeightName([s.tower, s.weight, s.layer, 0], L);
+    const nameOf = (s: SearchSlot) => clipWeightName([s.tower, s.weight, s.layer as number | null, 0], L);
     const setRatio = async (s: SearchSlot, ratio: number) => {
       const name = nameOf(s);
       if (ratio === 0) {
@@ -214,7 +230,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
       model.setWeight(name, lowRankApprox({ weight, shape, ratio, mode: config.lora_svd_init_type, seed: config.seed, factors: f, name }));
     };
     for (const st of state.steps) {
-      const slot = slots.find((s) => s.tower === st.tower_type && s.weight === st.weight_type && s.layer === st.layer_num)!;
+      const slot = slots.find((s) => slotKey(s) === slotKey({ tower: st.tower_type as SearchSlot['tower'], weight: st.weight_type as SearchSlot['weight'], layer: st.layer_num }))!;
       decided.set(slotKey(slot), st.best_ratio);
       await setRatio(slot, st.best_ratio);
     }
@@ -255,7 +271,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
 
     /** Runs the candidates of one slot; the slot's weight is left at the checkpoint's value. */
     const evaluateSlot = async (slot: SearchSlot, step: number, onDone: () => void): Promise<CandidateRecord[]> => {
-      const from = slot.layer ?? (slot.tower === 'visual' ? L.visual : L.text) - 1;
+      const from = (slot.layer as number | null) ?? (slot.tower === 'visual' ? L.visual : L.text) - 1;
       let hidden: Tensor<'float32'> | null = null;
       if (config.cache) {
         // hidden states entering `from` under the current decisions, once for all candidates
@@ -289,16 +305,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
       return records;
     };
 
-    const writeOutputs = () => {
-      const col = objectiveColumn(config.objective);
-      const figureCols = ['locoop_loss', 'loss_id', 'loss_ood', 'acc', 'ood_patch_percent'];
-      if (!figureCols.includes(col)) figureCols.splice(0, 0, col);
-      const header = ['step', 'tower_type', 'weight_type', 'layer_num', 'best_ratio', ...figureCols.map((c) => (c === col ? `${c}*` : c))];
-      writeFileAtomic(join(config.out, 'search_best_results.csv'), stringify([header, ...state.steps.map((s) => [
-        s.step, s.tower_type, s.weight_type, s.layer_num ?? '', s.best_ratio, ...figureCols.map((c) => s.figures[c]),
-      ])]));
-      writeFileAtomic(join(config.out, 'search_results.json'), JSON.stringify(state.candidates, null, 1) + '\n');
-    };
+    const writeOutputs = () => writeSearchOutputs(config, state);
     const decide = (step: number, slot: SearchSlot, records: CandidateRecord[]) => {
       let pick = records[0]!;
       for (const r of records) if (objectiveValue(config.objective, r) < objectiveValue(config.objective, pick)) pick = r;
@@ -328,7 +335,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
         decided.set(slotKey(slot), ratio);
         if (ratio > 0) {
           await setRatio(slot, ratio);
-          invalidate(slot.tower, slot.layer);
+          invalidate(slot.tower, slot.layer as number | null);
         }
         writeOutputs();
         writeFileAtomic(statePath, JSON.stringify(state));
@@ -355,7 +362,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
         decided.set(slotKey(slot), ratio);
         if (ratio > 0) {
           await setRatio(slot, ratio);
-          invalidate(slot.tower, slot.layer);
+          invalidate(slot.tower, slot.layer as number | null);
           pending = pending.filter((i) => i !== bestSlot.slot);
         } else {
           pending = [];

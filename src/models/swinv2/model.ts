@@ -1,10 +1,9 @@
-import { Checkpoint } from '../../io/safetensors.js';
 import { Session, type SessionOptions } from '../../runtime/session.js';
 import { shapeString, tensor, type Tensor } from '../../tensor.js';
 import { transpose } from '../clip/graph.js';
 import { loadSwinV2Config, numLabels, type SwinV2Config } from './config.js';
 import { blockPlan, swinV2ClassifierGraph, type BlockPlan } from './graph.js';
-import { expectedSwinV2Tensors, isSwappable, validateSwinV2Checkpoint } from './weights.js';
+import { expectedSwinV2Tensors, isSwappable, openTensorSource, validateSwinV2Checkpoint, type TensorSource } from './weights.js';
 
 /** Outputs of {@link SwinV2Model.classify}. */
 export interface SwinV2Outputs {
@@ -29,14 +28,14 @@ export class SwinV2Model {
   private readonly matrices = new Map<string, Tensor<'float32'>>();
   private readonly expected: Map<string, number[]>;
 
-  private constructor(readonly dir: string, readonly config: SwinV2Config, private readonly checkpoint: Checkpoint, private readonly options: SessionOptions) {
+  private constructor(readonly dir: string, readonly config: SwinV2Config, private readonly checkpoint: TensorSource, private readonly options: SessionOptions) {
     this.expected = expectedSwinV2Tensors(config);
   }
 
-  /** Loads `dir/config.json` and `dir/model.safetensors` (or a sharded index); buffers such as `relative_coords_table` are ignored. */
+  /** Loads `dir/config.json` and `dir/model.safetensors` (or a sharded index, or else `dir/pytorch_model.bin`); buffers such as `relative_coords_table` are ignored. */
   static async load(dir: string, options: SessionOptions = {}): Promise<SwinV2Model> {
     const config = await loadSwinV2Config(dir);
-    const checkpoint = await Checkpoint.open(dir);
+    const checkpoint = await openTensorSource(dir);
     try {
       validateSwinV2Checkpoint(checkpoint, expectedSwinV2Tensors(config));
     } catch (e) {
