@@ -3,38 +3,12 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deflateRawSync } from 'node:zlib';
 import { readTorchCheckpoint, TorchCheckpointError, unpickle } from '../../src/io/torch-checkpoint.js';
 import { floatToHalf, halfToFloat } from '../../src/io/safetensors.js';
-
-// ---------------------------------------------------------------------------------------------
-// Pickle opcodes, as CPython's pickle.py names them (protocol 2 subset torch.save emits).
-
-const b = (...xs: number[]) => Buffer.from(xs);
-const PROTO2 = b(0x80, 0x02);
-const MARK = b(0x28);
-const STOP = b(0x2e);
-const TUPLE = b(0x74);
-const TUPLE1 = b(0x85);
-const TUPLE2 = b(0x86);
-const EMPTY_TUPLE = b(0x29);
-const EMPTY_DICT = b(0x7d);
-const REDUCE = b(0x52);
-const BUILD = b(0x62);
-const BINPERSID = b(0x51);
-const SETITEM = b(0x73);
-const SETITEMS = b(0x75);
-const NEWFALSE = b(0x89);
-const GLOBAL = (module: string, name: string) => Buffer.concat([b(0x63), Buffer.from(`${module}\n${name}\n`, 'latin1')]);
-const BINUNICODE = (s: string) => {
-  const u = Buffer.from(s, 'utf8');
-  const n = Buffer.alloc(4);
-  n.writeUInt32LE(u.length);
-  return Buffer.concat([b(0x58), n, u]);
-};
-const BININT1 = (v: number) => b(0x4b, v);
-const BINPUT = (i: number) => b(0x71, i);
-const BINGET = (i: number) => b(0x68, i);
+import {
+  b, BINGET, BININT1, BINPERSID, BINPUT, BINUNICODE, BUILD, bytesOf, EMPTY_DICT, EMPTY_TUPLE, GLOBAL, makeZip, MARK, NEWFALSE, PROTO2,
+  REDUCE, SETITEM, SETITEMS, STOP, torchStateDictPickle, TUPLE, TUPLE1, TUPLE2, writeTorchCheckpoint,
+} from '../helpers/torch-zip.js';
 
 /**
  * The state-dict pickle torch.save writes (protocol 2) for
@@ -137,81 +111,9 @@ function simplePickle(tensors: TensorSpec[]): Buffer {
   return Buffer.concat(parts);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Zip writer, laid out as torch's PyTorchStreamWriter (miniz) does: local header + data per record,
-// every record STORED with its data padded to a 64-byte boundary by an extra field of id 'FB'
-// (0x4246), then the central directory and the end record.
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-function crc32(data: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const x of data) c = CRC_TABLE[(c ^ x) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-function makeZip(records: [name: string, data: Uint8Array][], opts: { deflate?: string[] } = {}): Buffer {
-  const chunks: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const [name, data] of records) {
-    const nameBuf = Buffer.from(name, 'utf8');
-    const deflated = opts.deflate?.includes(name) ?? false;
-    const body = deflated ? deflateRawSync(data) : Buffer.from(data);
-    const crc = crc32(data);
-    let extra = Buffer.alloc(0);
-    if (!deflated) {
-      const unpadded = offset + 30 + nameBuf.length + 4;
-      const pad = (64 - (unpadded % 64)) % 64;
-      extra = Buffer.alloc(4 + pad);
-      extra.writeUInt16LE(0x4246, 0);
-      extra.writeUInt16LE(pad, 2);
-    }
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(deflated ? 8 : 0, 8);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(body.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(nameBuf.length, 26);
-    local.writeUInt16LE(extra.length, 28);
-    const cd = Buffer.alloc(46);
-    cd.writeUInt32LE(0x02014b50, 0);
-    cd.writeUInt16LE(20, 4);
-    cd.writeUInt16LE(20, 6);
-    cd.writeUInt16LE(deflated ? 8 : 0, 10);
-    cd.writeUInt32LE(crc, 16);
-    cd.writeUInt32LE(body.length, 20);
-    cd.writeUInt32LE(data.length, 24);
-    cd.writeUInt16LE(nameBuf.length, 28);
-    cd.writeUInt32LE(offset, 42);
-    central.push(cd, nameBuf);
-    chunks.push(local, nameBuf, extra, body);
-    if (!deflated) assert.equal((offset + 30 + nameBuf.length + extra.length) % 64, 0);
-    offset += local.length + nameBuf.length + extra.length + body.length;
-  }
-  const cdBuf = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(records.length, 8);
-  end.writeUInt16LE(records.length, 10);
-  end.writeUInt32LE(cdBuf.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...chunks, cdBuf, end]);
-}
-
 const W = Float32Array.from([0.5, -1, 2, 3.25, 0.001, 100]);
 const H_BITS = Uint16Array.from([0x7e00, floatToHalf(1), floatToHalf(-2), floatToHalf(0.5), 0x7bff]); // [0] is skipped (offset 1)
 const IDS = BigInt64Array.of(-3n, 2n ** 40n);
-const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 /** The records of a torch.save checkpoint of the state dict in cpythonLayoutPickle. */
 function torchRecords(pkl: Uint8Array, prefix = 'pytorch_model/'): [string, Uint8Array][] {
@@ -278,6 +180,38 @@ describe('torch checkpoint (pytorch_model.bin)', () => {
     assert.deepEqual([...sd.get('w')!.data], [...W]);
     assert.deepEqual([...sd.get('h')!.data], [1, -2, 0.5, 65504]);
     assert.deepEqual([...(sd.get('ids')!.data as BigInt64Array)], [-3n, 2n ** 40n]);
+  });
+
+  it('writeTorchCheckpoint pickles one tensor exactly as the CPython layout above (less _metadata)', () => {
+    const pk = cpythonLayoutPickle();
+    const mark = pk.indexOf(MARK, pk.indexOf(BINPUT(1)));
+    const hAt = pk.indexOf(BINUNICODE('h'));
+    const expected = Buffer.concat([pk.subarray(0, mark), pk.subarray(mark + 1, hAt), SETITEM, STOP]);
+    assert.equal(torchStateDictPickle({ w: { dtype: 'F32', shape: [2, 3], data: W } }).toString('hex'), expected.toString('hex'));
+  });
+
+  it('writeTorchCheckpoint round-trips F32, F16 and I64, many tensors (LONG_BINPUT) and large sizes (BININT2)', () => {
+    const tensors: Parameters<typeof writeTorchCheckpoint>[1] = {
+      w: { dtype: 'F32', shape: [2, 3], data: W },
+      h: { dtype: 'F16', shape: [2, 2], data: [1, -2, 0.5, 65504] },
+      hb: { dtype: 'F16', shape: [1], data: Uint16Array.of(floatToHalf(0.25)) },
+      ids: { dtype: 'I64', shape: [2], data: IDS },
+      s: { dtype: 'F32', shape: [], data: [7] },
+      big: { dtype: 'F32', shape: [300, 2, 1, 2], data: Float32Array.from({ length: 1200 }, (_, i) => i / 3) },
+    };
+    for (let i = 0; i < 40; i++) tensors[`layer.${i}.bias`] = { dtype: 'F32', shape: [3], data: [i, -i, i / 2] };
+    const p = join(dir, 'helper.bin');
+    writeTorchCheckpoint(p, tensors);
+    const sd = readTorchCheckpoint(p);
+    assert.deepEqual([...sd.keys()], Object.keys(tensors));
+    for (const [name, t] of Object.entries(tensors)) {
+      const got = sd.get(name)!;
+      assert.equal(got.dtype, t.dtype, name);
+      assert.deepEqual(got.shape, t.shape, name);
+      if (name === 'hb') assert.deepEqual([...got.data], [0.25]);
+      else if (t.dtype === 'I64') assert.deepEqual([...(got.data as BigInt64Array)], [...(t.data as BigInt64Array)]);
+      else assert.deepEqual([...got.data], [...Float32Array.from(t.data as ArrayLike<number>)], name);
+    }
   });
 
   it('refuses a pickle that asks for os.system, naming the global, without running anything', () => {
