@@ -1,7 +1,8 @@
 import type { ClipModel } from '../models/clip/model.js';
 import { transpose } from '../models/clip/graph.js';
 import { loraSplit, type PruneMode } from '../lowrank/lowrank.js';
-import { clipWeightName, type LoraSetting } from '../lowrank/settings.js';
+import { clipWeightName, swinWeightName, type LoraSetting } from '../lowrank/settings.js';
+import type { SwinV2Model } from '../models/swinv2/model.js';
 import { getSvd } from '../lowrank/svd-cache.js';
 import type { Rng } from './augment.js';
 
@@ -29,10 +30,25 @@ export interface Adapter {
  */
 export async function setarAdapters(model: ClipModel, settings: readonly LoraSetting[], options: { mode?: PruneMode; seed?: number } = {}): Promise<Adapter[]> {
   const depth = { visual: model.visionLayerCount, text: model.textLayerCount };
+  return setarAdaptersOf(model, settings, (s) => clipWeightName(s, depth), options);
+}
+
+/** What adapters need of a model: HF-layout weights and shapes by name. */
+interface AdaptableModel {
+  getOriginalWeight(name: string): Float32Array;
+  weightShape(name: string): readonly number[];
+}
+
+/** {@link setarAdapters} for a Swin V2 classifier: settings `["visual", W, [stage, block], r]`. */
+export async function swinSetarAdapters(model: SwinV2Model, settings: readonly LoraSetting[], options: { mode?: PruneMode; seed?: number } = {}): Promise<Adapter[]> {
+  return setarAdaptersOf(model, settings, (s) => swinWeightName(s, model.config.depths), options);
+}
+
+async function setarAdaptersOf(model: AdaptableModel, settings: readonly LoraSetting[], weightName: (s: LoraSetting) => string, options: { mode?: PruneMode; seed?: number }): Promise<Adapter[]> {
   const out: Adapter[] = [];
   for (const s of settings) {
     if (s[3] === 0) continue;
-    const name = clipWeightName(s, depth);
+    const name = weightName(s);
     const weight = model.getOriginalWeight(name);
     const shape = model.weightShape(name) as [number, number];
     const split = loraSplit({ weight, shape, ratio: s[3], mode: options.mode, seed: options.seed, factors: await getSvd(weight, shape), name });
@@ -67,7 +83,31 @@ export function matchTargetModules(model: ClipModel, targets: readonly string[])
  * B = 0, scaling alpha / r, base = the original weight.
  */
 export function loraAdapters(model: ClipModel, options: { r: number; alpha: number; targetModules: readonly string[]; rng: Rng }): Adapter[] {
-  return matchTargetModules(model, options.targetModules).map((prefix) => {
+  return loraAdaptersOf(model, matchTargetModules(model, options.targetModules), options);
+}
+
+/** Block Linear layers of a Swin V2 model that `targets` select (e.g. `intermediate.dense`). */
+export function matchSwinTargetModules(model: SwinV2Model, targets: readonly string[]): string[] {
+  const prefixes: string[] = [];
+  model.config.depths.forEach((n, s) => {
+    for (let b = 0; b < n; b++) {
+      for (const m of ['attention.self.query', 'attention.self.key', 'attention.self.value', 'attention.output.dense', 'intermediate.dense', 'output.dense']) prefixes.push(`swinv2.encoder.layers.${s}.blocks.${b}.${m}`);
+    }
+  });
+  const hit = (p: string, t: string) => p === t || (p.endsWith(`.${t}`) && !(t === 'dense' || (t === 'output.dense' && p.endsWith('attention.output.dense'))));
+  const chosen = prefixes.filter((p) => targets.some((t) => hit(p, t)));
+  const unmatched = targets.filter((t) => !prefixes.some((p) => hit(p, t)));
+  if (unmatched.length) throw new RangeError(`target_modules ${unmatched.map((t) => `"${t}"`).join(', ')} match no layer of this Swin V2 model (e.g. "intermediate.dense", "output.dense", "attention.self.query")`);
+  return chosen;
+}
+
+/** {@link loraAdapters} for a Swin V2 classifier (block Linear layers only). */
+export function swinLoraAdapters(model: SwinV2Model, options: { r: number; alpha: number; targetModules: readonly string[]; rng: Rng }): Adapter[] {
+  return loraAdaptersOf(model, matchSwinTargetModules(model, options.targetModules), options);
+}
+
+function loraAdaptersOf(model: AdaptableModel, prefixes: readonly string[], options: { r: number; alpha: number; rng: Rng }): Adapter[] {
+  return prefixes.map((prefix) => {
     const shape = model.weightShape(`${prefix}.weight`) as [number, number];
     const [out, inn] = shape;
     if (!Number.isInteger(options.r) || options.r < 1 || options.r > Math.min(out, inn)) {

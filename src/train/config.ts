@@ -1,3 +1,4 @@
+import { modelFamily } from '../models/registry.js';
 import { EvalConfigError, parseNamedDir, resolveIdSource, resolveModel, resolveOut, type IdSource } from '../eval/config.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { parseLoraSettings, type LoraSetting } from '../lowrank/settings.js';
@@ -97,6 +98,13 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
   const maxSteps = flags.maxTrainSteps ?? (j.max_train_steps as number | undefined) ?? null;
   if (maxSteps !== null) num(maxSteps, 'max_train_steps', (x) => int(x) && x >= 0, 'an integer >= 0');
   const isVoc = id.kind === 'benchmark' && id.benchmark.toLowerCase().includes('voc');
+  const isSwin = j.model_type === 'SwinTransformerV2' || (() => {
+    try {
+      return modelFamily(model) === 'swinv2';
+    } catch {
+      return false;
+    }
+  })();
   const scorers = (flags.scorers ?? (j.scorers as string[] | undefined) ?? ['mcm_score', 'gl_mcm_score']).filter((s) => s !== 'loss');
   const bad = scorers.find((s) => !SCORER_NAMES.includes(s as never));
   if (bad) fail(`unknown scorer "${bad}"; valid: ${SCORER_NAMES.join(', ')}`);
@@ -124,8 +132,8 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
     gradient_accumulation_steps: num(flags.gradientAccumulationSteps ?? j.gradient_accumulation_steps ?? 1, 'gradient_accumulation_steps', (x) => int(x) && x > 0, 'a positive integer'),
     batch_size: num(flags.batchSize ?? j.batch_size ?? 100, 'batch_size', (x) => int(x) && x > 0, 'a positive integer'),
     seed: num(flags.seed ?? j.seed ?? 5, 'seed', int, 'an integer'),
-    locoop_lambda: num(flags.locoopLambda ?? j.locoop_lambda ?? (isVoc ? 0.05 : 0.1), 'locoop_lambda', (x) => x >= 0, 'a number >= 0'),
-    locoop_top_k: num(flags.locoopTopK ?? j.locoop_top_k ?? (isVoc ? 4 : 300), 'locoop_top_k', (x) => int(x) && x >= 1, 'a positive integer'),
+    locoop_lambda: num(flags.locoopLambda ?? j.locoop_lambda ?? (isSwin ? 0.01 : isVoc ? 0.05 : 0.1), 'locoop_lambda', (x) => x >= 0, 'a number >= 0'),
+    locoop_top_k: num(flags.locoopTopK ?? j.locoop_top_k ?? (isSwin ? 700 : isVoc ? 4 : 300), 'locoop_top_k', (x) => int(x) && x >= 1, 'a positive integer'),
     use_pred_label: flags.usePredLabel ?? (j.use_pred_label as boolean | undefined) ?? false,
     template: flags.template ?? 'a photo of a {}',
     out, test, scorers: scorers.length ? scorers : ['mcm_score', 'gl_mcm_score'],

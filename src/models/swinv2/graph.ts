@@ -1,5 +1,5 @@
 import { GraphBuilder } from '../../onnx/graph-builder.js';
-import { activation, layerNorm, linear, transpose, type LinearShape } from '../clip/graph.js';
+import { activation, layerNorm, linear, transpose, type LinearShape, type LoraAdapter } from '../clip/graph.js';
 import { mlpDim, numLabels, stageDim, type SwinV2Config } from './config.js';
 import { blockPrefix } from './weights.js';
 
@@ -18,6 +18,9 @@ import { blockPrefix } from './weights.js';
 
 /** Tensor reader by HF name (current value, replacement or checkpoint). */
 export type Source = (name: string) => Float32Array;
+
+/** LoRA adapters by Linear prefix (training graphs only; see the CLIP graphs' `linear`). */
+type Lora = ReadonlyMap<string, LoraAdapter> | undefined;
 
 /** Geometry of one block at run time. */
 export interface BlockPlan {
@@ -214,7 +217,7 @@ function l2normalize(g: GraphBuilder, x: string): string {
 }
 
 /** Window attention of one block on x [B, L, C] → attention.output.dense output [B, L, C]. */
-function windowAttention(g: GraphBuilder, src: Source, c: SwinV2Config, x: string, p: BlockPlan): string {
+function windowAttention(g: GraphBuilder, src: Source, c: SwinV2Config, x: string, p: BlockPlan, lora: Lora): string {
   const pre = blockPrefix(p.stage, p.block);
   const { dim: d, heads, windowSize: win } = p;
   const hd = d / heads;
@@ -224,9 +227,9 @@ function windowAttention(g: GraphBuilder, src: Source, c: SwinV2Config, x: strin
   const needsPad = forward.some((v) => v === h * w);
   const xs = needsPad ? g.op('Pad', [x, g.constInt64([0, 0, 0, 0, 1, 0])]) : x;
   const xw = g.op('Reshape', [g.op('Gather', [xs, g.constInt64(forward, 'win_index')], { axis: 1 }), g.constInt64([-1, n, d])]);
-  const q = linear(g, xw, lin(src, `${pre}.attention.self.query`, d, d, c.qkv_bias), `${pre}.attention.self.query`);
-  const k = linear(g, xw, lin(src, `${pre}.attention.self.key`, d, d, false), `${pre}.attention.self.key`);
-  const v = linear(g, xw, lin(src, `${pre}.attention.self.value`, d, d, c.qkv_bias), `${pre}.attention.self.value`);
+  const q = linear(g, xw, lin(src, `${pre}.attention.self.query`, d, d, c.qkv_bias), `${pre}.attention.self.query`, lora);
+  const k = linear(g, xw, lin(src, `${pre}.attention.self.key`, d, d, false), `${pre}.attention.self.key`, lora);
+  const v = linear(g, xw, lin(src, `${pre}.attention.self.value`, d, d, c.qkv_bias), `${pre}.attention.self.value`, lora);
   const split = (t: string) => g.op('Transpose', [g.op('Reshape', [t, g.constInt64([0, 0, heads, hd])])], { perm: [0, 2, 1, 3] });
   const qn = l2normalize(g, split(q));
   const kn = l2normalize(g, split(k));
@@ -244,34 +247,34 @@ function windowAttention(g: GraphBuilder, src: Source, c: SwinV2Config, x: strin
   }
   const probs = g.op('Softmax', [scores], { axis: -1 });
   const ctx = g.op('Reshape', [g.op('Transpose', [g.op('MatMul', [probs, vh])], { perm: [0, 2, 1, 3] }), g.constInt64([0, 0, d])]);
-  const out = linear(g, ctx, lin(src, `${pre}.attention.output.dense`, d, d, true), `${pre}.attention.output.dense`);
+  const out = linear(g, ctx, lin(src, `${pre}.attention.output.dense`, d, d, true), `${pre}.attention.output.dense`, lora);
   const flat = g.op('Reshape', [out, g.constInt64([-1, p.numWindows * n, d])]);
   return g.op('Gather', [flat, g.constInt64(inverse, 'win_inverse')], { axis: 1 });
 }
 
 /** u + layernorm_after(output.dense(act(intermediate.dense(u)))). */
-function mlpResidual(g: GraphBuilder, src: Source, c: SwinV2Config, u: string, p: BlockPlan): string {
+function mlpResidual(g: GraphBuilder, src: Source, c: SwinV2Config, u: string, p: BlockPlan, lora: Lora): string {
   const pre = blockPrefix(p.stage, p.block);
   const f = mlpDim(c, p.stage);
-  const hmid = activation(g, linear(g, u, lin(src, `${pre}.intermediate.dense`, p.dim, f, true), `${pre}.intermediate.dense`), c.hidden_act);
-  const o = linear(g, hmid, lin(src, `${pre}.output.dense`, f, p.dim, true), `${pre}.output.dense`);
+  const hmid = activation(g, linear(g, u, lin(src, `${pre}.intermediate.dense`, p.dim, f, true), `${pre}.intermediate.dense`, lora), c.hidden_act);
+  const o = linear(g, hmid, lin(src, `${pre}.output.dense`, f, p.dim, true), `${pre}.output.dense`, lora);
   return g.op('Add', [u, ln(g, src, o, `${pre}.layernorm_after`, c.layer_norm_eps)]);
 }
 
 /** One residual post-norm block. */
-function block(g: GraphBuilder, src: Source, c: SwinV2Config, x: string, p: BlockPlan): string {
+function block(g: GraphBuilder, src: Source, c: SwinV2Config, x: string, p: BlockPlan, lora: Lora): string {
   const pre = blockPrefix(p.stage, p.block);
-  const u = g.op('Add', [x, ln(g, src, windowAttention(g, src, c, x, p), `${pre}.layernorm_before`, c.layer_norm_eps)]);
-  return mlpResidual(g, src, c, u, p);
+  const u = g.op('Add', [x, ln(g, src, windowAttention(g, src, c, x, p, lora), `${pre}.layernorm_before`, c.layer_norm_eps)]);
+  return mlpResidual(g, src, c, u, p, lora);
 }
 
 /** SeTAR's local path of a block: per token, attention replaced by output.dense(value(x)). */
-function localPath(g: GraphBuilder, src: Source, c: SwinV2Config, x: string, p: BlockPlan): string {
+function localPath(g: GraphBuilder, src: Source, c: SwinV2Config, x: string, p: BlockPlan, lora: Lora): string {
   const pre = blockPrefix(p.stage, p.block);
-  const v = linear(g, x, lin(src, `${pre}.attention.self.value`, p.dim, p.dim, c.qkv_bias), `${pre}.attention.self.value`);
-  const a = linear(g, v, lin(src, `${pre}.attention.output.dense`, p.dim, p.dim, true), `${pre}.attention.output.dense`);
+  const v = linear(g, x, lin(src, `${pre}.attention.self.value`, p.dim, p.dim, c.qkv_bias), `${pre}.attention.self.value`, lora);
+  const a = linear(g, v, lin(src, `${pre}.attention.output.dense`, p.dim, p.dim, true), `${pre}.attention.output.dense`, lora);
   const u = g.op('Add', [x, ln(g, src, a, `${pre}.layernorm_before`, c.layer_norm_eps)]);
-  return mlpResidual(g, src, c, u, p);
+  return mlpResidual(g, src, c, u, p, lora);
 }
 
 /** Patch merging of x [B, h·w, C] → [B, ⌈h/2⌉·⌈w/2⌉, 2C] (pad odd sizes; TL, BL, TR, BR; reduction; norm). */
@@ -294,14 +297,33 @@ export interface SwinV2GraphOptions {
   readonly width?: number;
   /** Bake the block Linear weights in as initializers (a standalone model) instead of taking them as inputs. */
   readonly bakeWeights?: (name: string) => Float32Array;
+  /** LoRA adapters on block Linear layers (inputs `<prefix>.lora_A` [in, r] / `<prefix>.lora_B` [r, out]); training only. */
+  readonly lora?: ReadonlyMap<string, LoraAdapter>;
+}
+
+/** The classifier built into `g`: value names of logits [B, labels] and logits_local [B, h, w, labels]. */
+export interface SwinV2GraphValues {
+  readonly logits: string;
+  readonly logitsLocal: string;
+  /** Local grid and label count. */
+  readonly grid: [number, number];
+  readonly labels: number;
 }
 
 /** The whole classifier: pixel_values [B, C, H, W] → logits [B, labels], logits_local [B, h, w, labels]. */
 export function swinV2ClassifierGraph(c: SwinV2Config, src: Source, o: SwinV2GraphOptions = {}): Uint8Array {
-  const height = o.height ?? c.image_size[0];
-  const width = o.width ?? c.image_size[1];
   const g = new GraphBuilder('swinv2_classifier');
   if (o.bakeWeights) g.bakeWeights = o.bakeWeights;
+  const v = swinV2Classifier(g, c, src, o);
+  g.output(v.logits, 'logits', 'FLOAT', ['batch', v.labels]);
+  g.output(v.logitsLocal, 'logits_local', 'FLOAT', ['batch', v.grid[0], v.grid[1], v.labels]);
+  return g.toBytes();
+}
+
+/** Builds the classifier into `g` (input `pixel_values`); returns its output values without declaring them outputs. */
+export function swinV2Classifier(g: GraphBuilder, c: SwinV2Config, src: Source, o: SwinV2GraphOptions = {}): SwinV2GraphValues {
+  const height = o.height ?? c.image_size[0];
+  const width = o.width ?? c.image_size[1];
   const [pH, pW] = c.patch_size;
   const e = c.embed_dim;
   let px = g.input('pixel_values', 'FLOAT', ['batch', c.num_channels, height, width]);
@@ -325,7 +347,7 @@ export function swinV2ClassifierGraph(c: SwinV2Config, src: Source, o: SwinV2Gra
         lastInput = x;
         lastPlan = p;
       }
-      x = block(g, src, c, x, p);
+      x = block(g, src, c, x, p, o.lora);
     }
     if (s < stages - 1) {
       x = patchMerging(g, src, x, s, h, w, d);
@@ -337,9 +359,8 @@ export function swinV2ClassifierGraph(c: SwinV2Config, src: Source, o: SwinV2Gra
   const labels = numLabels(c);
   const normed = ln(g, src, x, 'swinv2.layernorm', c.layer_norm_eps);
   const pooled = g.op('ReduceMean', [normed], { axes: [1], keepdims: 0 });
-  g.output(fixedLinear(g, src, pooled, 'classifier', labels, dl, true), 'logits', 'FLOAT', ['batch', labels]);
-  const local = ln(g, src, localPath(g, src, c, lastInput, lastPlan), 'swinv2.layernorm', c.layer_norm_eps);
+  const logits = fixedLinear(g, src, pooled, 'classifier', labels, dl, true);
+  const local = ln(g, src, localPath(g, src, c, lastInput, lastPlan, o.lora), 'swinv2.layernorm', c.layer_norm_eps);
   const localLogits = fixedLinear(g, src, local, 'classifier', labels, dl, true);
-  g.output(g.op('Reshape', [localLogits, g.constInt64([0, h, w, labels])]), 'logits_local', 'FLOAT', ['batch', h, w, labels]);
-  return g.toBytes();
+  return { logits, logitsLocal: g.op('Reshape', [localLogits, g.constInt64([0, h, w, labels])]), grid: [h, w], labels };
 }

@@ -1,3 +1,6 @@
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { FLOAT_DTYPES, writeSafetensors, type TensorToWrite } from '../../io/safetensors.js';
 import { Session, type SessionOptions } from '../../runtime/session.js';
 import { shapeString, tensor, type Tensor } from '../../tensor.js';
 import { transpose } from '../clip/graph.js';
@@ -58,6 +61,11 @@ export class SwinV2Model {
 
   private readonly source = (name: string): Float32Array => this.overrides.get(name) ?? this.checkpoint.readFloat32(name);
 
+  /** Tensor reader by HF name: the current value (replacement or checkpoint), for graph builders. */
+  get tensorSource(): (name: string) => Float32Array {
+    return this.source;
+  }
+
   /** Shape of a model tensor, HF layout (Linear weights are [out, in]). */
   weightShape(name: string): readonly number[] {
     const s = this.expected.get(name);
@@ -116,7 +124,7 @@ export class SwinV2Model {
   }
 
   /** A block weight matrix as the graph takes it: current value, [in, out]. */
-  private matrix(name: string): Tensor<'float32'> {
+  matrix(name: string): Tensor<'float32'> {
     let m = this.matrices.get(name);
     if (!m) {
       const [out, inn] = this.weightShape(name) as [number, number];
@@ -150,6 +158,26 @@ export class SwinV2Model {
     for (const n of s.inputNames) if (n !== 'pixel_values') feeds[n] = this.matrix(n);
     const out = await s.run(feeds);
     return { logits: out.logits as Tensor<'float32'>, logits_local: out.logits_local as Tensor<'float32'> };
+  }
+
+  /**
+   * Writes the model, replacements included, as an HF folder: `model.safetensors` (every tensor
+   * of the checkpoint, float dtypes kept; recomputed buffers omitted) plus `config.json` and
+   * `preprocessor_config.json` when the source folder has them.
+   */
+  save(dir: string): void {
+    mkdirSync(dir, { recursive: true });
+    const tensors: Record<string, TensorToWrite> = {};
+    for (const [name, shape] of this.expected) {
+      const e = this.checkpoint.entry(name);
+      const dtype = FLOAT_DTYPES.includes(e.dtype) ? e.dtype : 'F32';
+      const data = this.overrides.get(name) ?? this.checkpoint.readFloat32(name);
+      tensors[name] = { dtype, shape, data: dtype === 'F64' ? Float64Array.from(data) : data };
+    }
+    writeSafetensors(join(dir, 'model.safetensors'), tensors);
+    for (const f of ['config.json', 'preprocessor_config.json']) {
+      if (existsSync(join(this.dir, f))) copyFileSync(join(this.dir, f), join(dir, f));
+    }
   }
 
   /** Releases the sessions and the checkpoint. */
