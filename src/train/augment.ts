@@ -34,7 +34,7 @@ export function randomResizedCropBox(width: number, height: number, rng: Rng, sc
  * `size` with Pillow's bicubic filter, a horizontal flip with probability 0.5, CLIP
  * normalisation → CHW float32 [3, size, size].
  */
-export function trainTransform(image: DecodedImage, size: number, rng: Rng, options: { scale?: readonly [number, number]; mean?: readonly [number, number, number]; std?: readonly [number, number, number] } = {}): Float32Array {
+export function trainTransform(image: DecodedImage, size: number, rng: Rng, options: { scale?: readonly [number, number]; mean?: readonly [number, number, number]; std?: readonly [number, number, number]; colorJitter?: number } = {}): Float32Array {
   const [left, top, w, h] = randomResizedCropBox(image.width, image.height, rng, options.scale ?? [0.9, 1]);
   const resized = pillowResize({ data: image.data, width: image.width, height: image.height, channels: 3 }, size, size, { box: [left, top, left + w, top + h] });
   const out: DecodedImage = { data: resized.data, width: size, height: size };
@@ -52,5 +52,40 @@ export function trainTransform(image: DecodedImage, size: number, rng: Rng, opti
       }
     }
   }
+  if (options.colorJitter) colorJitter(out.data, options.colorJitter, rng);
   return toNormalizedChw(out, options.mean ?? CLIP_MEAN, options.std ?? CLIP_STD);
+}
+
+const clip8 = (v: number) => (v < 0 ? 0 : v > 255 ? 255 : Math.round(v));
+
+/**
+ * torchvision's ColorJitter(brightness=j, contrast=j, saturation=j) on RGB uint8 in place: each
+ * factor uniform in [1 − j, 1 + j], the three applied in a random order, each as PIL's
+ * ImageEnhance blend (brightness towards black, contrast towards the mean grey level,
+ * saturation towards the grey image; grey = ITU-R 601 luma as PIL's convert('L')).
+ */
+export function colorJitter(rgb: Uint8Array, j: number, rng: Rng): void {
+  const factors = [0, 1, 2].map(() => 1 - j + rng() * 2 * j);
+  const order = [0, 1, 2];
+  for (let i = 2; i > 0; i--) {
+    const k = Math.floor(rng() * (i + 1));
+    [order[i], order[k]] = [order[k]!, order[i]!];
+  }
+  const luma = (i: number) => (rgb[i]! * 299 + rgb[i + 1]! * 587 + rgb[i + 2]! * 114) / 1000;
+  for (const op of order) {
+    const f = factors[op]!;
+    if (op === 0) {
+      for (let i = 0; i < rgb.length; i++) rgb[i] = clip8(rgb[i]! * f);
+    } else if (op === 1) {
+      let mean = 0;
+      for (let i = 0; i < rgb.length; i += 3) mean += Math.round(luma(i));
+      mean = Math.round(mean / (rgb.length / 3));
+      for (let i = 0; i < rgb.length; i++) rgb[i] = clip8(mean + (rgb[i]! - mean) * f);
+    } else {
+      for (let i = 0; i < rgb.length; i += 3) {
+        const g = Math.round(luma(i));
+        for (let c = 0; c < 3; c++) rgb[i + c] = clip8(g + (rgb[i + c]! - g) * f);
+      }
+    }
+  }
 }

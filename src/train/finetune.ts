@@ -200,7 +200,7 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
       writeFileAtomic(join(config.out, 'train_log.jsonl'), trainLog.map((r) => JSON.stringify(r)).join('\n') + (trainLog.length ? '\n' : ''));
     };
 
-    // Swin (SPEC §1): random-resized-crop scale (0.08, 1), flip, ImageNet mean/std (no colour jitter); CLIP: scale (0.9, 1), CLIP mean/std.
+    // Swin (SPEC §1): random-resized-crop scale (0.08, 1), flip, colour jitter 0.6–1.4, ImageNet mean/std; CLIP: scale (0.9, 1), CLIP mean/std.
     const size = swin ? swin.config.image_size[0] : clip!.model.config.vision_config.image_size;
     const patchesPerImage = swin ? (() => {
       const [h, w] = swin.config.image_size;
@@ -208,7 +208,7 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
       for (let s = 1; s < swin.config.depths.length; s++) { gh = Math.ceil(gh / 2); gw = Math.ceil(gw / 2); }
       return gh * gw;
     })() : (size / clip!.model.config.vision_config.patch_size) ** 2;
-    const augment = swin ? { scale: [0.08, 1] as const, mean: IMAGENET_MEAN, std: IMAGENET_STD } : {};
+    const augment = swin ? { scale: [0.08, 1] as const, mean: IMAGENET_MEAN, std: IMAGENET_STD, colorJitter: 0.4 } : {};
     const classes = labels.length;
     const perImage = 3 * size * size;
     for (let epoch = startEpoch; epoch < epochs && step < totalSteps; epoch++) {

@@ -259,3 +259,19 @@ describe('official fine-tune configs', () => {
     }
   });
 });
+
+describe('colour jitter (Swin training augmentation)', () => {
+  it('changes the image with j = 0.4 and leaves it unchanged with j = 0', async () => {
+    const { colorJitter } = await import('../../src/train/augment.js');
+    const img = Uint8Array.from({ length: 3 * 64 }, (_, i) => (i * 37) % 256);
+    const a = img.slice();
+    const r1 = new SeededRng(1);
+    colorJitter(a, 0.4, () => r1.next());
+    assert.ok(a.some((v, i) => v !== img[i]), 'the image changed');
+    // j = 0 leaves every factor at 1: the image is unchanged
+    const b = img.slice();
+    const r = new SeededRng(2);
+    colorJitter(b, 0, () => r.next());
+    assert.deepEqual(b, img);
+  });
+});
