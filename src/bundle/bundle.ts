@@ -15,14 +15,24 @@ import { l2Normalize } from '../models/clip/logits.js';
 import type { ClipModel } from '../models/clip/model.js';
 import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
 import { encoderLayerWeights, layerTensorName, visionEmbeddingsWeights, visionHeadWeights } from '../models/clip/weights.js';
+import { modelFamily, swinPreprocess, IMAGENET_MEAN, IMAGENET_STD } from '../models/registry.js';
+import { swinV2ClassifierGraph } from '../models/swinv2/graph.js';
+import { SwinV2Model } from '../models/swinv2/model.js';
 import { getScorer } from '../ood/scores.js';
 import { Session } from '../runtime/session.js';
-import { verdictsFromEmbeddings, type Verdict } from './verdict.js';
+import { verdictsFromEmbeddings, verdictsFromLogits, type Verdict } from './verdict.js';
 import { tensor, type Tensor } from '../tensor.js';
 
 /** `bundle.json`: what a detector needs besides its two tensor files. */
 export interface BundleManifest {
   readonly format: 'setar-bundle/1';
+  /**
+   * What image_encoder.onnx computes. Absent (every CLIP bundle, as before): `clip-text`, image
+   * embeddings scored against text_features.safetensors. `classifier` (Swin V2): the whole
+   * classifier, logits [B, labels] and logits_local [B, grid, grid, labels]; no text features
+   * file, `templates` empty.
+   */
+  readonly head?: BundleHead;
   readonly labels: readonly string[];
   readonly templates: readonly string[];
   readonly scorer: string;
@@ -33,8 +43,12 @@ export interface BundleManifest {
   readonly tpr: number;
   readonly validation_images: number;
   readonly grid: number;
-  readonly preprocess: { readonly size: number; readonly resample: 'bicubic (Pillow)'; readonly mean: readonly number[]; readonly std: readonly number[] };
+  /** `size` is the crop; `resize_to` (classifier bundles: floor(size / 0.9)) the shorter side before it, default `size`. */
+  readonly preprocess: { readonly size: number; readonly resize_to?: number; readonly resample: 'bicubic (Pillow)'; readonly mean: readonly number[]; readonly std: readonly number[] };
 }
+
+/** See {@link BundleManifest.head}. */
+export type BundleHead = 'clip-text' | 'classifier';
 
 /** Options of {@link createBundle}. */
 export interface BundleOptions {
@@ -86,6 +100,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
   getScorer(scorer);
   const tpr = o.tpr ?? 0.95;
   if (!(tpr > 0 && tpr < 1)) throw new RangeError(`--tpr must be in (0, 1), got ${tpr}`);
+  if (modelFamily(o.model) === 'swinv2') return createClassifierBundle(o, scorer, tpr);
   const templates = o.templates?.length ? o.templates : ['a photo of a {}'];
   const temperature = o.temperature ?? 100;
   const { dataset, labels } = loadIdDataset(o.id, 'val', o.labels);
@@ -140,29 +155,103 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
   }
 }
 
+/**
+ * The Swin V2 form of `setar bundle`: image_encoder.onnx is the whole (low-rank modified)
+ * classifier with its weights baked in (logits, logits_local); no text_features.safetensors;
+ * labels are the ID class folders' names when their count matches the classifier's outputs
+ * (class folder i ↔ output i, as `setar eval`), else config.json's id2label in output order.
+ * Temperature default 1; timm's preprocessing (resize floor(size/0.9), centre crop, ImageNet mean/std).
+ */
+async function createClassifierBundle(o: BundleOptions, scorer: string, tpr: number): Promise<BundleManifest> {
+  const temperature = o.temperature ?? 1;
+  const { dataset, labels: folders } = loadIdDataset(o.id, 'val', o.labels);
+  const model = await SwinV2Model.load(o.model, { threads: o.threads });
+  try {
+    if (o.loraSettings?.length) await applyLoraSettings(model, o.loraSettings);
+    const n = model.numLabels;
+    const labels = folders.length === n ? [...folders] : Array.from({ length: n }, (_, i) => model.config.id2label[i] ?? `LABEL_${i}`);
+    const pre = swinPreprocess(model.config);
+    const size = pre.cropSize;
+    const last = model.plan().at(-1)!;
+    const [gh, gw] = last.resolution;
+    if (gh !== gw) throw new RangeError(`swinv2 bundle: the last stage's grid ${gh} x ${gw} is not square`);
+    const grid = gh;
+    mkdirSync(o.out, { recursive: true });
+    writeFileAtomic(join(o.out, 'image_encoder.onnx'), swinV2ClassifierGraph(model.config, model.tensorSource, { bakeWeights: (name) => model.matrix(name).data }));
+
+    const preprocess = { size, resize_to: pre.resizeTo, resample: 'bicubic (Pillow)' as const, mean: [...IMAGENET_MEAN], std: [...IMAGENET_STD] };
+    const detector = await Detector.load(o.out, { threads: o.threads, manifest: { head: 'classifier', labels, templates: [], scorer, temperature, grid, size, resizeTo: pre.resizeTo, mean: IMAGENET_MEAN, std: IMAGENET_STD } });
+    const scores: number[] = [];
+    try {
+      for await (const b of loadImageBatches(dataset.files, { batchSize: 32, preprocess: pre })) {
+        for (const s of (await detector.scoreBatch(b.pixelValues)).map((r) => r.scores[scorer]!)) scores.push(s);
+      }
+    } finally {
+      await detector.release();
+    }
+    if (scores.length === 0) throw new Error(`no readable validation image in ${dataset.root}`);
+    scores.sort((a, b) => a - b);
+    const threshold = scores[Math.min(scores.length - 1, Math.ceil(tpr * scores.length) - 1)]!;
+    const manifest: BundleManifest = {
+      format: 'setar-bundle/1', head: 'classifier', labels, templates: [], scorer, temperature, threshold, tpr, validation_images: scores.length, grid, preprocess,
+    };
+    writeFileAtomic(join(o.out, 'bundle.json'), JSON.stringify(manifest, null, 2) + '\n');
+    const weights = readdirSync(o.model).filter((f) => f.endsWith('.safetensors') || f.endsWith('.bin') || f === 'config.json' || f.endsWith('.index.json')).sort();
+    writeFileAtomic(join(o.out, 'recipe.json'), JSON.stringify({
+      checkpoint: Object.fromEntries(weights.map((f) => [f, sha256(readFileSync(join(o.model, f)))])),
+      lora_settings: o.loraSettings ?? null,
+      labels_sha256: sha256(JSON.stringify(labels)),
+      templates_sha256: sha256(JSON.stringify([])),
+      validation: { dataset: dataset.name, images: dataset.relPaths.length, files_sha256: sha256(dataset.relPaths.join('\n')) },
+      preprocess: manifest.preprocess,
+      threshold_rule: `the ceil(${tpr}·n)-th smallest ${scorer} of the n ID validation images`,
+    }, null, 2) + '\n');
+    return manifest;
+  } finally {
+    await model.dispose();
+  }
+}
+
 export type { Verdict } from './verdict.js';
 
-type ManifestLike = Pick<BundleManifest, 'labels' | 'templates' | 'scorer' | 'temperature' | 'grid'> & { size: number; threshold?: number };
+type ManifestLike = Pick<BundleManifest, 'labels' | 'templates' | 'scorer' | 'temperature' | 'grid'> & {
+  size: number;
+  threshold?: number;
+  head?: BundleHead;
+  /** Classifier bundles: shorter side before the crop, and the normalisation (default CLIP's, resize to `size`). */
+  resizeTo?: number;
+  mean?: readonly [number, number, number];
+  std?: readonly [number, number, number];
+};
 
 /** A bundle loaded for scoring: the image encoder session and the text features. */
 export class Detector {
   private constructor(
     private readonly session: Session,
-    private readonly text: Float32Array,
+    private readonly text: Float32Array | null,
     private readonly scale: number,
     readonly manifest: ManifestLike,
   ) {}
 
-  /** Loads `dir` (bundle.json, image_encoder.onnx, text_features.safetensors). */
+  /** Loads `dir` (bundle.json, image_encoder.onnx and, for a clip-text bundle, text_features.safetensors). */
   static async load(dir: string, options: { threads?: number; manifest?: ManifestLike } = {}): Promise<Detector> {
-    for (const f of ['image_encoder.onnx', 'text_features.safetensors', ...(options.manifest ? [] : ['bundle.json'])]) {
+    for (const f of ['image_encoder.onnx', ...(options.manifest ? [] : ['bundle.json'])]) {
       if (!existsSync(join(dir, f))) throw new Error(`'${dir}' is not a setar bundle: ${f} is missing`);
     }
     const manifest: ManifestLike = options.manifest ?? (() => {
       const m = JSON.parse(readFileSync(join(dir, 'bundle.json'), 'utf8')) as BundleManifest;
       if (m.format !== 'setar-bundle/1') throw new Error(`'${dir}/bundle.json': format ${JSON.stringify(m.format)}, expected "setar-bundle/1"`);
-      return { ...m, size: m.preprocess.size };
+      const head = m.head ?? 'clip-text';
+      if (head !== 'clip-text' && head !== 'classifier') throw new Error(`'${dir}/bundle.json': head ${JSON.stringify(head)}, expected "clip-text" or "classifier"`);
+      if (head === 'clip-text') return { ...m, size: m.preprocess.size };
+      const p = m.preprocess;
+      return { ...m, head, size: p.size, resizeTo: p.resize_to ?? p.size, mean: p.mean as unknown as [number, number, number], std: p.std as unknown as [number, number, number] };
     })();
+    if (manifest.head === 'classifier') {
+      const session = await Session.create(new Uint8Array(readFileSync(join(dir, 'image_encoder.onnx'))), 'bundle_classifier', { memoryArena: true, threads: options.threads });
+      return new Detector(session, null, 1, manifest);
+    }
+    if (!existsSync(join(dir, 'text_features.safetensors'))) throw new Error(`'${dir}' is not a setar bundle: text_features.safetensors is missing`);
     const f = SafetensorsFile.open(join(dir, 'text_features.safetensors'));
     let text: Float32Array;
     let ls: number;
@@ -180,6 +269,7 @@ export class Detector {
   async scoreBatch(pixelValues: Tensor<'float32'>): Promise<Verdict[]> {
     const out = await this.session.run({ pixel_values: pixelValues });
     const b = pixelValues.dims[0]!;
+    if (this.text === null) return verdictsFromLogits({ global: out.logits!.data as Float32Array, local: out.logits_local!.data as Float32Array }, b, this.manifest);
     return verdictsFromEmbeddings(
       { global: out.image_embeds!.data as Float32Array, local: out.image_embeds_local!.data as Float32Array },
       b, { text: this.text, scale: this.scale }, this.manifest,
@@ -188,7 +278,8 @@ export class Detector {
 
   /** An encoded image (JPEG/PNG/WebP/GIF…) → its verdict. */
   async scoreImage(image: Uint8Array, name = 'upload'): Promise<Verdict> {
-    const px = preprocessClip(await decodeImage(image, { name }), { size: this.manifest.size });
+    const m = this.manifest;
+    const px = preprocessClip(await decodeImage(image, { name }), m.head === 'classifier' ? { resizeTo: m.resizeTo, cropSize: m.size, mean: m.mean, std: m.std } : { size: m.size });
     return (await this.scoreBatch(tensor('float32', px, [1, 3, this.manifest.size, this.manifest.size], 'pixel_values')))[0]!;
   }
 

@@ -73,8 +73,22 @@ export function verdictsFromEmbeddings(
 ): Verdict[] {
   const c = m.labels.length;
   const g2 = m.grid * m.grid;
-  const global = { data: cosineLogits(embeds.global, b, t, c), dims: [b, c] };
-  const local = { data: cosineLogits(embeds.local, b * g2, t, c), dims: [b, g2, c] };
+  return verdictsFromLogits({ global: cosineLogits(embeds.global, b, t, c), local: cosineLogits(embeds.local, b * g2, t, c) }, b, m);
+}
+
+/**
+ * Logits for b images (global [b, C], local [b, g, g, C], float32) → one verdict per image: the
+ * CLIP path after its cosine logits, and a classifier bundle's outputs (Swin V2) as given.
+ */
+export function verdictsFromLogits(
+  logits: { readonly global: Float32Array; readonly local: Float32Array },
+  b: number,
+  m: VerdictManifest,
+): Verdict[] {
+  const c = m.labels.length;
+  const g2 = m.grid * m.grid;
+  const global = { data: logits.global, dims: [b, c] };
+  const local = { data: logits.local, dims: [b, g2, c] };
   const scores: Record<string, Float64Array> = {};
   for (const s of SCORER_NAMES) scores[s] = computeScores(s, { global, local }, m.temperature);
   return Array.from({ length: b }, (_, i) => {

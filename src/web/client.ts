@@ -12,7 +12,7 @@
  */
 import * as ort from 'onnxruntime-web/wasm';
 import type { BundleManifest } from '../bundle/bundle.js';
-import { verdictsFromEmbeddings, type Verdict } from '../bundle/verdict.js';
+import { verdictsFromEmbeddings, verdictsFromLogits, type Verdict } from '../bundle/verdict.js';
 import { resizeAndCrop, toNormalizedChw, type DecodedImage } from '../image/clip-transform.js';
 
 export type { Verdict } from '../bundle/verdict.js';
@@ -96,20 +96,27 @@ export async function loadClientDetector(base = '/bundle/', wasmPaths = '/ort/')
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.wasmPaths = wasmPaths;
   ort.env.wasm.proxy = false;
-  const [manifest, model, text] = await Promise.all([
-    fetchOk(base + 'bundle.json').then((r) => r.json() as Promise<BundleManifest>),
-    fetchOk(base + 'image_encoder.onnx').then((r) => r.arrayBuffer()),
-    fetchOk(base + 'text_features.safetensors').then((r) => r.arrayBuffer()),
-  ]);
+  const manifest = await fetchOk(base + 'bundle.json').then((r) => r.json() as Promise<BundleManifest>);
   if (manifest.format !== 'setar-bundle/1') throw new Error(`bundle.json: format ${JSON.stringify(manifest.format)}, expected "setar-bundle/1"`);
-  const tensors = parseSafetensors(text);
-  const tf = tensors.get('text_features');
-  const ls = tensors.get('logit_scale');
-  if (!tf || !ls) throw new Error('text_features.safetensors lacks text_features or logit_scale');
-  if (tf.shape.length !== 2 || tf.shape[0] !== manifest.labels.length) throw new Error(`text_features shape [${tf.shape.join(', ')}] does not match ${manifest.labels.length} labels`);
-  const textSide = { text: tf.data, scale: Math.exp(ls.data[0]!) };
+  const head = manifest.head ?? 'clip-text';
+  if (head !== 'clip-text' && head !== 'classifier') throw new Error(`bundle.json: head ${JSON.stringify(head)}, expected "clip-text" or "classifier"`);
+  // a classifier bundle (Swin V2) has no text features: its encoder returns logits directly
+  const [model, text] = await Promise.all([
+    fetchOk(base + 'image_encoder.onnx').then((r) => r.arrayBuffer()),
+    head === 'clip-text' ? fetchOk(base + 'text_features.safetensors').then((r) => r.arrayBuffer()) : Promise.resolve(null),
+  ]);
+  let textSide: { text: Float32Array; scale: number } | null = null;
+  if (text) {
+    const tensors = parseSafetensors(text);
+    const tf = tensors.get('text_features');
+    const ls = tensors.get('logit_scale');
+    if (!tf || !ls) throw new Error('text_features.safetensors lacks text_features or logit_scale');
+    if (tf.shape.length !== 2 || tf.shape[0] !== manifest.labels.length) throw new Error(`text_features shape [${tf.shape.join(', ')}] does not match ${manifest.labels.length} labels`);
+    textSide = { text: tf.data, scale: Math.exp(ls.data[0]!) };
+  }
   const session = await ort.InferenceSession.create(new Uint8Array(model), { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
   const size = manifest.preprocess.size;
+  const resizeTo = manifest.preprocess.resize_to ?? size;
   const mean = manifest.preprocess.mean as unknown as [number, number, number];
   const std = manifest.preprocess.std as unknown as [number, number, number];
   // one run at a time through the session, as on the server
@@ -118,6 +125,7 @@ export async function loadClientDetector(base = '/bundle/', wasmPaths = '/ort/')
     const run = async (): Promise<Verdict> => {
       const out = await session.run({ pixel_values: new ort.Tensor('float32', px, [1, 3, size, size]) });
       try {
+        if (!textSide) return verdictsFromLogits({ global: out.logits!.data as Float32Array, local: out.logits_local!.data as Float32Array }, 1, manifest)[0]!;
         return verdictsFromEmbeddings(
           { global: out.image_embeds!.data as Float32Array, local: out.image_embeds_local!.data as Float32Array },
           1, textSide, manifest,
@@ -135,7 +143,7 @@ export async function loadClientDetector(base = '/bundle/', wasmPaths = '/ort/')
     scorePixels,
     async scoreFile(file: Blob): Promise<Verdict> {
       const image = await decodeInBrowser(file);
-      return scorePixels(toNormalizedChw(resizeAndCrop(image, { size }), mean, std));
+      return scorePixels(toNormalizedChw(resizeAndCrop(image, { resizeTo, cropSize: size }), mean, std));
     },
   };
 }
