@@ -45,9 +45,7 @@ function run(src: TensorSource, c: ClipConfig, tower: Tower, n: number): LayerRu
  * `<prefix>.lora_B` [r, out]. Outputs: `locoop_loss`, `loss_id`, `loss_ood`, `n_ood` (OOD
  * patches), `n_correct`, and the gradients.
  *
- * The OOD-patch mask (label not among a patch's top-K classes) is computed in the graph from
- * comparisons, so it carries no gradient, as in the reference where it comes from `topk`
- * indices. A patch's label logit ties are counted as in the top K.
+ * The loss and gradients are {@link locoopLossAndGradients}.
  */
 export function clipTrainGraph(c: ClipConfig, src: TensorSource, adapters: ReadonlyMap<string, LoraAdapter>, logitScale: number, loss: TrainLossOptions, options: { gradients?: boolean } = {}): TrainGraph {
   const g = new GraphBuilder('clip_train');
@@ -80,14 +78,30 @@ export function clipTrainGraph(c: ClipConfig, src: TensorSource, adapters: Reado
   const localFeatures = g.op('Reshape', [img.image_embeds_local!, g.constInt64([0, grid * grid, p])]);
   const local = g.op('Mul', [g.op('MatMul', [normalize(g, localFeatures), textT]), scale]);
 
+  const gradients = locoopLossAndGradients(g, global, local, onehot, adapters, loss, options);
+  return { bytes: g.toBytes(), gradients, textInGraph };
+}
+
+/**
+ * The LoCoOp training loss (SPEC §5) on a graph's global [B, C] and per-patch [B, G, C] logits,
+ * its parts as outputs (`locoop_loss`, `loss_id`, `loss_ood`, `n_ood`, `n_correct`) and, unless
+ * `gradients: false`, the gradients of every adapter's lora_A / lora_B as `grad:<name>` outputs.
+ * Shared by the CLIP and Swin V2 training graphs.
+ *
+ * The OOD-patch mask (label not among a patch's top-K classes) comes from comparisons, so it
+ * carries no gradient, as in the reference where it comes from `topk` indices; a label whose
+ * logit ties others counts as in the top K.
+ */
+export function locoopLossAndGradients(
+  g: GraphBuilder, global: string, local: string, onehot: string, adapters: ReadonlyMap<string, LoraAdapter>, loss: TrainLossOptions, options: { gradients?: boolean } = {},
+): Map<string, string> {
   // loss_id: mean cross-entropy of the global logits (no temperature, as the reference).
   const ce = g.op('ReduceSum', [g.op('Mul', [onehot, g.op('LogSoftmax', [global], { axis: -1 })]), g.constInt64([-1])], { keepdims: 0 });
   const lossId = g.op('Neg', [g.op('ReduceMean', [ce], { keepdims: 0 })]);
 
   // OOD patches: the (true or predicted) label has at least K classes scoring strictly above it.
-  const target = loss.usePredLabel
-    ? g.op('Cast', [g.op('Equal', [global, g.op('ReduceMax', [global], { axes: [-1], keepdims: 1 })])], { to: 1 })
-    : onehot;
+  const argmax = g.op('Cast', [g.op('Equal', [global, g.op('ReduceMax', [global], { axes: [-1], keepdims: 1 })])], { to: 1 });
+  const target = loss.usePredLabel ? argmax : onehot;
   const labelLogit = g.op('ReduceSum', [g.op('Mul', [local, g.op('Unsqueeze', [target, g.constInt64([1])])]), g.constInt64([-1])], { keepdims: 1 });
   const above = g.op('ReduceSum', [g.op('Cast', [g.op('Greater', [local, labelLogit])], { to: 1 }), g.constInt64([-1])], { keepdims: 0 });
   const ood = g.op('Cast', [g.op('Not', [g.op('Less', [above, g.constFloat([loss.topK])])])], { to: 1 }); // [B, G]
@@ -98,8 +112,7 @@ export function clipTrainGraph(c: ClipConfig, src: TensorSource, adapters: Reado
   const nOod = g.op('ReduceSum', [ood], { keepdims: 0 });
   const lossOod = g.op('Div', [g.op('ReduceSum', [g.op('Mul', [ood, negEntropy])], { keepdims: 0 }), g.op('Max', [nOod, g.constFloat([1])])]);
   const locoop = g.op('Add', [lossId, g.op('Mul', [lossOod, g.constFloat([loss.lambda])])]);
-
-  const correct = g.op('ReduceSum', [g.op('Mul', [onehot, g.op('Cast', [g.op('Equal', [global, g.op('ReduceMax', [global], { axes: [-1], keepdims: 1 })])], { to: 1 })])], { keepdims: 0 });
+  const correct = g.op('ReduceSum', [g.op('Mul', [onehot, argmax])], { keepdims: 0 });
 
   const trainable = [...adapters.keys()].flatMap((k) => [`${k}.lora_A`, `${k}.lora_B`]);
   // gradients: false gives the same forward and loss alone (benchmarks compare the two)
@@ -110,10 +123,12 @@ export function clipTrainGraph(c: ClipConfig, src: TensorSource, adapters: Reado
   g.output(nOod, 'n_ood', 'FLOAT', []);
   g.output(correct, 'n_correct', 'FLOAT', []);
   const gradients = new Map<string, string>();
-  if (options.gradients !== false) trainable.forEach((name, i) => {
-    const out = `grad:${name}`;
-    g.output(grads[i]!, out, 'FLOAT', name.endsWith('lora_A') ? ['in', 'rank'] : ['rank', 'out']);
-    gradients.set(name, out);
-  });
-  return { bytes: g.toBytes(), gradients, textInGraph };
+  if (options.gradients !== false) {
+    trainable.forEach((name, i) => {
+      const out = `grad:${name}`;
+      g.output(grads[i]!, out, 'FLOAT', name.endsWith('lora_A') ? ['in', 'rank'] : ['rank', 'out']);
+      gradients.set(name, out);
+    });
+  }
+  return gradients;
 }
