@@ -1,26 +1,11 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { loadIdDataset } from '../data/datasets.js';
-import { loadImageBatches } from '../data/loader.js';
-import { resolveEvalConfig } from '../eval/config.js';
-import { runEval, type EvalResult } from '../eval/run-eval.js';
-import { writeFileAtomic } from '../io/atomic.js';
-import { lowRankApprox } from '../lowrank/lowrank.js';
-import { swinWeightName, type LoraSetting } from '../lowrank/settings.js';
-import { getSvd } from '../lowrank/svd-cache.js';
+import { swinWeightName } from '../lowrank/settings.js';
+import { swinPreprocess } from '../models/registry.js';
 import { SwinV2Model } from '../models/swinv2/model.js';
 import type { Tensor } from '../tensor.js';
 import type { SearchConfig } from './config.js';
 import { ObjectiveAccumulator, objectiveColumn, objectiveValue, type CandidateFigures } from './objective.js';
 import { slotLabel, swinSearchSlots, type SearchSlot } from './orders.js';
-import {
-  figuresOf, fingerprint, slotKey, STATE_FILE, writeSearchOutputs,
-  type CandidateRecord, type SearchHooks, type SearchResult, type SearchState, type SearchStats,
-} from './run-search.js';
-
-/** ImageNet normalisation of Swin V2's evaluation preprocessing (SPEC §1). */
-const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
-const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+import { SearchRun, type CandidateRecord, type SearchHooks, type SearchResult, type SearchStats } from './run-search.js';
 
 /**
  * Training-free SeTAR on a Swin V2 classifier (searcher `visual_only_swin`, SPEC §6): `[stage,
@@ -34,30 +19,9 @@ const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
  * recomputed; `cache: false` recomputes it too.
  */
 export async function runSwinSearch(config: SearchConfig, hooks: SearchHooks = {}): Promise<SearchResult> {
-  mkdirSync(config.out, { recursive: true });
-  const log = (line: string) => {
-    appendFileSync(join(config.out, 'search.log'), `${new Date().toISOString()} ${line}\n`);
-    hooks.log?.(line);
-  };
-  const loader = hooks.loader ?? loadImageBatches;
-
-  const { dataset: id, labels } = loadIdDataset(config.id, config.split, config.labels);
-  if (config.locoop_top_k > labels.length) {
-    throw new Error(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}) of ${id.name}; it must be in [1, ${labels.length}]`);
-  }
-
-  const fp = fingerprint(config);
-  const statePath = join(config.out, STATE_FILE);
-  let state: SearchState = { fingerprint: fp, steps: [], candidates: [] };
-  if (existsSync(statePath)) {
-    const saved = JSON.parse(readFileSync(statePath, 'utf8')) as SearchState;
-    if (saved.fingerprint !== fp) {
-      throw new Error(`'${statePath}' belongs to a search with other settings; use another --out folder or delete it to start over`);
-    }
-    state = saved;
-    log(`resuming after step ${state.steps.length - 1} (${state.steps.length} steps done)`);
-  }
-  const resumedFromStep = state.steps.length;
+  const run = SearchRun.open(config, hooks);
+  const { id, labels, loader } = run;
+  const log = (line: string) => run.log(line);
 
   const model = await SwinV2Model.load(config.model, { threads: config.threads });
   const stats: SearchStats = { visionLayerEvals: 0, textLayerEvals: 0, candidatesEvaluated: 0, candidatesFromCache: 0 };
@@ -71,9 +35,7 @@ export async function runSwinSearch(config: SearchConfig, hooks: SearchHooks = {
 
     // Pixels of every validation image, preprocessed once: resize the shorter side to
     // floor(size / 0.9), centre-crop size, ImageNet mean/std.
-    const [height, width] = model.config.image_size;
-    if (height !== width) throw new Error(`Swin V2 model '${config.model}': image_size ${height}x${width} is not square; the search's preprocessing needs a square crop`);
-    const preprocess = { resizeTo: Math.floor(height / 0.9), cropSize: height, mean: IMAGENET_MEAN, std: IMAGENET_STD };
+    const preprocess = swinPreprocess(model.config);
     const batches: { pixels: Tensor<'float32'>; labels: Int32Array }[] = [];
     let count = 0;
     for await (const b of loader(id.files, { batchSize: config.batch_size, preprocess, workers: config.workers, strict: config.strict, onSkip: (s) => log(`skipped ${s.file}: ${s.reason}`) })) {
@@ -98,58 +60,19 @@ export async function runSwinSearch(config: SearchConfig, hooks: SearchHooks = {
     };
 
     const slots = swinSearchSlots(config.weight_type, depths);
-    const decided = new Map<string, number>();
-    const factors = new Map<string, Awaited<ReturnType<typeof getSvd>>>();
-    const setRatio = async (s: SearchSlot, ratio: number) => {
-      const name = swinWeightName([s.tower, s.weight, s.layer, 0], depths);
-      if (ratio === 0) {
-        model.resetWeight(name);
-        return;
-      }
-      const weight = model.getOriginalWeight(name);
-      const shape = model.weightShape(name) as [number, number];
-      let f = factors.get(name);
-      if (!f) {
-        f = await getSvd(weight, shape);
-        factors.set(name, f);
-      }
-      model.setWeight(name, lowRankApprox({ weight, shape, ratio, mode: config.lora_svd_init_type, seed: config.seed, factors: f, name }));
-    };
-    for (const st of state.steps) {
-      const key = slotKey({ tower: st.tower_type as SearchSlot['tower'], weight: st.weight_type as SearchSlot['weight'], layer: st.layer_num });
-      const slot = slots.find((s) => slotKey(s) === key);
-      if (!slot) throw new Error(`'${statePath}': step ${st.step} names ${key}, not a slot of this search`);
-      decided.set(key, st.best_ratio);
-      await setRatio(slot, st.best_ratio);
-    }
-    let best: { value: number; figures: CandidateFigures } | null = state.steps.length
-      ? { value: objectiveValue(config.objective, state.steps.at(-1)!.figures), figures: state.steps.at(-1)!.figures }
-      : null;
-
-    const decide = (step: number, slot: SearchSlot, records: CandidateRecord[]): number => {
-      let pick = records[0]!;
-      for (const r of records) if (objectiveValue(config.objective, r) < objectiveValue(config.objective, pick)) pick = r;
-      if (!best) {
-        const zero = records.find((r) => r.ratio === 0);
-        if (zero) best = { value: objectiveValue(config.objective, zero), figures: figuresOf(zero) };
-      }
-      const improves = !best || objectiveValue(config.objective, pick) < best.value;
-      const ratio = improves && pick.ratio !== 0 ? pick.ratio : 0;
-      if (improves) best = { value: objectiveValue(config.objective, pick), figures: figuresOf(pick) };
-      state.steps.push({ step, tower_type: slot.tower, weight_type: slot.weight, layer_num: slot.layer, best_ratio: ratio, figures: best!.figures });
-      return ratio;
-    };
+    const setRatio = (s: SearchSlot, ratio: number) => run.setRatio(model, swinWeightName([s.tower, s.weight, s.layer, 0], depths), ratio);
+    await run.restore(slots, setRatio);
 
     hooks.onPhase?.('search');
-    for (let step = state.steps.length; step < slots.length; step++) {
+    for (let step = run.state.steps.length; step < slots.length; step++) {
       const slot = slots[step]!;
       hooks.onStepStart?.(step, slots.length, slotLabel(slot));
       let done = 0;
       const records: CandidateRecord[] = [];
       for (const ratio of config.candi_ratios) {
         let figures: CandidateFigures;
-        if (config.cache && ratio === 0 && best) {
-          figures = best.figures;
+        if (config.cache && ratio === 0 && run.best) {
+          figures = run.best.figures;
           stats.candidatesFromCache++;
         } else {
           await setRatio(slot, ratio);
@@ -160,42 +83,20 @@ export async function runSwinSearch(config: SearchConfig, hooks: SearchHooks = {
         hooks.onCandidate?.(++done, config.candi_ratios.length);
       }
       await setRatio(slot, 0);
-      state.candidates.push(...records);
-      const ratio = decide(step, slot, records);
-      decided.set(slotKey(slot), ratio);
+      run.state.candidates.push(...records);
+      const ratio = run.decide(step, slot, records);
       if (ratio > 0) await setRatio(slot, ratio);
-      writeSearchOutputs(config, state);
-      writeFileAtomic(statePath, JSON.stringify(state));
-      log(`step ${step} ${slotLabel(slot)}: ratio ${ratio} (${objectiveColumn(config.objective)} ${objectiveValue(config.objective, best!.figures)})`);
+      run.save();
+      log(`step ${step} ${slotLabel(slot)}: ratio ${ratio} (${objectiveColumn(config.objective)} ${objectiveValue(config.objective, run.best!.figures)})`);
       hooks.onStepEnd?.(step);
     }
 
     // One entry per slot, in search order, ratio 0 included; layers as [stage, block].
-    const lora_settings: LoraSetting[] = slots.map((s) => [s.tower, s.weight, s.layer, decided.get(slotKey(s)) ?? 0] as LoraSetting);
-    writeSearchOutputs(config, state);
-    writeFileAtomic(join(config.out, 'config_best.json'), JSON.stringify({ ...config.official, split: 'test', lora_settings }, null, 2) + '\n');
-    log(`search done: ${state.steps.length} steps; ${stats.candidatesEvaluated} candidates evaluated, ${stats.candidatesFromCache} from cache; block evaluations ${stats.visionLayerEvals}`);
-
+    const lora_settings = run.finish(slots);
+    log(`search done: ${run.state.steps.length} steps; ${stats.candidatesEvaluated} candidates evaluated, ${stats.candidatesFromCache} from cache; block evaluations ${stats.visionLayerEvals}`);
     await model.dispose();
-    let evaluation: EvalResult | null = null;
-    if (config.test) {
-      const testRoot = config.test.id.kind === 'benchmark' ? join(config.test.id.dataRoot, config.official.id_dataset as string, 'test') : config.test.id.root;
-      if (existsSync(testRoot)) {
-        hooks.onPhase?.('final-eval');
-        log(`final evaluation on the test data with the chosen settings`);
-        const evalConfig = resolveEvalConfig(null, {
-          model: config.model,
-          ...(config.test.id.kind === 'folder' ? { id: `${config.test.id.name}=${config.test.id.root}`, ood: config.test.ood.map((o) => `${o.name}=${o.root}`) } : { benchmark: config.test.id.benchmark, dataRoot: config.test.id.dataRoot }),
-          labels: config.test.id.kind === 'folder' ? config.labels : undefined, scorers: config.scorers, temperature: config.temperature, recallLevel: config.recall_level, split: 'test', loraSettings: lora_settings,
-          pruneMode: config.lora_svd_init_type, batchSize: config.batch_size, seed: config.seed, template: config.template, strict: config.strict,
-          out: config.out, workers: config.workers, threads: config.threads,
-        });
-        evaluation = await runEval(evalConfig, { log: hooks.log });
-      } else {
-        log(`no test data at '${testRoot}': skipping the final evaluation`);
-      }
-    }
-    return { lora_settings, steps: state.steps, candidates: state.candidates, stats, resumedFromStep, evaluation };
+    const evaluation = await run.finalEvaluation(lora_settings);
+    return { lora_settings, steps: run.state.steps, candidates: run.state.candidates, stats, resumedFromStep: run.resumedFromStep, evaluation };
   } finally {
     await model.dispose().catch(() => undefined);
   }

@@ -74,7 +74,7 @@ export interface SearchState {
   readonly steps: StepRecord[];
   readonly candidates: CandidateRecord[];
   /** layer_exhaustive: the slots still undecided */
-  readonly pending?: number[];
+  pending?: number[];
 }
 
 export const STATE_FILE = 'search_state.json';
@@ -114,6 +114,153 @@ export function writeSearchOutputs(config: SearchConfig, state: SearchState): vo
   writeFileAtomic(join(config.out, 'search_results.json'), JSON.stringify(state.candidates, null, 1) + '\n');
 }
 
+/** The model operations a search needs to try and keep low-rank weights (CLIP and Swin models have them). */
+export interface EditableModel {
+  getOriginalWeight(name: string): Float32Array;
+  weightShape(name: string): readonly number[];
+  setWeight(name: string, value: Float32Array): void;
+  resetWeight(name?: string): void;
+}
+
+/**
+ * The bookkeeping every search shares, whatever the model: the log, the validation data, the
+ * resumable state, the decisions and the best figures so far, the output files and the final
+ * evaluation on test data.
+ */
+export class SearchRun {
+  readonly decided = new Map<string, number>();
+  best: { value: number; figures: CandidateFigures } | null = null;
+  readonly resumedFromStep: number;
+  private readonly factors = new Map<string, Awaited<ReturnType<typeof getSvd>>>();
+
+  private constructor(
+    readonly config: SearchConfig,
+    readonly hooks: SearchHooks,
+    readonly id: ReturnType<typeof loadIdDataset>['dataset'],
+    readonly labels: string[],
+    readonly statePath: string,
+    readonly state: SearchState,
+  ) {
+    this.resumedFromStep = state.steps.length;
+  }
+
+  /** Resolves the validation data (never the test split) and loads a saved state of the same settings. */
+  static open(config: SearchConfig, hooks: SearchHooks): SearchRun {
+    mkdirSync(config.out, { recursive: true });
+    const { dataset, labels } = loadIdDataset(config.id, config.split, config.labels);
+    if (config.locoop_top_k > labels.length) {
+      throw new Error(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}) of ${dataset.name}; it must be in [1, ${labels.length}]`);
+    }
+    const fp = fingerprint(config);
+    const statePath = join(config.out, STATE_FILE);
+    let state: SearchState = { fingerprint: fp, steps: [], candidates: [] };
+    if (existsSync(statePath)) {
+      const saved = JSON.parse(readFileSync(statePath, 'utf8')) as SearchState;
+      if (saved.fingerprint !== fp) {
+        throw new Error(`'${statePath}' belongs to a search with other settings; use another --out folder or delete it to start over`);
+      }
+      state = saved;
+    }
+    const run = new SearchRun(config, hooks, dataset, labels, statePath, state);
+    if (state.steps.length) run.log(`resuming after step ${state.steps.length - 1} (${state.steps.length} steps done)`);
+    return run;
+  }
+
+  log(line: string): void {
+    appendFileSync(join(this.config.out, 'search.log'), `${new Date().toISOString()} ${line}\n`);
+    this.hooks.log?.(line);
+  }
+
+  get loader(): typeof loadImageBatches {
+    return this.hooks.loader ?? loadImageBatches;
+  }
+
+  /** Sets a slot's weight to its low-rank approximation at `ratio` (0: the checkpoint's weight); SVDs come from the cache. */
+  async setRatio(model: EditableModel, name: string, ratio: number): Promise<void> {
+    if (ratio === 0) {
+      model.resetWeight(name);
+      return;
+    }
+    const weight = model.getOriginalWeight(name);
+    const shape = model.weightShape(name) as [number, number];
+    let f = this.factors.get(name);
+    if (!f) {
+      f = await getSvd(weight, shape);
+      this.factors.set(name, f);
+    }
+    model.setWeight(name, lowRankApprox({ weight, shape, ratio, mode: this.config.lora_svd_init_type, seed: this.config.seed, factors: f, name }));
+  }
+
+  /** Re-applies the saved decisions (resuming) and restores the best figures so far. */
+  async restore(slots: readonly SearchSlot[], apply: (slot: SearchSlot, ratio: number) => Promise<void>): Promise<void> {
+    for (const st of this.state.steps) {
+      const key = slotKey({ tower: st.tower_type as SearchSlot['tower'], weight: st.weight_type as SearchSlot['weight'], layer: st.layer_num });
+      const slot = slots.find((s) => slotKey(s) === key);
+      if (!slot) throw new Error(`'${this.statePath}': step ${st.step} names ${key}, not a slot of this search`);
+      this.decided.set(key, st.best_ratio);
+      await apply(slot, st.best_ratio);
+    }
+    const last = this.state.steps.at(-1);
+    if (last) this.best = { value: objectiveValue(this.config.objective, last.figures), figures: last.figures };
+  }
+
+  /**
+   * Records a step: the candidate with the lowest objective is kept if it strictly improves on
+   * the best so far (the first step's ratio-0 candidate, the unpruned model, is the start);
+   * otherwise the slot gets 0. Returns the chosen ratio.
+   */
+  decide(step: number, slot: SearchSlot, records: CandidateRecord[]): number {
+    const value = (r: Readonly<Record<string, unknown>>) => objectiveValue(this.config.objective, r);
+    let pick = records[0]!;
+    for (const r of records) if (value(r) < value(pick)) pick = r;
+    if (!this.best) {
+      const zero = records.find((r) => r.ratio === 0);
+      if (zero) this.best = { value: value(zero), figures: figuresOf(zero) };
+    }
+    const improves = !this.best || value(pick) < this.best.value;
+    const ratio = improves && pick.ratio !== 0 ? pick.ratio : 0;
+    if (improves) this.best = { value: value(pick), figures: figuresOf(pick) };
+    this.state.steps.push({ step, tower_type: slot.tower, weight_type: slot.weight, layer_num: slot.layer, best_ratio: ratio, figures: this.best!.figures });
+    this.decided.set(slotKey(slot), ratio);
+    return ratio;
+  }
+
+  /** Saves the outputs and the state after a step, atomically. */
+  save(): void {
+    writeSearchOutputs(this.config, this.state);
+    writeFileAtomic(this.statePath, JSON.stringify(this.state));
+  }
+
+  /** The chosen settings, one per slot in search order, ratio 0 included; writes the outputs and config_best.json. */
+  finish(slots: readonly SearchSlot[]): LoraSetting[] {
+    const lora_settings = slots.map((s) => [s.tower, s.weight, s.layer, this.decided.get(slotKey(s)) ?? 0] as LoraSetting);
+    writeSearchOutputs(this.config, this.state);
+    writeFileAtomic(join(this.config.out, 'config_best.json'), JSON.stringify({ ...this.config.official, split: 'test', lora_settings }, null, 2) + '\n');
+    return lora_settings;
+  }
+
+  /** `setar eval` with the chosen settings when the config names test data that exists; never before the search ends. */
+  async finalEvaluation(lora_settings: readonly LoraSetting[]): Promise<EvalResult | null> {
+    const config = this.config;
+    if (!config.test) return null;
+    const testRoot = config.test.id.kind === 'benchmark' ? join(config.test.id.dataRoot, config.official.id_dataset as string, 'test') : config.test.id.root;
+    if (!existsSync(testRoot)) {
+      this.log(`no test data at '${testRoot}': skipping the final evaluation`);
+      return null;
+    }
+    this.hooks.onPhase?.('final-eval');
+    this.log('final evaluation on the test data with the chosen settings');
+    const evalConfig = resolveEvalConfig(null, {
+      model: config.model,
+      ...(config.test.id.kind === 'folder' ? { id: `${config.test.id.name}=${config.test.id.root}`, ood: config.test.ood.map((o) => `${o.name}=${o.root}`) } : { benchmark: config.test.id.benchmark, dataRoot: config.test.id.dataRoot }),
+      labels: config.test.id.kind === 'folder' ? config.labels : undefined, scorers: config.scorers, temperature: config.temperature, recallLevel: config.recall_level, split: 'test', loraSettings: lora_settings,
+      pruneMode: config.lora_svd_init_type, batchSize: config.batch_size, seed: config.seed, template: config.template, strict: config.strict,
+      out: config.out, workers: config.workers, threads: config.threads,
+    });
+    return runEval(evalConfig, { log: this.hooks.log });
+  }
+}
+
 /**
  * Training-free SeTAR (SPEC §6): decides, slot by slot in the searcher's order, which ratio of
  * each weight's smallest singular components to drop, minimising the objective (SPEC §5) over
@@ -128,31 +275,9 @@ export function writeSearchOutputs(config: SearchConfig, state: SearchState): vo
  */
 export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): Promise<SearchResult> {
   if (config.arch === 'swinv2') return runSwinSearch(config, hooks);
-  mkdirSync(config.out, { recursive: true });
-  const log = (line: string) => {
-    appendFileSync(join(config.out, 'search.log'), `${new Date().toISOString()} ${line}\n`);
-    hooks.log?.(line);
-  };
-  const loader = hooks.loader ?? loadImageBatches;
-
-  // Validation data (never the test split) and labels.
-  const { dataset: id, labels } = loadIdDataset(config.id, config.split, config.labels);
-  if (config.locoop_top_k > labels.length) {
-    throw new Error(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}) of ${id.name}; it must be in [1, ${labels.length}]`);
-  }
-
-  const fp = fingerprint(config);
-  const statePath = join(config.out, STATE_FILE);
-  let state: SearchState = { fingerprint: fp, steps: [], candidates: [] };
-  if (existsSync(statePath)) {
-    const saved = JSON.parse(readFileSync(statePath, 'utf8')) as SearchState;
-    if (saved.fingerprint !== fp) {
-      throw new Error(`'${statePath}' belongs to a search with other settings; use another --out folder or delete it to start over`);
-    }
-    state = saved;
-    log(`resuming after step ${state.steps.length - 1} (${state.steps.length} steps done)`);
-  }
-  const resumedFromStep = state.steps.length;
+  const run = SearchRun.open(config, hooks);
+  const { id, labels, loader } = run;
+  const log = (line: string) => run.log(line);
 
   const clip = await ClipPipeline.load(config.model, { threads: config.threads });
   const model = clip.model;
@@ -211,32 +336,9 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
 
     // Decisions so far (all slots decided earlier, re-applied when resuming).
     const slots = searchSlots(config.searcher, config.weight_type, L, config.freeze_proj);
-    const decided = new Map<string, number>();
-    const factors = new Map<string, Awaited<ReturnType<typeof getSvd>>>();
     const nameOf = (s: SearchSlot) => clipWeightName([s.tower, s.weight, s.layer as number | null, 0], L);
-    const setRatio = async (s: SearchSlot, ratio: number) => {
-      const name = nameOf(s);
-      if (ratio === 0) {
-        model.resetWeight(name);
-        return;
-      }
-      const weight = model.getOriginalWeight(name);
-      const shape = model.weightShape(name) as [number, number];
-      let f = factors.get(name);
-      if (!f) {
-        f = await getSvd(weight, shape);
-        factors.set(name, f);
-      }
-      model.setWeight(name, lowRankApprox({ weight, shape, ratio, mode: config.lora_svd_init_type, seed: config.seed, factors: f, name }));
-    };
-    for (const st of state.steps) {
-      const slot = slots.find((s) => slotKey(s) === slotKey({ tower: st.tower_type as SearchSlot['tower'], weight: st.weight_type as SearchSlot['weight'], layer: st.layer_num }))!;
-      decided.set(slotKey(slot), st.best_ratio);
-      await setRatio(slot, st.best_ratio);
-    }
-    let best: { value: number; figures: CandidateFigures } | null = state.steps.length
-      ? { value: objectiveValue(config.objective, state.steps.at(-1)!.figures), figures: state.steps.at(-1)!.figures }
-      : null;
+    const setRatio = (s: SearchSlot, ratio: number) => run.setRatio(model, nameOf(s), ratio);
+    await run.restore(slots, setRatio);
 
     // Features of each tower under the current decisions, recomputed only when they change.
     const towerCache: { visual?: ImageFeatures; text?: Tensor<'float32'> } = {};
@@ -282,8 +384,8 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
       const records: CandidateRecord[] = [];
       for (const ratio of config.candi_ratios) {
         let figures: CandidateFigures;
-        if (config.cache && ratio === 0 && best) {
-          figures = best.figures; // the current model: the best so far, already measured
+        if (config.cache && ratio === 0 && run.best) {
+          figures = run.best.figures; // the current model: the run.best so far, already measured
           stats.candidatesFromCache++;
         } else {
           await setRatio(slot, ratio);
@@ -305,48 +407,29 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
       return records;
     };
 
-    const writeOutputs = () => writeSearchOutputs(config, state);
-    const decide = (step: number, slot: SearchSlot, records: CandidateRecord[]) => {
-      let pick = records[0]!;
-      for (const r of records) if (objectiveValue(config.objective, r) < objectiveValue(config.objective, pick)) pick = r;
-      // the first step's ratio-0 candidate is the unpruned model: the starting point
-      if (!best) {
-        const zero = records.find((r) => r.ratio === 0);
-        if (zero) best = { value: objectiveValue(config.objective, zero), figures: figuresOf(zero) };
-      }
-      const improves = !best || objectiveValue(config.objective, pick) < best.value;
-      const ratio = improves && pick.ratio !== 0 ? pick.ratio : 0;
-      if (improves) best = { value: objectiveValue(config.objective, pick), figures: figuresOf(pick) };
-      const figures = best!.figures;
-      state.steps.push({ step, tower_type: slot.tower, weight_type: slot.weight, layer_num: slot.layer, best_ratio: ratio, figures });
-      return ratio;
-    };
-
     hooks.onPhase?.('search');
     const total = slots.length; // steps (layer_exhaustive: at most this many rounds)
     if (config.searcher !== 'layer_exhaustive') {
-      for (let step = state.steps.length; step < slots.length; step++) {
+      for (let step = run.state.steps.length; step < slots.length; step++) {
         const slot = slots[step]!;
         hooks.onStepStart?.(step, total, slotLabel(slot));
         let done = 0;
         const records = await evaluateSlot(slot, step, () => hooks.onCandidate?.(++done, config.candi_ratios.length));
-        state.candidates.push(...records);
-        const ratio = decide(step, slot, records);
-        decided.set(slotKey(slot), ratio);
+        run.state.candidates.push(...records);
+        const ratio = run.decide(step, slot, records);
         if (ratio > 0) {
           await setRatio(slot, ratio);
           invalidate(slot.tower, slot.layer as number | null);
         }
-        writeOutputs();
-        writeFileAtomic(statePath, JSON.stringify(state));
-        log(`step ${step} ${slotLabel(slot)}: ratio ${ratio} (${objectiveColumn(config.objective)} ${objectiveValue(config.objective, best!.figures)})`);
+        run.save();
+        log(`step ${step} ${slotLabel(slot)}: ratio ${ratio} (${objectiveColumn(config.objective)} ${objectiveValue(config.objective, run.best!.figures)})`);
         hooks.onStepEnd?.(step);
       }
     } else {
-      // Each round tries every undecided slot × ratio and fixes the single best (SPEC §6);
+      // Each round tries every undecided slot × ratio and fixes the single run.best (SPEC §6);
       // a round that cannot improve ends the search, the rest keeping ratio 0.
-      let pending = state.pending ?? slots.map((_, i) => i);
-      for (let step = state.steps.length; pending.length > 0; step++) {
+      let pending = run.state.pending ?? slots.map((_, i) => i);
+      for (let step = run.state.steps.length; pending.length > 0; step++) {
         hooks.onStepStart?.(step, total, `round ${step}: ${pending.length} slots`);
         let done = 0;
         const all: { slot: number; records: CandidateRecord[] }[] = [];
@@ -356,10 +439,9 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
           const v = (r: CandidateRecord[]) => Math.min(...r.map((x) => objectiveValue(config.objective, x)));
           if (v(a.records) < v(bestSlot.records)) bestSlot = a;
         }
-        for (const a of all) state.candidates.push(...a.records);
+        for (const a of all) run.state.candidates.push(...a.records);
         const slot = slots[bestSlot.slot]!;
-        const ratio = decide(step, slot, bestSlot.records);
-        decided.set(slotKey(slot), ratio);
+        const ratio = run.decide(step, slot, bestSlot.records);
         if (ratio > 0) {
           await setRatio(slot, ratio);
           invalidate(slot.tower, slot.layer as number | null);
@@ -367,41 +449,19 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
         } else {
           pending = [];
         }
-        state = { ...state, pending };
-        writeOutputs();
-        writeFileAtomic(statePath, JSON.stringify(state));
+        run.state.pending = pending;
+        run.save();
         log(`round ${step}: ${slotLabel(slot)} ratio ${ratio}`);
         hooks.onStepEnd?.(step);
       }
     }
     await head.release();
 
-    // One entry per slot, in search order, ratio 0 included.
-    const lora_settings: LoraSetting[] = slots.map((s) => [s.tower, s.weight, s.layer, decided.get(slotKey(s)) ?? 0] as LoraSetting);
-    writeOutputs();
-    writeFileAtomic(join(config.out, 'config_best.json'), JSON.stringify({ ...config.official, split: 'test', lora_settings }, null, 2) + '\n');
-    log(`search done: ${state.steps.length} steps; ${stats.candidatesEvaluated} candidates evaluated, ${stats.candidatesFromCache} from cache; layer evaluations: vision ${stats.visionLayerEvals}, text ${stats.textLayerEvals}`);
-
+    const lora_settings = run.finish(slots);
+    log(`search done: ${run.state.steps.length} steps; ${stats.candidatesEvaluated} candidates evaluated, ${stats.candidatesFromCache} from cache; layer evaluations: vision ${stats.visionLayerEvals}, text ${stats.textLayerEvals}`);
     await clip.dispose();
-    let evaluation: EvalResult | null = null;
-    if (config.test) {
-      const testRoot = config.test.id.kind === 'benchmark' ? join(config.test.id.dataRoot, config.official.id_dataset as string, 'test') : config.test.id.root;
-      if (existsSync(testRoot)) {
-        hooks.onPhase?.('final-eval');
-        log(`final evaluation on the test data with the chosen settings`);
-        const evalConfig = resolveEvalConfig(null, {
-          model: config.model,
-          ...(config.test.id.kind === 'folder' ? { id: `${config.test.id.name}=${config.test.id.root}`, ood: config.test.ood.map((o) => `${o.name}=${o.root}`) } : { benchmark: config.test.id.benchmark, dataRoot: config.test.id.dataRoot }),
-          labels: config.test.id.kind === 'folder' ? config.labels : undefined, scorers: config.scorers, temperature: config.temperature, recallLevel: config.recall_level, split: 'test', loraSettings: lora_settings,
-          pruneMode: config.lora_svd_init_type, batchSize: config.batch_size, seed: config.seed, template: config.template, strict: config.strict,
-          out: config.out, workers: config.workers, threads: config.threads,
-        });
-        evaluation = await runEval(evalConfig, { log: hooks.log });
-      } else {
-        log(`no test data at '${testRoot}': skipping the final evaluation`);
-      }
-    }
-    return { lora_settings, steps: state.steps, candidates: state.candidates, stats, resumedFromStep, evaluation };
+    const evaluation = await run.finalEvaluation(lora_settings);
+    return { lora_settings, steps: run.state.steps, candidates: run.state.candidates, stats, resumedFromStep: run.resumedFromStep, evaluation };
   } finally {
     await clip.dispose().catch(() => undefined);
   }
