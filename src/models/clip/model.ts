@@ -13,6 +13,7 @@ import {
   encoderLayerWeights, expectedClipTensors, isSwappable, layerTensorName, sessionKeyOf, textEmbeddingsWeights, textHeadWeights, validateClipCheckpoint,
   visionEmbeddingsWeights, visionHeadWeights, type Tower,
 } from './weights.js';
+import { checkReplacement } from '../replace-weight.js';
 
 /** Files of an HF model folder that travel with the weights when a model is saved. */
 const MODEL_SIDE_FILES = ['config.json', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'preprocessor_config.json'];
@@ -146,13 +147,7 @@ export class ClipModel {
    */
   setWeight(name: string, value: Float32Array): void {
     const shape = this.weightShape(name);
-    const n = shape.reduce((a, b) => a * b, 1);
-    if (value.length !== n) {
-      throw new RangeError(`setWeight('${name}'): ${value.length} values given, shape ${shapeString(shape)} needs ${n}`);
-    }
-    for (let i = 0; i < value.length; i++) {
-      if (!Number.isFinite(value[i]!)) throw new RangeError(`setWeight('${name}'): value at flat index ${i} is ${value[i]}`);
-    }
+    checkReplacement(name, shape, value);
     if (name === 'logit_scale') throw new RangeError(`setWeight: 'logit_scale' is not part of any graph; it cannot be replaced`);
     this.overrides.set(name, value);
     if (isSwappable(name)) this.matrices.delete(name);

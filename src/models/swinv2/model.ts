@@ -7,6 +7,7 @@ import { transpose } from '../clip/graph.js';
 import { loadSwinV2Config, numLabels, type SwinV2Config } from './config.js';
 import { blockPlan, swinV2ClassifierGraph, type BlockPlan } from './graph.js';
 import { expectedSwinV2Tensors, isSwappable, openTensorSource, validateSwinV2Checkpoint, type TensorSource } from './weights.js';
+import { checkReplacement } from '../replace-weight.js';
 
 /** Outputs of {@link SwinV2Model.classify}. */
 export interface SwinV2Outputs {
@@ -92,11 +93,7 @@ export class SwinV2Model {
    */
   setWeight(name: string, value: Float32Array): void {
     const shape = this.weightShape(name);
-    const n = shape.reduce((a, b) => a * b, 1);
-    if (value.length !== n) throw new RangeError(`setWeight('${name}'): ${value.length} values given, shape ${shapeString(shape)} needs ${n}`);
-    for (let i = 0; i < value.length; i++) {
-      if (!Number.isFinite(value[i]!)) throw new RangeError(`setWeight('${name}'): value at flat index ${i} is ${value[i]}`);
-    }
+    checkReplacement(name, shape, value);
     this.overrides.set(name, value);
     this.changed(name);
   }
