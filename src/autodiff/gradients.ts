@@ -6,7 +6,7 @@ import { inferFacts, isFloatType } from './shapes.js';
 /**
  * Reverse-mode differentiation of a GraphBuilder graph, emitted as more nodes of the same graph,
  * so that one session run returns the loss and its gradients (onnxruntime-node has no training
- * API). Rules per op live in ops/ and are listed in rules.ts.
+ * API). Rules per op live in grads/ and are gathered in rules.ts.
  */
 
 /**

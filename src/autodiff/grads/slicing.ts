@@ -23,7 +23,7 @@ function clampedRange(ctx: GradContext, s: number, e: number, d: IntVal): { star
  * k − 1 zeros after each element along that axis (Unsqueeze, Pad, Reshape) — no index tensors
  * or scatters, so a strided slice (Swin's patch merging) costs one copy of the gradient.
  */
-export const sliceGrad: GradRule = (ctx, node, [dy]) => {
+const sliceGrad: GradRule = (ctx, node, [dy]) => {
   const [x, startsV, endsV, axesV, stepsV] = node.inputs as [string, string, string, string | undefined, string | undefined];
   const starts = ctx.constInts(startsV);
   const ends = ctx.constInts(endsV);
@@ -59,7 +59,7 @@ export const sliceGrad: GradRule = (ctx, node, [dy]) => {
 };
 
 /** Constant-mode Pad: the gradient is the inverse Pad (negative pads crop; forward crops pad back with zeros). */
-export const padGrad: GradRule = (ctx, node, [dy], needs) => {
+const padGrad: GradRule = (ctx, node, [dy], needs) => {
   const [x, padsV, cval, axesV] = node.inputs as [string, string, string | undefined, string | undefined];
   const mode = attrString(node, 'mode', 'constant');
   if (mode !== 'constant') throw ctx.error(node, x, `Pad gradients support mode 'constant' only, not '${mode}'`);
@@ -73,7 +73,7 @@ export const padGrad: GradRule = (ctx, node, [dy], needs) => {
  * Concat: one Split of the gradient when every input needs its part, else a Slice per input
  * that does, so a large constant operand costs nothing.
  */
-export const concatGrad: GradRule = (ctx, node, [dy], needs) => {
+const concatGrad: GradRule = (ctx, node, [dy], needs) => {
   const r = ctx.rank(node.inputs[0]!, node);
   const a = normAxis(attrInt(node, 'axis', 0), r);
   const sizes = node.inputs.map((x) => ctx.dim(x, a));
@@ -89,9 +89,17 @@ export const concatGrad: GradRule = (ctx, node, [dy], needs) => {
 };
 
 /** Split: the output gradients concatenated back, zeros for outputs that received none. */
-export const splitGrad: GradRule = (ctx, node, dys) => {
+const splitGrad: GradRule = (ctx, node, dys) => {
   const x = node.inputs[0]!;
   const a = normAxis(attrInt(node, 'axis', 0), ctx.rank(x, node));
   const parts = node.outputs.map((o, k) => dys[k] ?? ctx.zerosLike(o));
   return [parts.length === 1 ? parts[0] : ctx.op('Concat', parts, { axis: a }), undefined];
+};
+
+/** The slicing and padding rules, by ONNX op type. */
+export const SLICING_GRADS: Readonly<Record<string, GradRule>> = {
+  Slice: sliceGrad,
+  Pad: padGrad,
+  Concat: concatGrad,
+  Split: splitGrad,
 };

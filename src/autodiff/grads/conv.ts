@@ -31,7 +31,7 @@ function convParams(ctx: GradContext, node: NodeView, x: string, w: string): Con
   };
 }
 
-export const convGrad: GradRule = (ctx, node, [dy], needs) => {
+const convGrad: GradRule = (ctx, node, [dy], needs) => {
   const [x, w, b] = node.inputs as [string, string, string | undefined];
   const p = convParams(ctx, node, x, w);
   const spatialAxes = Array.from({ length: p.s }, (_, i) => i + 2);
@@ -125,3 +125,8 @@ function weightGrad(ctx: GradContext, node: NodeView, x: string, dy: string, p: 
   }
   return ctx.op('Transpose', [c], { perm });
 }
+
+/** The convolution rules, by ONNX op type. */
+export const CONV_GRADS: Readonly<Record<string, GradRule>> = {
+  Conv: convGrad,
+};

@@ -9,7 +9,7 @@ import { attrFloat, attrInt, normAxis } from '../shapes.js';
  * axes). μ and σ⁻¹ are recomputed: the forward node's optional Mean/InvStdDev outputs are float
  * (stash_type) even for double inputs, and recovering x̂ from y would divide by scale.
  */
-export const layerNormalizationGrad: GradRule = (ctx, node, dys, needs) => {
+const layerNormalizationGrad: GradRule = (ctx, node, dys, needs) => {
   const [dy, dMean, dInv] = dys;
   const [x, scale, bias] = node.inputs as [string, string, string | undefined];
   if (dMean || dInv) throw ctx.error(node, (dMean ? node.outputs[1] : node.outputs[2])!, "gradients through LayerNormalization's Mean/InvStdDev outputs are not supported");
@@ -36,7 +36,7 @@ export const layerNormalizationGrad: GradRule = (ctx, node, dys, needs) => {
 };
 
 /** dx = y·(dy − Σ dy·y) along the axis (opset ≥ 13 semantics: one axis). */
-export const softmaxGrad: GradRule = (ctx, node, [dy]) => {
+const softmaxGrad: GradRule = (ctx, node, [dy]) => {
   const y = node.outputs[0]!;
   const axis = attrInt(node, 'axis', -1);
   const s = ctx.reduceSum(ctx.op('Mul', [dy!, y]), [axis], true);
@@ -44,8 +44,15 @@ export const softmaxGrad: GradRule = (ctx, node, [dy]) => {
 };
 
 /** dx = dy − softmax(x)·Σ dy, with softmax(x) = exp(y). */
-export const logSoftmaxGrad: GradRule = (ctx, node, [dy]) => {
+const logSoftmaxGrad: GradRule = (ctx, node, [dy]) => {
   const y = node.outputs[0]!;
   const axis = attrInt(node, 'axis', -1);
   return [ctx.op('Sub', [dy!, ctx.op('Mul', [ctx.op('Exp', [y]), ctx.reduceSum(dy!, [axis], true)])])];
+};
+
+/** The normalisation rules, by ONNX op type. */
+export const NORMALIZATION_GRADS: Readonly<Record<string, GradRule>> = {
+  LayerNormalization: layerNormalizationGrad,
+  Softmax: softmaxGrad,
+  LogSoftmax: logSoftmaxGrad,
 };

@@ -12,7 +12,7 @@ import { attrInt, normAxis } from '../shapes.js';
  * ScatterElements along the axis, with indices broadcast to dy's size — an int64 tensor the
  * size of the gathered part (e.g. the CLS row), rather than transposing the whole input twice.
  */
-export const gatherGrad: GradRule = (ctx, node, [dy]) => {
+const gatherGrad: GradRule = (ctx, node, [dy]) => {
   const [x, idx] = node.inputs as [string, string];
   const r = ctx.rank(x, node);
   const a = normAxis(attrInt(node, 'axis', 0), r);
@@ -31,8 +31,14 @@ export const gatherGrad: GradRule = (ctx, node, [dy]) => {
   return [ctx.op('ScatterElements', [zeros, expanded, dy2], { axis: a, reduction: 'add' }), undefined];
 };
 
-export const gatherElementsGrad: GradRule = (ctx, node, [dy]) => {
+const gatherElementsGrad: GradRule = (ctx, node, [dy]) => {
   const [x, idx] = node.inputs as [string, string];
   const a = normAxis(attrInt(node, 'axis', 0), ctx.rank(x, node));
   return [ctx.op('ScatterElements', [ctx.zerosLike(x), idx, dy!], { axis: a, reduction: 'add' }), undefined];
+};
+
+/** The indexing rules, by ONNX op type. */
+export const GATHER_GRADS: Readonly<Record<string, GradRule>> = {
+  Gather: gatherGrad,
+  GatherElements: gatherElementsGrad,
 };

@@ -5,22 +5,22 @@ import type { GradRule } from '../context.js';
  * gradient is summed back to that input's shape (GradContext.unbroadcast).
  */
 
-export const addGrad: GradRule = (ctx, node, [dy], needs) => {
+const addGrad: GradRule = (ctx, node, [dy], needs) => {
   const out = ctx.shape(node.outputs[0]!);
   return node.inputs.map((x, i) => (needs[i] ? ctx.unbroadcast(dy!, out, x, node) : undefined));
 };
 
 /** Sum (variadic Add). */
-export const sumGrad: GradRule = addGrad;
+const sumGrad: GradRule = addGrad;
 
-export const subGrad: GradRule = (ctx, node, [dy], needs) => {
+const subGrad: GradRule = (ctx, node, [dy], needs) => {
   const out = ctx.shape(node.outputs[0]!);
   const [a, b] = node.inputs as [string, string];
   // Negate after summing: the reduced tensor is the smaller one.
   return [needs[0] ? ctx.unbroadcast(dy!, out, a, node) : undefined, needs[1] ? ctx.op('Neg', [ctx.unbroadcast(dy!, out, b, node)]) : undefined];
 };
 
-export const mulGrad: GradRule = (ctx, node, [dy], needs) => {
+const mulGrad: GradRule = (ctx, node, [dy], needs) => {
   const out = ctx.shape(node.outputs[0]!);
   const [a, b] = node.inputs as [string, string];
   if (a === b) {
@@ -33,7 +33,7 @@ export const mulGrad: GradRule = (ctx, node, [dy], needs) => {
   ];
 };
 
-export const divGrad: GradRule = (ctx, node, [dy], needs) => {
+const divGrad: GradRule = (ctx, node, [dy], needs) => {
   const out = ctx.shape(node.outputs[0]!);
   const [a, b] = node.inputs as [string, string];
   const y = node.outputs[0]!;
@@ -44,7 +44,7 @@ export const divGrad: GradRule = (ctx, node, [dy], needs) => {
 };
 
 /** Pow with an exponent that carries no gradient (a constant or any value not depending on wrt). */
-export const powGrad: GradRule = (ctx, node, [dy], needs) => {
+const powGrad: GradRule = (ctx, node, [dy], needs) => {
   const [x, p] = node.inputs as [string, string];
   if (needs[1]) throw ctx.error(node, p, "the gradient with respect to Pow's exponent is not supported (the exponent must not depend on the wrt values)");
   const out = ctx.shape(node.outputs[0]!);
@@ -61,4 +61,14 @@ export const powGrad: GradRule = (ctx, node, [dy], needs) => {
     local = ctx.op('Mul', [dy!, ctx.op('Mul', [ctx.op('Pow', [x, ctx.op('Sub', [pc, ctx.scalarLike(1, x)])]), pc])]);
   }
   return [ctx.unbroadcast(local, out, x, node), undefined];
+};
+
+/** The arithmetic rules, by ONNX op type. */
+export const ARITHMETIC_GRADS: Readonly<Record<string, GradRule>> = {
+  Add: addGrad,
+  Sub: subGrad,
+  Mul: mulGrad,
+  Div: divGrad,
+  Sum: sumGrad,
+  Pow: powGrad,
 };

@@ -4,7 +4,7 @@ import type { GradRule } from '../context.js';
 /** Where, Clip, Max, Min: the gradient goes to whichever input was selected. */
 
 /** The condition carries no gradient. */
-export const whereGrad: GradRule = (ctx, node, [dy], needs) => {
+const whereGrad: GradRule = (ctx, node, [dy], needs) => {
   const [c, x, y] = node.inputs as [string, string, string];
   if (needs[0]) throw ctx.error(node, c, "Where's condition cannot carry a gradient");
   const out = ctx.shape(node.outputs[0]!);
@@ -17,7 +17,7 @@ export const whereGrad: GradRule = (ctx, node, [dy], needs) => {
 };
 
 /** Gradient where min ≤ x ≤ max (bounds inclusive, as PyTorch's clamp); bounds carry none. */
-export const clipGrad: GradRule = (ctx, node, [dy], needs) => {
+const clipGrad: GradRule = (ctx, node, [dy], needs) => {
   const [x, lo, hi] = node.inputs as [string, string | undefined, string | undefined];
   if (needs[1] || needs[2]) throw ctx.error(node, (needs[1] ? lo : hi)!, "gradients with respect to Clip's min/max are not supported");
   let inside: string | undefined;
@@ -33,7 +33,7 @@ export const clipGrad: GradRule = (ctx, node, [dy], needs) => {
  * Elementwise Max/Min (variadic, broadcasting): each input gets the gradient where it equals
  * the result; ties split it evenly (so Max(x, x) passes dy/2 to each operand, dy in total).
  */
-export const maxGrad: GradRule = (ctx, node, [dy], needs) => {
+const maxGrad: GradRule = (ctx, node, [dy], needs) => {
   const y = node.outputs[0]!;
   const out = ctx.shape(y);
   const to = OnnxDataType[ctx.dtype(y)];
@@ -43,4 +43,12 @@ export const maxGrad: GradRule = (ctx, node, [dy], needs) => {
   const share = ctx.op('Div', [dy!, count]);
   return node.inputs.map((x, i) => (needs[i] ? ctx.unbroadcast(ctx.op('Mul', [share, masks[i]!]), out, x, node) : undefined));
 };
-export const minGrad: GradRule = maxGrad;
+const minGrad: GradRule = maxGrad;
+
+/** The selection rules, by ONNX op type. */
+export const SELECTION_GRADS: Readonly<Record<string, GradRule>> = {
+  Where: whereGrad,
+  Clip: clipGrad,
+  Max: maxGrad,
+  Min: minGrad,
+};

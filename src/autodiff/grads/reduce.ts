@@ -41,14 +41,14 @@ function sumKeep(ctx: GradContext, r: Reduction, v: string): string {
   return ctx.op('ReduceSum', [v, Array.isArray(r.axes) ? ctx.ints(r.axes) : r.axes.rt], { keepdims: 1 });
 }
 
-export const reduceSumGrad: GradRule = (ctx, node, [dy]) => {
+const reduceSumGrad: GradRule = (ctx, node, [dy]) => {
   const r = reductionOf(ctx, node);
   if (r.identity) return [dy, undefined];
   const x = node.inputs[0]!;
   return [ctx.op('Expand', [kept(ctx, r, dy!), ctx.shapeOf(x)]), undefined];
 };
 
-export const reduceMeanGrad: GradRule = (ctx, node, [dy]) => {
+const reduceMeanGrad: GradRule = (ctx, node, [dy]) => {
   const r = reductionOf(ctx, node);
   if (r.identity) return [dy, undefined];
   const x = node.inputs[0]!;
@@ -68,14 +68,14 @@ export const reduceMeanGrad: GradRule = (ctx, node, [dy]) => {
 };
 
 /** ReduceMax/ReduceMin: the gradient goes to the extremal positions, split evenly among ties. */
-export const reduceMaxGrad: GradRule = (ctx, node, [dy]) => {
+const reduceMaxGrad: GradRule = (ctx, node, [dy]) => {
   const r = reductionOf(ctx, node);
   if (r.identity) return [dy, undefined];
   const x = node.inputs[0]!;
   const mask = ctx.op('Cast', [ctx.op('Equal', [x, kept(ctx, r, node.outputs[0]!)])], { to: OnnxDataType[ctx.dtype(x)] });
   return [ctx.op('Mul', [mask, ctx.op('Div', [kept(ctx, r, dy!), sumKeep(ctx, r, mask)])]), undefined];
 };
-export const reduceMinGrad: GradRule = reduceMaxGrad;
+const reduceMinGrad: GradRule = reduceMaxGrad;
 
 /** y = ‖x‖₂: dx = x·dy/y (NaN where y = 0, as x/‖x‖ itself). */
 export const reduceL2Grad: GradRule = (ctx, node, [dy]) => {
@@ -85,7 +85,7 @@ export const reduceL2Grad: GradRule = (ctx, node, [dy]) => {
   return [ctx.op('Mul', [x, kept(ctx, r, ctx.op('Div', [dy!, node.outputs[0]!]))]), undefined];
 };
 
-export const reduceSumSquareGrad: GradRule = (ctx, node, [dy]) => {
+const reduceSumSquareGrad: GradRule = (ctx, node, [dy]) => {
   const r = reductionOf(ctx, node);
   const x = node.inputs[0]!;
   if (r.identity) throw ctx.error(node, x, 'noop_with_empty_axes without axes is not supported');
@@ -93,7 +93,7 @@ export const reduceSumSquareGrad: GradRule = (ctx, node, [dy]) => {
 };
 
 /** dx = exp(x − y)·dy: softmax over the reduced axes. */
-export const reduceLogSumExpGrad: GradRule = (ctx, node, [dy]) => {
+const reduceLogSumExpGrad: GradRule = (ctx, node, [dy]) => {
   const r = reductionOf(ctx, node);
   if (r.identity) return [dy, undefined];
   const x = node.inputs[0]!;
@@ -101,7 +101,7 @@ export const reduceLogSumExpGrad: GradRule = (ctx, node, [dy]) => {
 };
 
 /** GlobalAveragePool over the spatial axes: the mean's gradient, spread evenly. */
-export const globalAveragePoolGrad: GradRule = (ctx, node, [dy]) => {
+const globalAveragePoolGrad: GradRule = (ctx, node, [dy]) => {
   const x = node.inputs[0]!;
   const xd = ctx.staticDims(x);
   let scaled: string;
@@ -113,4 +113,16 @@ export const globalAveragePoolGrad: GradRule = (ctx, node, [dy]) => {
     scaled = ctx.op('Div', [dy!, count]);
   }
   return [ctx.op('Expand', [scaled, ctx.shapeOf(x)])];
+};
+
+/** The reductions rules, by ONNX op type. */
+export const REDUCE_GRADS: Readonly<Record<string, GradRule>> = {
+  ReduceSum: reduceSumGrad,
+  ReduceMean: reduceMeanGrad,
+  ReduceMax: reduceMaxGrad,
+  ReduceMin: reduceMinGrad,
+  ReduceL2: reduceL2Grad,
+  ReduceSumSquare: reduceSumSquareGrad,
+  ReduceLogSumExp: reduceLogSumExpGrad,
+  GlobalAveragePool: globalAveragePoolGrad,
 };

@@ -18,7 +18,7 @@ function swapLast2(ctx: GradContext, v: string, rank: number): string {
  * products), dA = dY·Bᵀ and dB = Aᵀ·dY batched, summed back over broadcast batch dims.
  * 1-D operands are not supported.
  */
-export const matMulGrad: GradRule = (ctx, node, [dy], needs) => {
+const matMulGrad: GradRule = (ctx, node, [dy], needs) => {
   const [a, b] = node.inputs as [string, string];
   const ra = ctx.rank(a, node);
   const rb = ctx.rank(b, node);
@@ -53,7 +53,7 @@ export const matMulGrad: GradRule = (ctx, node, [dy], needs) => {
 };
 
 /** Y = α·A'·B' + β·C with A' = A or Aᵀ, B' = B or Bᵀ: each gradient is one Gemm with the matching flags. */
-export const gemmGrad: GradRule = (ctx, node, [dy], needs) => {
+const gemmGrad: GradRule = (ctx, node, [dy], needs) => {
   const [a, b, c] = node.inputs as [string, string, string | undefined];
   const alpha = attrFloat(node, 'alpha', 1);
   const beta = attrFloat(node, 'beta', 1);
@@ -76,4 +76,10 @@ export const gemmGrad: GradRule = (ctx, node, [dy], needs) => {
     dc = ctx.unbroadcast(scaled, ctx.shape(node.outputs[0]!), c, node);
   }
   return [da, db, dc];
+};
+
+/** The linear algebra rules, by ONNX op type. */
+export const MATMUL_GRADS: Readonly<Record<string, GradRule>> = {
+  MatMul: matMulGrad,
+  Gemm: gemmGrad,
 };
