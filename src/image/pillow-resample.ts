@@ -37,17 +37,6 @@ export const BICUBIC: ResampleFilter = {
   },
 };
 
-/** Pillow's `bilinear_filter` (triangle), for completeness. */
-export const BILINEAR: ResampleFilter = {
-  name: 'bilinear',
-  support: 1.0,
-  fn(x: number): number {
-    if (x < 0.0) x = -x;
-    if (x < 1.0) return 1.0 - x;
-    return 0.0;
-  },
-};
-
 /** Fixed-point precision of the 8-bit path: 32 - 8 - 2. */
 export const PRECISION_BITS = 22;
 const HALF = 1 << (PRECISION_BITS - 1);
