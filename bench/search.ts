@@ -15,13 +15,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { clipWeightName } from '../src/lowrank/settings.js';
+import { clipWeightName } from '../src/models/clip/weights.js';
 import { getSvd } from '../src/lowrank/svd-cache.js';
 import { ClipModel } from '../src/models/clip/model.js';
 import { mulberry32, VIT_B16_CONFIG, writeRandomClip } from '../src/models/clip/random.js';
 import { defaultThreads } from '../src/runtime/session.js';
 import { resolveSearchConfig } from '../src/search/config.js';
-import { runSearch } from '../src/search/run-search.js';
+import { runSearch } from '../src/search/greedy.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const repo = resolve(here, here.includes('/dist/') ? '../..' : '..');

@@ -12,7 +12,7 @@ import { isSwappable } from '../src/models/clip/weights.js';
 import { defaultThreads, Session } from '../src/runtime/session.js';
 import { tensor, type Tensor } from '../src/tensor.js';
 import { loraAdapters } from '../src/train/adapters.js';
-import { clipTrainGraph } from '../src/train/clip-train-graph.js';
+import { clipTrainGraph } from '../src/models/clip/train-graph.js';
 import { Sgd } from '../src/train/optimizer.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));

@@ -4,20 +4,12 @@ import { join } from 'node:path';
 import { loadIdDataset, type IdSource } from '../data/datasets.js';
 import { loadImageBatches } from '../data/loader.js';
 import { decodeImage } from '../image/decode.js';
-import { CLIP_MEAN, CLIP_STD, preprocessClip } from '../image/preprocess.js';
+import { preprocessClip } from '../image/preprocess.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
-import type { LoraSetting } from '../lowrank/settings.js';
-import { GraphBuilder } from '../onnx/graph-builder.js';
-import { visionEmbeddings, visionTower, type LayerRun } from '../models/clip/graph.js';
-import { l2Normalize } from '../models/clip/logits.js';
-import type { ClipModel } from '../models/clip/model.js';
-import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
-import { encoderLayerWeights, layerTensorName, visionEmbeddingsWeights, visionHeadWeights } from '../models/clip/weights.js';
-import { modelFamily, swinPreprocess, IMAGENET_MEAN, IMAGENET_STD } from '../models/registry.js';
-import { swinV2ClassifierGraph } from '../models/swinv2/graph.js';
-import { SwinV2Model } from '../models/swinv2/model.js';
+import type { LowRankSetting } from '../lowrank/settings.js';
+import { resolveFamily } from '../models/registry.js';
 import { getScorer } from '../ood/scores.js';
 import { Session } from '../runtime/session.js';
 import { verdictsFromEmbeddings, verdictsFromLogits, type Verdict } from './verdict.js';
@@ -55,7 +47,7 @@ export interface BundleOptions {
   readonly model: string;
   readonly id: IdSource;
   readonly labels?: readonly string[];
-  readonly loraSettings?: readonly LoraSetting[];
+  readonly loraSettings?: readonly LowRankSetting[];
   readonly scorer?: string;
   readonly tpr?: number;
   readonly templates?: readonly string[];
@@ -66,32 +58,11 @@ export interface BundleOptions {
 
 const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
 
-/** The image tower as one standalone ONNX graph, weights baked in: pixel_values → image_embeds, image_embeds_local. */
-function imageEncoderOnnx(model: ClipModel): Uint8Array {
-  const c = model.config;
-  const v = c.vision_config;
-  const grid = model.grid;
-  const g = new GraphBuilder('setar_image_encoder');
-  g.bakeWeights = (name) => model.matrix(name).data;
-  const px = g.input('pixel_values', 'FLOAT', ['batch', v.num_channels, v.image_size, v.image_size]);
-  const h0 = visionEmbeddings(g, px, visionEmbeddingsWeights(model.source), { hidden: v.hidden_size, channels: v.num_channels, patch: v.patch_size, grid, eps: v.layer_norm_eps });
-  const layers = [];
-  const prefixes = [];
-  for (let i = 0; i < v.num_hidden_layers; i++) {
-    layers.push(encoderLayerWeights(model.source, c, 'vision', i));
-    prefixes.push(layerTensorName('vision', i, '').slice(0, -1));
-  }
-  const run: LayerRun = { layers, prefixes };
-  const out = visionTower(g, h0, run, visionHeadWeights(model.source, c), { heads: v.num_attention_heads, eps: v.layer_norm_eps, act: v.hidden_act, causal: false }, { grid, local: true });
-  g.output(out.image_embeds, 'image_embeds', 'FLOAT', ['batch', c.projection_dim]);
-  g.output(out.image_embeds_local!, 'image_embeds_local', 'FLOAT', ['batch', grid, grid, c.projection_dim]);
-  return g.toBytes();
-}
-
 /**
  * `setar bundle`: everything needed to score an image in one folder — the (low-rank modified)
- * image tower as ONNX, the prompts' normalised text features (no text tower at run time), the
- * scorer, temperature and a threshold chosen on ID VALIDATION images at the target TPR, and a
+ * image side of the model as ONNX (CLIP: the image tower, scored against the prompts' normalised
+ * text features, so no text tower at run time; a classifier such as Swin V2: the whole model),
+ * the scorer, temperature and a threshold chosen on ID VALIDATION images at the target TPR, and a
  * recipe.json of content hashes (checkpoint, labels, templates, validation list) and the
  * preprocessing, so a deployment can be checked for drift.
  */
@@ -100,87 +71,30 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
   getScorer(scorer);
   const tpr = o.tpr ?? 0.95;
   if (!(tpr > 0 && tpr < 1)) throw new RangeError(`--tpr must be in (0, 1), got ${tpr}`);
-  if (modelFamily(o.model) === 'swinv2') return createClassifierBundle(o, scorer, tpr);
-  const templates = o.templates?.length ? o.templates : ['a photo of a {}'];
-  const temperature = o.temperature ?? 100;
-  const { dataset, labels } = loadIdDataset(o.id, 'val', o.labels);
-  const clip = await ClipPipeline.load(o.model, { threads: o.threads });
-  try {
-    if (o.loraSettings?.length) await applyLoraSettings(clip.model, o.loraSettings);
-    // CLIP's prompt ensemble: the mean of each template's normalised features, normalised again
-    const c = labels.length;
-    const p = clip.model.config.projection_dim;
-    const text = new Float32Array(c * p);
-    for (const t of templates) {
-      const e = l2Normalize(await clip.encodeTexts(labels.map((l) => fillTemplate(t, l)))).data;
-      for (let i = 0; i < e.length; i++) text[i] = text[i]! + e[i]! / templates.length;
-    }
-    const textFeatures = l2Normalize(tensor('float32', text, [c, p]));
-    mkdirSync(o.out, { recursive: true });
-    writeFileAtomic(join(o.out, 'image_encoder.onnx'), imageEncoderOnnx(clip.model));
-    writeSafetensors(join(o.out, 'text_features.safetensors'), {
-      text_features: { dtype: 'F32', shape: [c, p], data: textFeatures.data },
-      logit_scale: { dtype: 'F32', shape: [], data: Float32Array.of(clip.model.logitScale) },
-    });
-
-    // The threshold, on ID validation images only.
-    const size = clip.model.config.vision_config.image_size;
-    const detector = await Detector.load(o.out, { threads: o.threads, manifest: { labels, templates, scorer, temperature, grid: clip.model.grid, size } });
-    const scores: number[] = [];
-    for await (const b of loadImageBatches(dataset.files, { batchSize: 32, preprocess: { size } })) {
-      for (const s of (await detector.scoreBatch(b.pixelValues)).map((r) => r.scores[scorer]!)) scores.push(s);
-    }
-    await detector.release();
-    if (scores.length === 0) throw new Error(`no readable validation image in ${dataset.root}`);
-    scores.sort((a, b) => a - b);
-    const threshold = scores[Math.min(scores.length - 1, Math.ceil(tpr * scores.length) - 1)]!;
-    const manifest: BundleManifest = {
-      format: 'setar-bundle/1', labels, templates, scorer, temperature, threshold, tpr, validation_images: scores.length, grid: clip.model.grid,
-      preprocess: { size, resample: 'bicubic (Pillow)', mean: [...CLIP_MEAN], std: [...CLIP_STD] },
-    };
-    writeFileAtomic(join(o.out, 'bundle.json'), JSON.stringify(manifest, null, 2) + '\n');
-    const weights = readdirSync(o.model).filter((f) => f.endsWith('.safetensors') || f === 'config.json' || f.endsWith('.index.json')).sort();
-    writeFileAtomic(join(o.out, 'recipe.json'), JSON.stringify({
-      checkpoint: Object.fromEntries(weights.map((f) => [f, sha256(readFileSync(join(o.model, f)))])),
-      lora_settings: o.loraSettings ?? null,
-      labels_sha256: sha256(JSON.stringify(labels)),
-      templates_sha256: sha256(JSON.stringify(templates)),
-      validation: { dataset: dataset.name, images: dataset.relPaths.length, files_sha256: sha256(dataset.relPaths.join('\n')) },
-      preprocess: manifest.preprocess,
-      threshold_rule: `the ceil(${tpr}·n)-th smallest ${scorer} of the n ID validation images`,
-    }, null, 2) + '\n');
-    return manifest;
-  } finally {
-    await clip.dispose();
-  }
-}
-
-/**
- * The Swin V2 form of `setar bundle`: image_encoder.onnx is the whole (low-rank modified)
- * classifier with its weights baked in (logits, logits_local); no text_features.safetensors;
- * labels are the ID class folders' names when their count matches the classifier's outputs
- * (class folder i ↔ output i, as `setar eval`), else config.json's id2label in output order.
- * Temperature default 1; timm's preprocessing (resize floor(size/0.9), centre crop, ImageNet mean/std).
- */
-async function createClassifierBundle(o: BundleOptions, scorer: string, tpr: number): Promise<BundleManifest> {
-  const temperature = o.temperature ?? 1;
-  const { dataset, labels: folders } = loadIdDataset(o.id, 'val', o.labels);
-  const model = await SwinV2Model.load(o.model, { threads: o.threads });
+  const family = resolveFamily(o.model);
+  const { dataset, labels: classes } = loadIdDataset(o.id, 'val', o.labels);
+  const model = await family.load(o.model, { threads: o.threads });
   try {
     if (o.loraSettings?.length) await applyLoraSettings(model, o.loraSettings);
-    const n = model.numLabels;
-    const labels = folders.length === n ? [...folders] : Array.from({ length: n }, (_, i) => model.config.id2label[i] ?? `LABEL_${i}`);
-    const pre = swinPreprocess(model.config);
+    const template = family.defaults.template;
+    const templates = template === null ? [] : o.templates?.length ? o.templates : [template];
+    const parts = await model.bundleParts(classes, templates);
+    const temperature = o.temperature ?? family.defaults.temperature;
+    const { labels, grid } = parts;
+    const pre = parts.preprocess;
     const size = pre.cropSize;
-    const last = model.plan().at(-1)!;
-    const [gh, gw] = last.resolution;
-    if (gh !== gw) throw new RangeError(`swinv2 bundle: the last stage's grid ${gh} x ${gw} is not square`);
-    const grid = gh;
     mkdirSync(o.out, { recursive: true });
-    writeFileAtomic(join(o.out, 'image_encoder.onnx'), swinV2ClassifierGraph(model.config, model.tensorSource, { bakeWeights: (name) => model.matrix(name).data }));
+    writeFileAtomic(join(o.out, 'image_encoder.onnx'), parts.encoder);
+    if (parts.text) {
+      const [c, p] = parts.text.features.dims as [number, number];
+      writeSafetensors(join(o.out, 'text_features.safetensors'), {
+        text_features: { dtype: 'F32', shape: [c, p], data: parts.text.features.data },
+        logit_scale: { dtype: 'F32', shape: [], data: Float32Array.of(parts.text.logitScale) },
+      });
+    }
 
-    const preprocess = { size, resize_to: pre.resizeTo, resample: 'bicubic (Pillow)' as const, mean: [...IMAGENET_MEAN], std: [...IMAGENET_STD] };
-    const detector = await Detector.load(o.out, { threads: o.threads, manifest: { head: 'classifier', labels, templates: [], scorer, temperature, grid, size, resizeTo: pre.resizeTo, mean: IMAGENET_MEAN, std: IMAGENET_STD } });
+    // The threshold, on ID validation images only.
+    const detector = await Detector.load(o.out, { threads: o.threads, manifest: { head: parts.head, labels, templates: parts.templates, scorer, temperature, grid, size, resizeTo: pre.resizeTo, mean: pre.mean, std: pre.std } });
     const scores: number[] = [];
     try {
       for await (const b of loadImageBatches(dataset.files, { batchSize: 32, preprocess: pre })) {
@@ -192,8 +106,11 @@ async function createClassifierBundle(o: BundleOptions, scorer: string, tpr: num
     if (scores.length === 0) throw new Error(`no readable validation image in ${dataset.root}`);
     scores.sort((a, b) => a - b);
     const threshold = scores[Math.min(scores.length - 1, Math.ceil(tpr * scores.length) - 1)]!;
+    // A clip-text bundle has no `head` key and resizes straight to the crop: bundle.json as setar-bundle/1 first wrote it.
     const manifest: BundleManifest = {
-      format: 'setar-bundle/1', head: 'classifier', labels, templates: [], scorer, temperature, threshold, tpr, validation_images: scores.length, grid, preprocess,
+      format: 'setar-bundle/1', ...(parts.head === 'clip-text' ? {} : { head: parts.head }), labels, templates: parts.templates, scorer, temperature, threshold, tpr,
+      validation_images: scores.length, grid,
+      preprocess: { size, ...(pre.resizeTo === size ? {} : { resize_to: pre.resizeTo }), resample: 'bicubic (Pillow)', mean: [...pre.mean], std: [...pre.std] },
     };
     writeFileAtomic(join(o.out, 'bundle.json'), JSON.stringify(manifest, null, 2) + '\n');
     const weights = readdirSync(o.model).filter((f) => f.endsWith('.safetensors') || f.endsWith('.bin') || f === 'config.json' || f.endsWith('.index.json')).sort();
@@ -201,7 +118,7 @@ async function createClassifierBundle(o: BundleOptions, scorer: string, tpr: num
       checkpoint: Object.fromEntries(weights.map((f) => [f, sha256(readFileSync(join(o.model, f)))])),
       lora_settings: o.loraSettings ?? null,
       labels_sha256: sha256(JSON.stringify(labels)),
-      templates_sha256: sha256(JSON.stringify([])),
+      templates_sha256: sha256(JSON.stringify(parts.templates)),
       validation: { dataset: dataset.name, images: dataset.relPaths.length, files_sha256: sha256(dataset.relPaths.join('\n')) },
       preprocess: manifest.preprocess,
       threshold_rule: `the ceil(${tpr}·n)-th smallest ${scorer} of the n ID validation images`,

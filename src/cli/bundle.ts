@@ -1,24 +1,24 @@
 import type { Command } from 'commander';
 import { createBundle } from '../bundle/bundle.js';
-import { parseNamedDir } from '../eval/config.js';
+import { parseNamedDir } from '../config/run-config.js';
 import { parseLoraSettings } from '../lowrank/settings.js';
 import { finiteNumber, positiveInt, readJson, readStringList } from './inputs.js';
 
-interface BundleFlags { model: string; id: string; labels?: string; loraSettings?: string; scorer: string; tpr: number; template?: string[]; temperature: number; out: string; threads?: number }
+interface BundleFlags { model: string; id: string; labels?: string; loraSettings?: string; scorer: string; tpr: number; template?: string[]; temperature?: number; out: string; threads?: number }
 
 /** `setar bundle`: a self-contained detector folder with a threshold chosen on ID validation images. */
 export function registerBundle(program: Command): void {
   program
     .command('bundle')
     .description('write a detector: the image tower as ONNX, the prompts\' text features, scorer, temperature and a threshold set on ID validation images')
-    .requiredOption('--model <dir>', 'CLIP checkpoint directory (a fine-tuned one works too)')
+    .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (a fine-tuned one works too)')
     .requiredOption('--id <name=dir>', 'ID VALIDATION images (class sub-folders): the threshold is chosen on them, never on test data')
     .option('--labels <file>', 'class names (JSON array or one per line); default: the class folder names')
     .option('--lora-settings <file>', 'low-rank settings to apply: [["visual","W_up",11,0.15], …] or a config_best.json')
     .option('--scorer <name>', 'the detector\'s score', 'gl_mcm_score')
     .option('--tpr <r>', 'share of ID validation images to accept', finiteNumber('--tpr'), 0.95)
     .option('--template <text>', "prompt template, '{}' is the class name (repeat for an ensemble)", (v: string, acc: string[] = []) => [...acc, v])
-    .option('--temperature <t>', 'score temperature (100 for CLIP)', finiteNumber('--temperature'), 100)
+    .option('--temperature <t>', 'score temperature (default: 100 for CLIP, 1 for Swin V2)', finiteNumber('--temperature'))
     .option('--threads <n>', 'ONNX Runtime threads', positiveInt('--threads'))
     .requiredOption('--out <dir>', 'bundle folder')
     .action(async (f: BundleFlags) => {

@@ -1,31 +1,62 @@
 import type { Command } from 'commander';
 import { loadAndPreprocess } from '../image/preprocess.js';
-import { ClipPipeline, DEFAULT_TEMPLATE, type Prediction } from '../models/clip/pipeline.js';
-import { modelFamily, swinPreprocess } from '../models/registry.js';
-import { numLabels } from '../models/swinv2/config.js';
-import { SwinV2Model } from '../models/swinv2/model.js';
+import { resolveFamily } from '../models/registry.js';
 import { tensor } from '../tensor.js';
 import { positiveInt, readStringList, UsageError } from './inputs.js';
 
 interface ClassifyFlags { model: string; labels?: string; template: string; top: number; json?: boolean; threads?: number }
 
-/** `setar classify`: zero-shot top-k for each image. */
+/** One image's prediction. */
+interface Prediction {
+  readonly label: string;
+  readonly index: number;
+  readonly probability: number;
+}
+
+/** Images preprocessed per forward pass. */
+const BATCH = 32;
+
+/** `setar classify`: top-k classes with probabilities for each image. */
 export function registerClassify(program: Command): void {
   program
     .command('classify')
-    .description('zero-shot classification: top-k labels with probabilities for each image')
+    .description('classification: top-k labels with probabilities for each image (CLIP zero-shot over --labels, Swin V2 over its own classes)')
     .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout)')
     .option('--labels <file>', 'class names: a JSON array or one per line (required for CLIP; for Swin V2 they rename the classifier outputs)')
-    .option('--template <text>', "prompt template; '{}' is replaced by the class name", DEFAULT_TEMPLATE)
+    .option('--template <text>', "prompt template (CLIP); '{}' is replaced by the class name", 'a photo of a {}')
     .option('--top <k>', 'how many labels to print per image', positiveInt('--top'), 5)
     .option('--json', 'print JSON instead of a table')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
     .argument('<images...>', 'image files (JPEG, PNG, WebP, GIF, …)')
     .action(async (images: string[], flags: ClassifyFlags) => {
-      const labels = flags.labels ? await readStringList(flags.labels, 'labels file', { allowEmptyEntries: false }) : undefined;
-      const preds = modelFamily(flags.model) === 'swinv2'
-        ? await classifySwin(flags.model, images, labels, flags)
-        : await classifyClip(flags.model, images, labels, flags);
+      const given = flags.labels ? await readStringList(flags.labels, 'labels file', { allowEmptyEntries: false }) : undefined;
+      const family = resolveFamily(flags.model);
+      const model = await family.load(flags.model, { threads: flags.threads });
+      const preds: Prediction[][] = [];
+      try {
+        const labels = given ?? model.defaultLabels();
+        if (!labels) throw new UsageError(`a ${family.displayName} model needs --labels FILE (the class names to compare the images with)`);
+        const classifier = await model.classifier(labels, { template: flags.template });
+        try {
+          const pre = model.preprocess;
+          const s = pre.cropSize;
+          const k = Math.min(flags.top, labels.length);
+          for (let i = 0; i < images.length; i += BATCH) {
+            const chunk = images.slice(i, i + BATCH);
+            const data = new Float32Array(chunk.length * 3 * s * s);
+            for (let j = 0; j < chunk.length; j++) data.set(await loadAndPreprocess(chunk[j]!, pre), j * 3 * s * s);
+            const p = await classifier.probabilities(tensor('float32', data, [chunk.length, 3, s, s], 'pixel_values'));
+            for (let j = 0; j < chunk.length; j++) {
+              const row = Array.from(p.subarray(j * labels.length, (j + 1) * labels.length), (probability, index) => ({ label: labels[index]!, index, probability }));
+              preds.push(row.sort((a, b) => b.probability - a.probability || a.index - b.index).slice(0, k));
+            }
+          }
+        } finally {
+          await classifier.release();
+        }
+      } finally {
+        await model.dispose();
+      }
       if (flags.json) {
         process.stdout.write(JSON.stringify(images.map((image, i) => ({ image, top: preds[i] })), null, 2) + '\n');
         return;
@@ -36,39 +67,4 @@ export function registerClassify(program: Command): void {
         preds[i]!.forEach((p, r) => process.stdout.write(`  ${r + 1}. ${p.label.padEnd(width)}  ${(p.probability * 100).toFixed(2).padStart(6)}%\n`));
       });
     });
-}
-
-async function classifyClip(model: string, images: string[], labels: string[] | undefined, flags: ClassifyFlags): Promise<Prediction[][]> {
-  if (!labels) throw new UsageError('a CLIP model needs --labels FILE (the class names to compare the images with)');
-  const clip = await ClipPipeline.load(model, { threads: flags.threads });
-  try {
-    return await clip.classify(images, labels, { template: flags.template, top: flags.top });
-  } finally {
-    await clip.dispose();
-  }
-}
-
-/** A Swin V2 classifier: softmax of its logits (temperature 1), labels from id2label unless renamed. */
-async function classifySwin(dir: string, images: string[], labels: string[] | undefined, flags: ClassifyFlags): Promise<Prediction[][]> {
-  const model = await SwinV2Model.load(dir, { threads: flags.threads });
-  try {
-    const c = model.config;
-    const n = numLabels(c);
-    const names = labels ?? Array.from({ length: n }, (_, i) => c.id2label[i] ?? String(i));
-    if (names.length !== n) throw new UsageError(`labels file has ${names.length} labels but the classifier in '${dir}' has ${n} outputs`);
-    const prep = swinPreprocess(c);
-    const out: Prediction[][] = [];
-    for (const file of images) {
-      const px = await loadAndPreprocess(file, prep);
-      const { logits } = await model.classify(tensor('float32', px, [1, 3, prep.cropSize, prep.cropSize], 'pixel_values'));
-      const row = logits.data;
-      const mx = Math.max(...row);
-      const e = Array.from(row, (x) => Math.exp(x - mx));
-      const s = e.reduce((a, b) => a + b, 0);
-      out.push(e.map((v, j) => ({ label: names[j]!, index: j, probability: v / s })).sort((a, b) => b.probability - a.probability || a.index - b.index).slice(0, flags.top));
-    }
-    return out;
-  } finally {
-    await model.dispose();
-  }
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { formatDemoTable, runDemo } from '../demo/run-demo.js';
-import { trainDemoClip } from '../train/train-clip.js';
+import { trainDemoClip } from '../demo/train-clip.js';
 import { finiteNumber, positiveInt } from './inputs.js';
 
 /** `setar demo` and `setar train-clip`: the built-in demo model and the whole method on it. */

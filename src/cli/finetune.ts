@@ -16,7 +16,7 @@ export function registerFinetune(program: Command): void {
     .command('finetune')
     .description('SeTAR+FT (LoRA on the pruned minor part) or plain LoRA, trained with the LoCoOp loss; saves the merged model')
     .option('--config <file>', 'an official fine-tune config (SeTAR+FT.json, LoRA.json); flags override it')
-    .option('--model <dir>', 'CLIP checkpoint directory (Hugging Face layout)')
+    .option('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout)')
     .option('--id <name=dir>', 'ID training images: DIR holds one sub-folder per class')
     .option('--benchmark <name>', 'built-in benchmark (with --data-root; uses its val split)')
     .option('--data-root <dir>', 'benchmark root')

@@ -17,7 +17,7 @@ const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')
 /** The `setar` command line. */
 export function buildProgram(): Command {
   const program = new Command('setar')
-    .description('SeTAR: out-of-distribution detection with selective low-rank approximation, for CLIP on ONNX Runtime')
+    .description('SeTAR: out-of-distribution detection with selective low-rank approximation, for CLIP and Swin V2 on ONNX Runtime')
     .version(pkg.version)
     .showHelpAfterError('(run with --help for usage)');
   registerClassify(program);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { resolveSearchConfig, type SearchFlags } from '../search/config.js';
-import { runSearch } from '../search/run-search.js';
+import { runSearch } from '../search/greedy.js';
 import { finiteNumber, positiveInt, readJson, readStringList, UsageError } from './inputs.js';
 
 interface SearchCliFlags {
@@ -19,7 +19,7 @@ export function registerSearch(program: Command): void {
     .command('search')
     .description('training-free SeTAR: greedy search of low-rank ratios on ID validation images (resumable)')
     .option('--config <file>', 'an official search config (searcher, candi_ratios, weight_type, best_scorer, …); flags override it')
-    .option('--model <dir>', 'CLIP checkpoint directory (Hugging Face layout)')
+    .option('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout)')
     .option('--id <name=dir>', 'ID validation images: DIR holds one sub-folder per class')
     .option('--benchmark <name>', 'built-in benchmark: imagenet1k | voc | coco (with --data-root; uses its val split)')
     .option('--data-root <dir>', 'benchmark root, laid out as the reference expects')

@@ -6,7 +6,7 @@ import { runEval } from '../eval/run-eval.js';
 import { packageRoot } from '../paths.js';
 import { SeededRng } from '../rng.js';
 import { resolveSearchConfig } from '../search/config.js';
-import { runSearch } from '../search/run-search.js';
+import { runSearch } from '../search/greedy.js';
 import { resolveFinetuneConfig } from '../train/config.js';
 import { runFinetune } from '../train/finetune.js';
 import { DIGIT_CLASSES, FASHION_CLASSES, splitOf, type Gray28 } from './datasets.js';

@@ -1,20 +1,8 @@
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
-import { parseLoraSettings, type LoraSetting } from '../lowrank/settings.js';
-import { SCORER_NAMES } from '../ood/scores.js';
+import { ConfigError, parseNamedDir, resolveIdSource, resolveModel, resolveOut } from '../config/run-config.js';
 import type { IdSource } from '../data/datasets.js';
-import { modelFamily } from '../models/registry.js';
-
-/** A configuration problem; the message names the key (or flag) and what was expected. */
-export class EvalConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'EvalConfigError';
-  }
-}
-
-export type { IdSource };
+import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
+import { parseLoraSettings, type LowRankSetting } from '../lowrank/settings.js';
+import { SCORER_NAMES } from '../ood/scores.js';
 
 /** Everything `setar eval` needs, resolved (paths absolute, defaults filled). */
 export interface EvalConfig {
@@ -30,7 +18,7 @@ export interface EvalConfig {
   readonly split: string;
   readonly batch_size: number;
   readonly seed: number;
-  readonly lora_settings: readonly LoraSetting[] | null;
+  readonly lora_settings: readonly LowRankSetting[] | null;
   readonly lora_svd_init_type: PruneMode;
   readonly template: string;
   readonly strict: boolean;
@@ -79,15 +67,8 @@ export interface EvalFlags {
   threads?: number;
 }
 
-/** Parses `NAME=DIR`. */
-export function parseNamedDir(value: string, flag: string): { name: string; root: string } {
-  const i = value.indexOf('=');
-  if (i <= 0 || i === value.length - 1) throw new EvalConfigError(`${flag} expects NAME=DIR, got '${value}'`);
-  return { name: value.slice(0, i), root: resolve(value.slice(i + 1)) };
-}
-
 function check<T>(cond: boolean, key: string, expected: string, got: unknown): asserts cond {
-  if (!cond) throw new EvalConfigError(`config key "${key}" must be ${expected}, got ${JSON.stringify(got)}`);
+  if (!cond) throw new ConfigError(`config key "${key}" must be ${expected}, got ${JSON.stringify(got)}`);
 }
 
 /**
@@ -99,12 +80,12 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
   const known = new Set<string>([...EVAL_KEYS, ...IGNORED_KEYS]);
   const unknown = Object.keys(j).filter((k) => !known.has(k));
   if (unknown.length) {
-    throw new EvalConfigError(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${[...EVAL_KEYS].join(', ')} (ignored by eval: ${IGNORED_KEYS.join(', ')})`);
+    throw new ConfigError(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${[...EVAL_KEYS].join(', ')} (ignored by eval: ${IGNORED_KEYS.join(', ')})`);
   }
-  const model = resolveModel(j, flags.model, configFile);
+  const { model, family } = resolveModel(j, flags.model, configFile);
   const id = resolveIdSource(j, flags);
   const ood = (flags.ood ?? []).map((o) => parseNamedDir(o, '--ood'));
-  if (id.kind === 'folder' && ood.length === 0) throw new EvalConfigError('no OOD data: give --ood NAME=DIR at least once');
+  if (id.kind === 'folder' && ood.length === 0) throw new ConfigError('no OOD data: give --ood NAME=DIR at least once');
 
   const given = flags.scorers ?? (j.scorers as string[] | undefined) ?? ['mcm_score'];
   check(Array.isArray(given) && given.length > 0, 'scorers', 'a non-empty list of scorer names', given);
@@ -113,15 +94,15 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
   const withoutLoss = given.filter((s) => s !== 'loss');
   const scorers = withoutLoss.length ? withoutLoss : ['mcm_score', 'gl_mcm_score'];
   const bad = scorers.filter((s) => !SCORER_NAMES.includes(s as never));
-  if (bad.length) throw new EvalConfigError(`unknown scorer(s) ${bad.map((b) => `"${b}"`).join(', ')}; valid scorers: ${SCORER_NAMES.join(', ')}`);
+  if (bad.length) throw new ConfigError(`unknown scorer(s) ${bad.map((b) => `"${b}"`).join(', ')}; valid scorers: ${SCORER_NAMES.join(', ')}`);
 
   const num = (flag: number | undefined, key: string, dflt: number, ok: (x: number) => boolean, expected: string) => {
     const v = flag ?? (j[key] as number | undefined) ?? dflt;
     check(typeof v === 'number' && ok(v), key, expected, v);
     return v;
   };
-  // CLIP logits already include exp(logit_scale): T = 100; Swin V2 classifier logits: T = 1 (SPEC §3).
-  const temperature = num(flags.temperature, 'temperature', defaultTemperature(model), (x) => x > 0, 'a positive number');
+  // SPEC §3: CLIP logits already include exp(logit_scale), T = 100; classifier logits (Swin V2), T = 1.
+  const temperature = num(flags.temperature, 'temperature', family.defaults.temperature, (x) => x > 0, 'a positive number');
   const recall_level = num(flags.recallLevel, 'recall_level', 0.95, (x) => x > 0 && x < 1, 'in (0, 1)');
   const batch_size = num(flags.batchSize, 'batch_size', 32, (x) => Number.isInteger(x) && x > 0, 'a positive integer');
   const seed = num(flags.seed, 'seed', 5, Number.isInteger, 'an integer');
@@ -130,7 +111,7 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
 
   const mode = flags.pruneMode ?? (j.lora_svd_init_type as string | undefined) ?? 'small';
   check(PRUNE_MODES.includes(mode as PruneMode), 'lora_svd_init_type', `one of ${PRUNE_MODES.join(', ')}`, mode);
-  let lora_settings: LoraSetting[] | null = null;
+  let lora_settings: LowRankSetting[] | null = null;
   if (flags.loraSettings !== undefined) lora_settings = parseLoraSettings(flags.loraSettings, '--lora-settings');
   else if (j.lora_settings != null && j.lora_svd_init !== false) lora_settings = parseLoraSettings(j.lora_settings, `${configFile} "lora_settings"`);
 
@@ -140,53 +121,4 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
     lora_settings, lora_svd_init_type: mode as PruneMode, template: flags.template ?? 'a photo of a {}', strict: flags.strict ?? false,
     out, workers: flags.workers, threads: flags.threads,
   };
-}
-
-/**
- * The model folder: the flag, else the config's `model_name`, which must be a local folder —
- * setar never downloads weights, so a hub id gets an error saying to pass --model DIR.
- */
-export function resolveModel(j: Record<string, unknown>, flag: string | undefined, configFile = 'config'): string {
-  if (j.model_type !== undefined && j.model_type !== 'CLIP' && j.model_type !== 'SwinTransformerV2') {
-    throw new EvalConfigError(`${configFile}: model_type "${String(j.model_type)}" is not supported yet; supported: "CLIP", "SwinTransformerV2"`);
-  }
-  const model = flag ?? (typeof j.model_name === 'string' ? j.model_name : undefined);
-  if (!model) throw new EvalConfigError('no model: give --model DIR (or "model_name" in the config)');
-  if (!existsSync(resolve(model))) {
-    throw new EvalConfigError(`model "${model}" is not a local directory; download the checkpoint and pass --model DIR (setar never fetches weights)`);
-  }
-  return resolve(model);
-}
-
-/** The ID data: `--id NAME=DIR`, else a benchmark (`--benchmark`/`id_dataset`) under `--data-root`/`data_root`. */
-export function resolveIdSource(j: Record<string, unknown>, flags: { id?: string; benchmark?: string; dataRoot?: string }): IdSource {
-  if (flags.id) {
-    const { name, root } = parseNamedDir(flags.id, '--id');
-    return { kind: 'folder', name, root };
-  }
-  const benchmark = flags.benchmark ?? (j.id_dataset as string | undefined);
-  const dataRoot = flags.dataRoot ?? (j.data_root as string | undefined);
-  if (!benchmark) throw new EvalConfigError('no ID data: give --id NAME=DIR, or --benchmark NAME with --data-root DIR (or "id_dataset" and "data_root" in the config)');
-  if (!dataRoot) throw new EvalConfigError(`benchmark ${benchmark} needs a data root: --data-root DIR (or "data_root" in the config)`);
-  return { kind: 'benchmark', benchmark, dataRoot: resolve(dataRoot) };
-}
-
-/** The output folder: the flag, else `log_directory` with the reference's `{args.id_dataset}` / `{args.exp_name}` placeholders. */
-export function resolveOut(j: Record<string, unknown>, flag: string | undefined, id: IdSource, defaultExp: string): string {
-  let out = flag;
-  if (!out && typeof j.log_directory === 'string') {
-    const idName = id.kind === 'folder' ? id.name : id.benchmark;
-    out = j.log_directory.replaceAll('{args.id_dataset}', String(j.id_dataset ?? idName)).replaceAll('{args.exp_name}', String(j.exp_name ?? defaultExp));
-  }
-  if (!out) throw new EvalConfigError('no output folder: give --out DIR (or "log_directory" in the config)');
-  return resolve(out);
-}
-
-/** The default score temperature for the model in `dir`: 1 for Swin V2, 100 for CLIP (or an unreadable config). */
-export function defaultTemperature(dir: string): number {
-  try {
-    return modelFamily(dir) === 'swinv2' ? 1 : 100;
-  } catch {
-    return 100;
-  }
 }

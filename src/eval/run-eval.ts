@@ -5,11 +5,8 @@ import { benchmarkPreset, imageTree, loadIdDataset, type ImageDataset } from '..
 import { loadImageBatches, type SkippedImage } from '../data/loader.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
-import { ClipLogitsHead } from '../models/clip/logits.js';
-import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
-import { modelFamily, swinPreprocess } from '../models/registry.js';
-import { SwinV2Model } from '../models/swinv2/model.js';
-import type { Tensor } from '../tensor.js';
+import type { Classifier, FamilyModel } from '../models/family.js';
+import { resolveFamily } from '../models/registry.js';
 import { oodMetrics, benchmarkTable, type BenchmarkRow } from '../ood/metrics.js';
 import { getScorer, computeScores } from '../ood/scores.js';
 import { writeEvalReport } from '../report/html-report.js';
@@ -79,7 +76,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
   const oods = oodSources.map((o) => imageTree(o.name, o.root));
   log(`ID ${id.name}: ${id.files.length} images, ${labels.length} classes; OOD: ${oods.map((o) => `${o.name} (${o.files.length})`).join(', ')}`);
 
-  const classifier = await openClassifier(config, labels, log);
+  const { model, classifier } = await openClassifier(config, labels, log);
   const files: string[] = [];
   const write = (name: string, data: string) => {
     const p = join(config.out, name);
@@ -97,7 +94,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
       hooks.onDatasetStart?.(ds.name, ds.files.length);
       for await (const batch of loadImageBatches(ds.files, {
         batchSize: config.batch_size,
-        preprocess: classifier.preprocess,
+        preprocess: model.preprocess,
         workers: config.workers,
         strict: config.strict,
         onSkip: (s) => {
@@ -170,71 +167,28 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
     files.push(report);
     return { id: idScores, ood: oodScores, metrics, files };
   } finally {
-    await classifier.dispose();
+    await classifier.release();
+    await model.dispose();
   }
-}
-
-/** What the evaluation needs of a model: logits per batch over the ID classes. */
-interface EvalClassifier {
-  readonly classes: number;
-  readonly preprocess: { size?: number; resizeTo?: number; cropSize?: number; mean?: readonly [number, number, number]; std?: readonly [number, number, number] };
-  logits(pixels: Tensor<'float32'>, local: boolean): Promise<{ global: Tensor<'float32'>; local?: Tensor<'float32'> }>;
-  dispose(): Promise<void>;
 }
 
 /**
- * CLIP (zero-shot over prompts of `labels`) or a Swin V2 classifier (its own outputs; the ID
- * classes, in sorted folder order, must map one to one onto them), low-rank settings applied.
+ * The model (any family) with its low-rank settings applied, as a classifier over the ID classes:
+ * CLIP zero-shot over prompts of `labels`, a Swin V2 classifier over its own outputs.
  */
-async function openClassifier(config: EvalConfig, labels: readonly string[], log: (line: string) => void): Promise<EvalClassifier> {
-  if (modelFamily(config.model) === 'swinv2') {
-    const model = await SwinV2Model.load(config.model, { threads: config.threads });
-    try {
-      if (model.numLabels !== labels.length) {
-        throw new Error(`the ID data has ${labels.length} classes but the Swin V2 classifier in '${config.model}' has ${model.numLabels} outputs; class folder i (sorted) must map onto output i`);
-      }
-      log(`Swin V2 classifier: ${model.numLabels} outputs; class i ↔ output i (${labels.slice(0, 3).map((l, i) => `${l} → ${model.config.id2label[i]}`).join(', ')}${labels.length > 3 ? ', …' : ''})`);
-      if (config.lora_settings?.length) {
-        const changed = await applyLoraSettings(model, config.lora_settings, { mode: config.lora_svd_init_type, seed: config.seed });
-        log(`low-rank settings (${config.lora_svd_init_type}): ${changed.length} weights replaced`);
-      }
-    } catch (e) {
-      await model.dispose();
-      throw e;
-    }
-    return {
-      classes: model.numLabels,
-      preprocess: swinPreprocess(model.config),
-      async logits(pixels, local) {
-        const o = await model.classify(pixels);
-        return local ? { global: o.logits, local: o.logits_local } : { global: o.logits };
-      },
-      dispose: () => model.dispose(),
-    };
-  }
-  const clip = await ClipPipeline.load(config.model, { threads: config.threads });
+async function openClassifier(config: EvalConfig, labels: readonly string[], log: (line: string) => void): Promise<{ model: FamilyModel; classifier: Classifier }> {
+  const model = await resolveFamily(config.model).load(config.model, { threads: config.threads });
   try {
+    model.checkLabels(labels);
     if (config.lora_settings?.length) {
-      const changed = await applyLoraSettings(clip.model, config.lora_settings, { mode: config.lora_svd_init_type, seed: config.seed });
+      const changed = await applyLoraSettings(model, config.lora_settings, { mode: config.lora_svd_init_type, seed: config.seed });
       log(`low-rank settings (${config.lora_svd_init_type}): ${changed.length} weights replaced`);
     }
-    const text = await clip.encodeTexts(labels.map((l) => fillTemplate(config.template, l)));
-    const head = await ClipLogitsHead.create(text, clip.model.logitScale, { threads: config.threads });
-    return {
-      classes: head.classes,
-      preprocess: { size: clip.model.config.vision_config.image_size },
-      async logits(pixels, local) {
-        const f = await clip.model.encodeImages(pixels, { local });
-        const global = await head.logits(f.image_embeds);
-        return local ? { global, local: await head.logits(f.image_embeds_local!) } : { global };
-      },
-      async dispose() {
-        await head.release();
-        await clip.dispose();
-      },
-    };
+    const classifier = await model.classifier(labels, { template: config.template });
+    if (classifier.note) log(classifier.note);
+    return { model, classifier };
   } catch (e) {
-    await clip.dispose();
+    await model.dispose();
     throw e;
   }
 }

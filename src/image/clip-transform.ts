@@ -22,6 +22,9 @@ export type { DecodedImage } from './decode.js';
 /** OpenAI CLIP's normalisation constants. */
 export const CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
 export const CLIP_STD: readonly [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
+/** ImageNet's normalisation constants (timm, torchvision; Swin V2). */
+export const IMAGENET_MEAN: readonly [number, number, number] = [0.485, 0.456, 0.406];
+export const IMAGENET_STD: readonly [number, number, number] = [0.229, 0.224, 0.225];
 
 export interface PreprocessOptions {
   /** Default for both resizeTo and cropSize (224). */

@@ -1,7 +1,5 @@
-import type { ClipModel } from '../models/clip/model.js';
-import { SwinV2Model } from '../models/swinv2/model.js';
 import { lowRankApprox, type PruneMode } from './lowrank.js';
-import { clipWeightName, swinWeightName, type LoraSetting } from './settings.js';
+import type { LowRankSetting, LowRankTarget } from './settings.js';
 import { getSvd, type SvdCacheOptions } from './svd-cache.js';
 
 /** Options of {@link applyLoraSettings}. */
@@ -13,23 +11,17 @@ export interface ApplyOptions extends Pick<SvdCacheOptions, 'cacheDir' | 'noCach
 }
 
 /**
- * Replaces each weight named by a setting with its low-rank approximation (SPEC §2), always
- * starting from the checkpoint's weight, so applying settings twice does not compound. SVD
- * factors come from the on-disk cache. Ratio-0 settings restore the original weight.
+ * Replaces each weight named by a setting (a `lora_settings` entry) with its low-rank
+ * approximation (SPEC §2), always starting from the checkpoint's weight, so applying settings
+ * twice does not compound. SVD factors come from the on-disk cache. Ratio-0 settings restore the
+ * original weight. Works on any family's model: the model names the weight a setting means.
  * Returns the HF names of the weights changed.
  *
  * @example
  * await applyLoraSettings(model, [['visual', 'W_up', 11, 0.15]]);
  */
-export async function applyLoraSettings(model: ClipModel | SwinV2Model, settings: readonly LoraSetting[], options: ApplyOptions = {}): Promise<string[]> {
-  let names: string[];
-  if (model instanceof SwinV2Model) {
-    const depths = model.config.depths;
-    names = settings.map((s) => swinWeightName(s, depths));
-  } else {
-    const depth = { visual: model.visionLayerCount, text: model.textLayerCount };
-    names = settings.map((s) => clipWeightName(s, depth));
-  }
+export async function applyLoraSettings(model: LowRankTarget, settings: readonly LowRankSetting[], options: ApplyOptions = {}): Promise<string[]> {
+  const names = settings.map((s) => model.weightName(s));
   const seen = new Map<string, number>();
   names.forEach((n, i) => {
     const j = seen.get(n);

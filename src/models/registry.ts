@@ -1,37 +1,63 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ConfigError } from './clip/config.js';
-import type { PreprocessOptions } from '../image/clip-transform.js';
-import type { SwinV2Config } from './swinv2/config.js';
-
-/** The model families setar runs, by `config.json`'s `model_type`. */
-export type ModelFamily = 'clip' | 'swinv2';
-export const MODEL_TYPES: readonly ModelFamily[] = ['clip', 'swinv2'];
+import { ConfigError, readConfigJsonSync } from './common/config.js';
+import { clipFamily } from './clip/family.js';
+import { swinV2Family } from './swinv2/family.js';
+import type { ModelFamily } from './family.js';
 
 /**
- * The family of the checkpoint in `dir`, from `config.json`'s `model_type` (absent: CLIP, as
- * older setar checkpoints). Throws a ConfigError listing the known types for any other value.
+ * The model families setar runs, by `config.json`'s `model_type`: one row per family, looked up
+ * by {@link resolveFamily} — the only place that reads a checkpoint's config to tell families
+ * apart. The built-in rows are listed here (not registered by their own modules as a side effect
+ * of importing them); {@link registerFamily} adds others.
  */
-export function modelFamily(dir: string): ModelFamily {
-  const file = join(dir, 'config.json');
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new ConfigError(`cannot read '${file}': ${(e as Error).message}`, file);
+const families = new Map<string, ModelFamily>();
+
+/** Adds a family. Its name and `model_type` values must be new. */
+export function registerFamily(family: ModelFamily): void {
+  if (families.has(family.name)) throw new Error(`a model family named "${family.name}" is already registered`);
+  for (const f of families.values()) {
+    const shared = family.modelTypes.filter((t) => f.modelTypes.includes(t));
+    if (shared.length) throw new Error(`model family "${family.name}": model_type ${shared.map((t) => `"${t}"`).join(', ')} already belongs to "${f.name}"`);
+    if (family.untyped && f.untyped) throw new Error(`model family "${family.name}": "${f.name}" already reads configs without model_type`);
   }
-  const t = json && typeof json === 'object' ? (json as Record<string, unknown>).model_type : undefined;
-  if (t === undefined) return 'clip';
-  if (typeof t === 'string' && (MODEL_TYPES as readonly string[]).includes(t)) return t as ModelFamily;
-  throw new ConfigError(`${file}: model_type ${JSON.stringify(t)} is not supported; known model types: ${MODEL_TYPES.map((m) => `"${m}"`).join(', ')}`, file, 'model_type');
+  families.set(family.name, family);
 }
 
-export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
-export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+for (const f of [clipFamily, swinV2Family]) registerFamily(f);
 
-/** Swin V2 evaluation preprocessing (SPEC §1, timm's): shorter side → floor(size / 0.9) bicubic, centre crop, ImageNet mean/std. */
-export function swinPreprocess(config: Pick<SwinV2Config, 'image_size'>): Required<Pick<PreprocessOptions, 'resizeTo' | 'cropSize' | 'mean' | 'std'>> {
-  const size = config.image_size[0];
-  if (config.image_size[1] !== size) throw new RangeError(`Swin V2 preprocessing needs a square image_size, got [${config.image_size.join(', ')}]`);
-  return { resizeTo: Math.floor(size / 0.9), cropSize: size, mean: IMAGENET_MEAN, std: IMAGENET_STD };
+/** Every registered family, in registration order. */
+export function listFamilies(): ModelFamily[] {
+  return [...families.values()];
+}
+
+/**
+ * The family of the checkpoint in `dir`, from `config.json`'s `model_type`. Throws a
+ * ConfigError naming the file and listing the supported model types for any other value.
+ */
+export function resolveFamily(dir: string): ModelFamily {
+  const { file, json } = readConfigJsonSync(dir);
+  const t = json.model_type;
+  for (const f of families.values()) {
+    if (t === undefined ? f.untyped : typeof t === 'string' && f.modelTypes.includes(t)) return f;
+  }
+  const known = listFamilies().flatMap((f) => f.modelTypes);
+  throw new ConfigError(`${file}: model_type ${JSON.stringify(t)} is not supported; known model types: ${known.map((m) => `"${m}"`).join(', ')}`, file, 'model_type');
+}
+
+/** The registry name of the family of the checkpoint in `dir` (e.g. `clip`). */
+export function modelFamily(dir: string): string {
+  return resolveFamily(dir).name;
+}
+
+/** The default score temperature (SPEC §3) for the model in `dir`; CLIP's 100 when its config cannot be read. */
+export function defaultTemperature(dir: string): number {
+  try {
+    return resolveFamily(dir).defaults.temperature;
+  } catch {
+    return clipFamily.defaults.temperature;
+  }
+}
+
+/** The family whose official configs write `model_type` as `officialType` (e.g. "SwinTransformerV2"), if any. */
+export function familyOfOfficialType(officialType: string): ModelFamily | undefined {
+  return listFamilies().find((f) => f.officialModelTypes.includes(officialType));
 }

@@ -1,39 +1,20 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { EvalConfigError, parseNamedDir, resolveIdSource, resolveModel, resolveOut, type IdSource } from '../eval/config.js';
+import { benchmarkOf, fail, parseNamedDir, resolveIdSource, resolveModel, resolveOut } from '../config/run-config.js';
+import type { IdSource } from '../data/datasets.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { WEIGHT_TYPES, type WeightType } from '../lowrank/settings.js';
 import { SCORER_NAMES } from '../ood/scores.js';
 import type { Objective } from './objective.js';
-import { SEARCHERS, SWIN_SEARCHERS, type Searcher } from './orders.js';
-
-/** The model families `setar search` runs on. */
-export type SearchArch = 'clip' | 'swinv2';
-
-/** `model_type` values of official configs accepted for each family (the reference writes "CLIP" and "SwinTransformerV2"). */
-const MODEL_TYPES: Record<SearchArch, readonly string[]> = { clip: ['CLIP', 'clip'], swinv2: ['SwinTransformerV2', 'swinv2', 'Swinv2', 'SwinV2', 'swin', 'Swin'] };
-
-/** The family of a model folder, from its config.json's `model_type` ("swinv2" → Swin V2, anything else → CLIP). */
-export function modelArch(dir: string): SearchArch {
-  const file = join(dir, 'config.json');
-  if (!existsSync(file)) return 'clip';
-  try {
-    const j = JSON.parse(readFileSync(file, 'utf8')) as { model_type?: unknown };
-    return j.model_type === 'swinv2' ? 'swinv2' : 'clip';
-  } catch {
-    return 'clip'; // the model loader reports a broken config.json with its own message
-  }
-}
+import { SEARCHER_TABLE, searcherApplies } from './searchers.js';
 
 /** Everything `setar search` needs, resolved. */
 export interface SearchConfig {
   readonly model: string;
-  /** The model family, from the model folder's config.json (`model_type: "swinv2"` → Swin V2). */
-  readonly arch: SearchArch;
+  /** The model's family (its registry name), from the model folder's config.json. */
+  readonly arch: string;
   readonly id: IdSource;
   readonly labels?: readonly string[];
   readonly split: string;
-  readonly searcher: Searcher;
+  readonly searcher: string;
   readonly candi_ratios: readonly number[];
   readonly weight_type: WeightType;
   readonly freeze_proj: boolean;
@@ -102,18 +83,6 @@ export interface SearchFlags {
   threads?: number;
 }
 
-function fail(msg: string): never {
-  throw new EvalConfigError(msg);
-}
-
-/** The paper's defaults by benchmark (SPEC §5): λ and K. */
-function benchmarkDefaults(id: IdSource, arch: SearchArch): { lambda: number; topK: number } {
-  if (arch === 'swinv2') return { lambda: 0.01, topK: 700 };
-  const name = id.kind === 'benchmark' ? id.benchmark.toLowerCase() : '';
-  if (name.includes('voc')) return { lambda: 0.05, topK: 4 };
-  return { lambda: 0.1, topK: 300 };
-}
-
 /**
  * Resolves a search from an official config (optional) and flags (which win). Every problem a
  * user can make — ratios outside [0, 1), an unknown searcher, weight type, scorer or metric, a
@@ -124,20 +93,14 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
   const j = json ?? {};
   const unknown = Object.keys(j).filter((k) => !(SEARCH_KEYS as readonly string[]).includes(k) && !IGNORED.includes(k));
   if (unknown.length) fail(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${SEARCH_KEYS.join(', ')}`);
-  const model = resolveModel({ ...j, model_type: undefined }, flags.model, configFile);
-  const arch = modelArch(model);
-  if (j.model_type !== undefined && !MODEL_TYPES[arch].includes(j.model_type as string)) {
-    const other = arch === 'clip' ? 'swinv2' : 'clip';
-    const hint = MODEL_TYPES[other].includes(j.model_type as string) ? ` but the model '${model}' is ${arch === 'clip' ? 'a CLIP model' : 'a Swin V2 model (model_type "swinv2")'}` : '';
-    fail(`${configFile}: model_type "${String(j.model_type)}" is not supported${hint}; supported: ${MODEL_TYPES[arch].map((t) => `"${t}"`).join(', ')}`);
-  }
+  const { model, family } = resolveModel(j, flags.model, configFile);
   const id = resolveIdSource(j, flags);
 
-  const searcher = (flags.searcher ?? (j.searcher as string | undefined) ?? (arch === 'swinv2' ? 'visual_only_swin' : 'visual_text')) as Searcher;
-  const valid: readonly string[] = arch === 'swinv2' ? SWIN_SEARCHERS : SEARCHERS;
+  const searcher = flags.searcher ?? (j.searcher as string | undefined) ?? family.defaults.searcher;
+  const valid = SEARCHER_TABLE.filter((r) => searcherApplies(r, family)).map((r) => r.name);
   if (!valid.includes(searcher)) {
-    const family = arch === 'swinv2' ? `the Swin V2 model '${model}'` : `the CLIP model '${model}'`;
-    fail(`${(SEARCHERS as readonly string[]).includes(searcher) || (SWIN_SEARCHERS as readonly string[]).includes(searcher) ? `searcher "${searcher}" does not apply to ${family}` : `unknown searcher "${searcher}"`}; valid: ${valid.join(', ')}`);
+    const known = SEARCHER_TABLE.some((r) => r.name === searcher);
+    fail(`${known ? `searcher "${searcher}" does not apply to the ${family.displayName} model '${model}'` : `unknown searcher "${searcher}"`}; valid: ${valid.join(', ')}`);
   }
   const ratios = flags.candiRatios ?? (j.candi_ratios as number[] | undefined) ?? [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4];
   if (!Array.isArray(ratios) || ratios.length === 0) fail('candi_ratios must be a non-empty list of ratios in [0, 1)');
@@ -147,7 +110,7 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
   const weight = (flags.weightType ?? (j.weight_type as string | undefined) ?? 'W_up') as WeightType;
   if (!WEIGHT_TYPES.includes(weight) || weight === 'W_p') fail(`unknown weight_type "${weight}"; valid: ${WEIGHT_TYPES.filter((w) => w !== 'W_p').join(', ')} (projections are searched with --no-freeze-proj)`);
   const freezeProj = flags.freezeProj ?? (j.freeze_proj as boolean | undefined) ?? true;
-  if (arch === 'swinv2' && !freezeProj) fail(`freeze_proj false (searching W_p) does not apply to the Swin V2 model '${model}': it has no projection`);
+  if (!freezeProj && !family.towers.some((t) => t.projection)) fail(`freeze_proj false (searching W_p) does not apply to the ${family.displayName} model '${model}': it has no projection`);
   const mode = (flags.loraSvdInitType ?? (j.lora_svd_init_type as string | undefined) ?? 'small') as PruneMode;
   if (!PRUNE_MODES.includes(mode)) fail(`lora_svd_init_type "${mode}" is not one of ${PRUNE_MODES.join(', ')}`);
 
@@ -164,14 +127,14 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
     objective = { kind: 'scorer', scorer: bestScorer, metric: m as 'auroc' };
   }
 
-  const defaults = benchmarkDefaults(id, arch);
+  const defaults = family.defaults.locoop(benchmarkOf(id));
   const num = (v: unknown, key: string, ok: (x: number) => boolean, expected: string): number => {
     if (typeof v !== 'number' || !ok(v)) fail(`${key} must be ${expected}, got ${JSON.stringify(v)}`);
     return v;
   };
   const lambda = num(flags.locoopLambda ?? j.locoop_lambda ?? defaults.lambda, 'locoop_lambda', (x) => x >= 0, 'a number >= 0');
   const topK = num(flags.locoopTopK ?? j.locoop_top_k ?? defaults.topK, 'locoop_top_k', (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
-  const temperature = num(flags.temperature ?? j.temperature ?? (arch === 'swinv2' ? 1 : 100), 'temperature', (x) => x > 0, 'a positive number');
+  const temperature = num(flags.temperature ?? j.temperature ?? family.defaults.temperature, 'temperature', (x) => x > 0, 'a positive number');
   const recall = num(flags.recallLevel ?? j.recall_level ?? 0.95, 'recall_level', (x) => x > 0 && x < 1, 'in (0, 1)');
   const batch = num(flags.batchSize ?? j.batch_size ?? 32, 'batch_size', (x) => Number.isInteger(x) && x > 0, 'a positive integer');
   const seed = num(flags.seed ?? j.seed ?? 5, 'seed', Number.isInteger, 'an integer');
@@ -197,17 +160,17 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
   const official: Record<string, unknown> = {
     ...j,
     ...(id.kind === 'benchmark' ? { data_root: id.dataRoot, id_dataset: id.benchmark } : {}),
-    split, batch_size: batch, seed, temperature, recall_level: recall, model_name: model, model_type: arch === 'swinv2' ? 'SwinTransformerV2' : 'CLIP',
+    split, batch_size: batch, seed, temperature, recall_level: recall, model_name: model, model_type: family.officialModelTypes[0],
     lora_svd_init: true, lora_svd_init_type: mode, searcher, candi_ratios: [...ratios], weight_type: weight,
     best_scorer: bestScorer, best_metric: bestMetric, locoop_lambda: lambda, locoop_top_k: topK,
     use_pred_label: flags.usePredLabel ?? (j.use_pred_label as boolean | undefined) ?? false, freeze_proj: freezeProj,
     scorers: j.scorers ?? ['loss'],
   };
   return {
-    model, arch, id, labels: flags.labels, split, searcher, candi_ratios: [...ratios], weight_type: weight, freeze_proj: freezeProj,
+    model, arch: family.name, id, labels: flags.labels, split, searcher, candi_ratios: [...ratios], weight_type: weight, freeze_proj: freezeProj,
     lora_svd_init_type: mode, seed, objective, locoop_lambda: lambda, locoop_top_k: topK, use_pred_label: official.use_pred_label as boolean,
     temperature, recall_level: recall, batch_size: batch, cache: flags.cache ?? true, template: flags.template ?? 'a photo of a {}',
-    out, test, scorers: scorers.length ? scorers : arch === 'swinv2' ? ['mcm_score', 'energy_score'] : ['mcm_score', 'gl_mcm_score'], strict: flags.strict ?? false,
+    out, test, scorers: scorers.length ? scorers : [...family.defaults.scorers], strict: flags.strict ?? false,
     workers: flags.workers, threads: flags.threads, official,
   };
 }

@@ -1,9 +1,7 @@
-import type { ClipModel } from '../models/clip/model.js';
-import { transpose } from '../models/clip/graph.js';
 import { loraSplit, type PruneMode } from '../lowrank/lowrank.js';
-import { clipWeightName, swinWeightName, type LoraSetting } from '../lowrank/settings.js';
-import type { SwinV2Model } from '../models/swinv2/model.js';
+import type { LowRankSetting, LowRankTarget } from '../lowrank/settings.js';
 import { getSvd } from '../lowrank/svd-cache.js';
+import { transpose } from '../models/common/layers.js';
 import type { Rng } from './augment.js';
 
 /**
@@ -23,32 +21,22 @@ export interface Adapter {
   readonly B: Float32Array;
 }
 
+/** What adapters need of a model: the weight a setting names, HF-layout weights and shapes, its Linear layers. */
+export interface AdaptableModel extends Pick<LowRankTarget, 'weightName' | 'getOriginalWeight' | 'weightShape'> {
+  /** The Linear layers (HF prefixes) that PEFT-style `target_modules` select. */
+  matchTargetModules(targets: readonly string[]): string[];
+}
+
 /**
  * SeTAR+FT's adapters (SPEC §7): for each setting with a rank r > 0, base = the pruned W' and
  * A/B the dropped minor part, A = diag(√s)·Vᵀ, B = U·diag(√s), scaling 1 — so base + B·A = W
  * at step 0.
  */
-export async function setarAdapters(model: ClipModel, settings: readonly LoraSetting[], options: { mode?: PruneMode; seed?: number } = {}): Promise<Adapter[]> {
-  const depth = { visual: model.visionLayerCount, text: model.textLayerCount };
-  return setarAdaptersOf(model, settings, (s) => clipWeightName(s, depth), options);
-}
-
-/** What adapters need of a model: HF-layout weights and shapes by name. */
-interface AdaptableModel {
-  getOriginalWeight(name: string): Float32Array;
-  weightShape(name: string): readonly number[];
-}
-
-/** {@link setarAdapters} for a Swin V2 classifier: settings `["visual", W, [stage, block], r]`. */
-export async function swinSetarAdapters(model: SwinV2Model, settings: readonly LoraSetting[], options: { mode?: PruneMode; seed?: number } = {}): Promise<Adapter[]> {
-  return setarAdaptersOf(model, settings, (s) => swinWeightName(s, model.config.depths), options);
-}
-
-async function setarAdaptersOf(model: AdaptableModel, settings: readonly LoraSetting[], weightName: (s: LoraSetting) => string, options: { mode?: PruneMode; seed?: number }): Promise<Adapter[]> {
+export async function setarAdapters(model: Pick<AdaptableModel, 'weightName' | 'getOriginalWeight' | 'weightShape'>, settings: readonly LowRankSetting[], options: { mode?: PruneMode; seed?: number } = {}): Promise<Adapter[]> {
   const out: Adapter[] = [];
   for (const s of settings) {
     if (s[3] === 0) continue;
-    const name = weightName(s);
+    const name = model.weightName(s);
     const weight = model.getOriginalWeight(name);
     const shape = model.weightShape(name) as [number, number];
     const split = loraSplit({ weight, shape, ratio: s[3], mode: options.mode, seed: options.seed, factors: await getSvd(weight, shape), name });
@@ -62,51 +50,16 @@ async function setarAdaptersOf(model: AdaptableModel, settings: readonly LoraSet
   return out;
 }
 
-/** Names of a model's linear layers that `target` (PEFT's `target_modules` entry) selects: the prefix itself or any ending with `.<target>`. */
-export function matchTargetModules(model: ClipModel, targets: readonly string[]): string[] {
-  const prefixes: string[] = [];
-  for (const tower of ['vision_model', 'text_model']) {
-    const n = tower === 'vision_model' ? model.visionLayerCount : model.textLayerCount;
-    for (let i = 0; i < n; i++) {
-      for (const m of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.out_proj', 'mlp.fc1', 'mlp.fc2']) prefixes.push(`${tower}.encoder.layers.${i}.${m}`);
-    }
-  }
-  prefixes.push('visual_projection', 'text_projection');
-  const chosen = prefixes.filter((p) => targets.some((t) => p === t || p.endsWith(`.${t}`)));
-  const unmatched = targets.filter((t) => !prefixes.some((p) => p === t || p.endsWith(`.${t}`)));
-  if (unmatched.length) throw new RangeError(`target_modules ${unmatched.map((t) => `"${t}"`).join(', ')} match no layer of this CLIP model (e.g. "mlp.fc1", "self_attn.q_proj", "visual_projection")`);
-  return chosen;
-}
-
 /**
- * Plain LoRA (PEFT's initialisation): A ~ U(−1/√in, 1/√in) (kaiming-uniform with a = √5),
- * B = 0, scaling alpha / r, base = the original weight.
+ * Plain LoRA (PEFT's initialisation) on the Linear layers `targetModules` select:
+ * A ~ U(−1/√in, 1/√in) (kaiming-uniform with a = √5), B = 0, scaling alpha / r, base = the
+ * original weight.
  */
-export function loraAdapters(model: ClipModel, options: { r: number; alpha: number; targetModules: readonly string[]; rng: Rng }): Adapter[] {
-  return loraAdaptersOf(model, matchTargetModules(model, options.targetModules), options);
+export function loraAdapters(model: Pick<AdaptableModel, 'matchTargetModules' | 'getOriginalWeight' | 'weightShape'>, options: { r: number; alpha: number; targetModules: readonly string[]; rng: Rng }): Adapter[] {
+  return loraAdaptersOf(model, model.matchTargetModules(options.targetModules), options);
 }
 
-/** Block Linear layers of a Swin V2 model that `targets` select (e.g. `intermediate.dense`). */
-export function matchSwinTargetModules(model: SwinV2Model, targets: readonly string[]): string[] {
-  const prefixes: string[] = [];
-  model.config.depths.forEach((n, s) => {
-    for (let b = 0; b < n; b++) {
-      for (const m of ['attention.self.query', 'attention.self.key', 'attention.self.value', 'attention.output.dense', 'intermediate.dense', 'output.dense']) prefixes.push(`swinv2.encoder.layers.${s}.blocks.${b}.${m}`);
-    }
-  });
-  const hit = (p: string, t: string) => p === t || (p.endsWith(`.${t}`) && !(t === 'dense' || (t === 'output.dense' && p.endsWith('attention.output.dense'))));
-  const chosen = prefixes.filter((p) => targets.some((t) => hit(p, t)));
-  const unmatched = targets.filter((t) => !prefixes.some((p) => hit(p, t)));
-  if (unmatched.length) throw new RangeError(`target_modules ${unmatched.map((t) => `"${t}"`).join(', ')} match no layer of this Swin V2 model (e.g. "intermediate.dense", "output.dense", "attention.self.query")`);
-  return chosen;
-}
-
-/** {@link loraAdapters} for a Swin V2 classifier (block Linear layers only). */
-export function swinLoraAdapters(model: SwinV2Model, options: { r: number; alpha: number; targetModules: readonly string[]; rng: Rng }): Adapter[] {
-  return loraAdaptersOf(model, matchSwinTargetModules(model, options.targetModules), options);
-}
-
-function loraAdaptersOf(model: AdaptableModel, prefixes: readonly string[], options: { r: number; alpha: number; rng: Rng }): Adapter[] {
+function loraAdaptersOf(model: Pick<AdaptableModel, 'getOriginalWeight' | 'weightShape'>, prefixes: readonly string[], options: { r: number; alpha: number; rng: Rng }): Adapter[] {
   return prefixes.map((prefix) => {
     const shape = model.weightShape(`${prefix}.weight`) as [number, number];
     const [out, inn] = shape;

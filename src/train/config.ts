@@ -1,13 +1,13 @@
-import { modelFamily } from '../models/registry.js';
-import { EvalConfigError, parseNamedDir, resolveIdSource, resolveModel, resolveOut, type IdSource } from '../eval/config.js';
+import { benchmarkOf, fail, parseNamedDir, resolveIdSource, resolveModel, resolveOut } from '../config/run-config.js';
+import type { IdSource } from '../data/datasets.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
-import { parseLoraSettings, type LoraSetting } from '../lowrank/settings.js';
+import { parseLoraSettings, type LowRankSetting } from '../lowrank/settings.js';
 import { SCORER_NAMES } from '../ood/scores.js';
 import { LR_SCHEDULES, type LrSchedule } from './schedule.js';
 
 /** The adapters to train: SeTAR+FT from searched settings, or plain LoRA on target modules. */
 export type AdapterPlan =
-  | { readonly kind: 'setar'; readonly settings: readonly LoraSetting[]; readonly mode: PruneMode }
+  | { readonly kind: 'setar'; readonly settings: readonly LowRankSetting[]; readonly mode: PruneMode }
   | { readonly kind: 'lora'; readonly r: number; readonly alpha: number; readonly targetModules: readonly string[] };
 
 /** Everything `setar finetune` needs, resolved. */
@@ -60,16 +60,12 @@ export interface FinetuneFlags {
   testId?: string; testOod?: readonly string[]; scorers?: readonly string[]; threads?: number;
 }
 
-function fail(msg: string): never {
-  throw new EvalConfigError(msg);
-}
-
 /** Resolves a fine-tuning run from an official config (optional) and flags (which win). */
 export function resolveFinetuneConfig(json: Record<string, unknown> | null, flags: FinetuneFlags, configFile = 'config'): FinetuneConfig {
   const j = json ?? {};
   const unknown = Object.keys(j).filter((k) => !KEYS.includes(k));
   if (unknown.length) fail(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${KEYS.join(', ')}`);
-  const model = resolveModel(j, flags.model, configFile);
+  const { model, family } = resolveModel(j, flags.model, configFile);
   const id = resolveIdSource(j, flags);
 
 
@@ -97,14 +93,7 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
   if (!LR_SCHEDULES.includes(schedule)) fail(`lr_scheduler_type "${schedule}" is not one of ${LR_SCHEDULES.join(', ')}`);
   const maxSteps = flags.maxTrainSteps ?? (j.max_train_steps as number | undefined) ?? null;
   if (maxSteps !== null) num(maxSteps, 'max_train_steps', (x) => int(x) && x >= 0, 'an integer >= 0');
-  const isVoc = id.kind === 'benchmark' && id.benchmark.toLowerCase().includes('voc');
-  const isSwin = j.model_type === 'SwinTransformerV2' || (() => {
-    try {
-      return modelFamily(model) === 'swinv2';
-    } catch {
-      return false;
-    }
-  })();
+  const defaults = family.defaults.locoop(benchmarkOf(id));
   const scorers = (flags.scorers ?? (j.scorers as string[] | undefined) ?? ['mcm_score', 'gl_mcm_score']).filter((s) => s !== 'loss');
   const bad = scorers.find((s) => !SCORER_NAMES.includes(s as never));
   if (bad) fail(`unknown scorer "${bad}"; valid: ${SCORER_NAMES.join(', ')}`);
@@ -132,12 +121,12 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
     gradient_accumulation_steps: num(flags.gradientAccumulationSteps ?? j.gradient_accumulation_steps ?? 1, 'gradient_accumulation_steps', (x) => int(x) && x > 0, 'a positive integer'),
     batch_size: num(flags.batchSize ?? j.batch_size ?? 100, 'batch_size', (x) => int(x) && x > 0, 'a positive integer'),
     seed: num(flags.seed ?? j.seed ?? 5, 'seed', int, 'an integer'),
-    locoop_lambda: num(flags.locoopLambda ?? j.locoop_lambda ?? (isSwin ? 0.01 : isVoc ? 0.05 : 0.1), 'locoop_lambda', (x) => x >= 0, 'a number >= 0'),
-    locoop_top_k: num(flags.locoopTopK ?? j.locoop_top_k ?? (isSwin ? 700 : isVoc ? 4 : 300), 'locoop_top_k', (x) => int(x) && x >= 1, 'a positive integer'),
+    locoop_lambda: num(flags.locoopLambda ?? j.locoop_lambda ?? defaults.lambda, 'locoop_lambda', (x) => x >= 0, 'a number >= 0'),
+    locoop_top_k: num(flags.locoopTopK ?? j.locoop_top_k ?? defaults.topK, 'locoop_top_k', (x) => int(x) && x >= 1, 'a positive integer'),
     use_pred_label: flags.usePredLabel ?? (j.use_pred_label as boolean | undefined) ?? false,
     template: flags.template ?? 'a photo of a {}',
     out, test, scorers: scorers.length ? scorers : ['mcm_score', 'gl_mcm_score'],
-    temperature: num(j.temperature ?? 100, 'temperature', (x) => x > 0, 'a positive number'),
+    temperature: num(j.temperature ?? family.defaults.temperature, 'temperature', (x) => x > 0, 'a positive number'),
     recall_level: num(j.recall_level ?? 0.95, 'recall_level', (x) => x > 0 && x < 1, 'in (0, 1)'),
     threads: flags.threads, official: j,
   };

@@ -7,19 +7,12 @@ import { resolveEvalConfig } from '../eval/config.js';
 import { runEval, type EvalResult } from '../eval/run-eval.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
-import type { LoraAdapter } from '../models/clip/graph.js';
-import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
-import { isSwappable } from '../models/clip/weights.js';
+import type { LoraAdapter } from '../models/common/layers.js';
+import { resolveFamily } from '../models/registry.js';
 import { Session } from '../runtime/session.js';
 import { tensor, type Tensor } from '../tensor.js';
-import { setarAdapters, loraAdapters, mergeAdapter, swinLoraAdapters, swinSetarAdapters, type Adapter } from './adapters.js';
-import { IMAGENET_MEAN, IMAGENET_STD, modelFamily } from '../models/registry.js';
-import { SwinV2Model } from '../models/swinv2/model.js';
-import { isSwappable as isSwinSwappable } from '../models/swinv2/weights.js';
-import { swinTrainGraph } from './swin-train-graph.js';
-import type { TrainGraph } from './clip-train-graph.js';
+import { setarAdapters, loraAdapters, mergeAdapter, type Adapter } from './adapters.js';
 import { trainTransform } from './augment.js';
-import { clipTrainGraph } from './clip-train-graph.js';
 import type { FinetuneConfig } from './config.js';
 import { Sgd, type Param } from './optimizer.js';
 import { SeededRng } from '../rng.js';
@@ -86,17 +79,13 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
   const { dataset: data, labels } = loadIdDataset(config.id, config.split, config.labels);
   if (config.locoop_top_k > labels.length) throw new RangeError(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}); it must be in [1, ${labels.length}]`);
 
-  const family = modelFamily(config.model);
-  const clip = family === 'clip' ? await ClipPipeline.load(config.model, { threads: config.threads }) : null;
-  const swin = family === 'swinv2' ? await SwinV2Model.load(config.model, { threads: config.threads }) : null;
-  if (swin && swin.numLabels !== labels.length) {
-    await swin.dispose();
-    throw new RangeError(`the Swin V2 classifier has ${swin.numLabels} outputs but the training data has ${labels.length} classes; class folder i (sorted) maps onto output i, so the counts must agree`);
+  const model = await resolveFamily(config.model).load(config.model, { threads: config.threads });
+  try {
+    model.checkLabels(labels);
+  } catch (e) {
+    await model.dispose();
+    throw e;
   }
-  const dispose = async () => {
-    await clip?.dispose();
-    await swin?.dispose();
-  };
   let session: Session | null = null;
   try {
     // Training images, decoded once (augmentation differs per epoch, decoding does not).
@@ -116,40 +105,17 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
     const rng = new SeededRng(config.seed);
     const adapterOptions = config.adapters.kind === 'lora' ? { r: config.adapters.r, alpha: config.adapters.alpha, targetModules: config.adapters.targetModules, rng: () => rng.next() } : null;
     const adapters: Adapter[] = config.adapters.kind === 'setar'
-      ? (swin ? await swinSetarAdapters(swin, config.adapters.settings, { mode: config.adapters.mode, seed: config.seed }) : await setarAdapters(clip!.model, config.adapters.settings, { mode: config.adapters.mode, seed: config.seed }))
-      : (swin ? swinLoraAdapters(swin, adapterOptions!) : loraAdapters(clip!.model, adapterOptions!));
-    const setWeight = (name: string, value: Float32Array) => (swin ? swin.setWeight(name, value) : clip!.model.setWeight(name, value));
-    for (const a of adapters) setWeight(`${a.prefix}.weight`, a.base);
+      ? await setarAdapters(model, config.adapters.settings, { mode: config.adapters.mode, seed: config.seed })
+      : loraAdapters(model, adapterOptions!);
+    for (const a of adapters) model.setWeight(`${a.prefix}.weight`, a.base);
     log(`${config.adapters.kind === 'setar' ? 'SeTAR+FT' : 'LoRA'}: ${adapters.length} adapters (${adapters.map((a) => `${a.prefix} r=${a.rank}`).join(', ')}); ${images.length} images of ${labels.length} classes`);
 
     const plan = new Map<string, LoraAdapter>(adapters.map((a) => [a.prefix, { rank: a.rank, scaling: a.scaling }]));
     const lossOptions = { topK: config.locoop_top_k, lambda: config.locoop_lambda, usePredLabel: config.use_pred_label };
-    const graph: TrainGraph = swin
-      ? swinTrainGraph(swin.config, swin.tensorSource, plan, lossOptions)
-      : clipTrainGraph(clip!.model.config, clip!.model.source, plan, clip!.model.logitScale, lossOptions);
-    session = await Session.create(graph.bytes, swin ? 'swin_train' : 'clip_train', { memoryArena: true, threads: config.threads });
-    const textFeeds: Record<string, Tensor> = {};
+    const { graph, feeds: fixedFeeds, patchesPerImage } = await model.trainSetup(plan, lossOptions, { labels, template: config.template });
+    session = await Session.create(graph.bytes, `${model.family.name}_train`, { memoryArena: true, threads: config.threads });
     const weightFeeds: Record<string, Tensor> = {};
-    if (swin) {
-      for (const n of session.inputNames) if (isSwinSwappable(n)) weightFeeds[n] = swin.matrix(n);
-    } else {
-    const model = clip!.model;
-
-    // Prompts: the text tower runs in the graph only if an adapter is on it.
-    const rows = clip!.tokenize(labels.map((l) => fillTemplate(config.template, l)));
-    const length = Math.max(...rows.map((r) => r.length));
-    const ids = new Int32Array(rows.length * length).fill(model.config.text_config.eos_token_id);
-    rows.forEach((r, i) => ids.set(r, i * length));
-    const tokens = { ids, batch: rows.length, length };
-    if (graph.textInGraph) {
-      textFeeds.text_hidden = await model.textEmbeddings(tokens);
-      const pos = model.poolPositions(tokens);
-      textFeeds.pool_index = tensor('int64', BigInt64Array.from(pos, (p, i) => BigInt(i * length + p)), [rows.length], 'pool_index');
-    } else {
-      textFeeds.text_embeds = await model.encodeTokenIds(tokens);
-    }
-    for (const n of session.inputNames) if (isSwappable(n)) weightFeeds[n] = model.matrix(n);
-    }
+    for (const n of session.inputNames) if (model.isSwappable(n)) weightFeeds[n] = model.matrix(n);
 
     // Parameters and optimiser; LoRA matrices are weights, so they decay (PEFT's parameters are not biases or norms).
     const params: Param[] = adapters.flatMap((a) => [
@@ -200,15 +166,8 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
       writeFileAtomic(join(config.out, 'train_log.jsonl'), trainLog.map((r) => JSON.stringify(r)).join('\n') + (trainLog.length ? '\n' : ''));
     };
 
-    // Swin (SPEC §1): random-resized-crop scale (0.08, 1), flip, colour jitter 0.6–1.4, ImageNet mean/std; CLIP: scale (0.9, 1), CLIP mean/std.
-    const size = swin ? swin.config.image_size[0] : clip!.model.config.vision_config.image_size;
-    const patchesPerImage = swin ? (() => {
-      const [h, w] = swin.config.image_size;
-      let gh = Math.ceil(h / swin.config.patch_size[0]), gw = Math.ceil(w / swin.config.patch_size[1]);
-      for (let s = 1; s < swin.config.depths.length; s++) { gh = Math.ceil(gh / 2); gw = Math.ceil(gw / 2); }
-      return gh * gw;
-    })() : (size / clip!.model.config.vision_config.patch_size) ** 2;
-    const augment = swin ? { scale: [0.08, 1] as const, mean: IMAGENET_MEAN, std: IMAGENET_STD, colorJitter: 0.4 } : {};
+    // SPEC §1: the family's random-resized-crop scale, flips and (Swin) colour jitter.
+    const { size, ...augment } = model.augment;
     const classes = labels.length;
     const perImage = 3 * size * size;
     for (let epoch = startEpoch; epoch < epochs && step < totalSteps; epoch++) {
@@ -226,7 +185,7 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
             onehot[r * classes + imageLabels[i]!] = 1;
           });
           const feeds: Record<string, Tensor> = {
-            ...weightFeeds, ...textFeeds,
+            ...weightFeeds, ...fixedFeeds,
             pixel_values: tensor('float32', px, [idx.length, 3, size, size], 'pixel_values'),
             labels_onehot: tensor('float32', onehot, [idx.length, classes], 'labels_onehot'),
           };
@@ -268,16 +227,15 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
     writeLogs();
 
     // The merged model: base + scaling·B·A in place of each adapted weight.
-    for (const a of adapters) setWeight(`${a.prefix}.weight`, mergeAdapter(a));
+    for (const a of adapters) model.setWeight(`${a.prefix}.weight`, mergeAdapter(a));
     const modelDir = join(config.out, 'model');
     rmSync(modelDir, { recursive: true, force: true });
-    if (swin) swin.save(modelDir);
-    else clip!.model.save(modelDir);
+    model.save(modelDir);
     writeTrainingReport(join(config.out, 'report_finetune.html'), { title: `setar finetune — ${data.name}`, rows: trainLog, config: { ...config, labels: undefined, official: undefined } as unknown as Record<string, unknown> });
     log(`saved the merged model to ${modelDir}`);
     await session.release();
     session = null;
-    await dispose();
+    await model.dispose();
 
     let evaluation: EvalResult | null = null;
     if (config.test) {
@@ -297,6 +255,6 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
     return { steps: step, resumedFromEpoch: startEpoch, log: trainLog, modelDir, evaluation };
   } finally {
     await session?.release();
-    await dispose().catch(() => undefined);
+    await model.dispose().catch(() => undefined);
   }
 }

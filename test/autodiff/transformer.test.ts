@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import { GraphBuilder, float } from '../../src/onnx/graph-builder.js';
-import { parseClipConfig, type HiddenAct } from '../../src/models/clip/config.js';
-import { textTower, visionEmbeddings, visionTower, type LayerRun, type LoraAdapter } from '../../src/models/clip/graph.js';
+import { parseClipConfig } from '../../src/models/clip/config.js';
+import type { HiddenAct, LoraAdapter } from '../../src/models/common/layers.js';
+import { textTower, visionEmbeddings, visionTower, type LayerRun } from '../../src/models/clip/graph.js';
 import { mulberry32 } from '../../src/models/clip/random.js';
 import {
   encoderLayerWeights, expectedClipTensors, layerTensorName, textHeadWeights, visionEmbeddingsWeights, visionHeadWeights, type Tower,

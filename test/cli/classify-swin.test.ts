@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { loadAndPreprocess } from '../../src/image/preprocess.js';
-import { swinPreprocess } from '../../src/models/registry.js';
+import { swinPreprocess } from '../../src/models/swinv2/preprocess.js';
 import { SwinV2Model } from '../../src/models/swinv2/model.js';
 import { tensor } from '../../src/tensor.js';
 import { fixture, REPO_ROOT } from '../helpers/fixtures.js';

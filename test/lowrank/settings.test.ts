@@ -2,7 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { clipWeightName, LoraSettingsError, parseLoraSettings, WEIGHT_TYPES, type LoraSetting } from '../../src/lowrank/settings.js';
+import { LoraSettingsError, parseLoraSettings, WEIGHT_TYPES, type LowRankSetting as LoraSetting } from '../../src/lowrank/settings.js';
+import { clipWeightName } from '../../src/models/clip/weights.js';
 import { SHARED } from '../helpers/fixtures.js';
 
 const config = (...parts: string[]) => join(SHARED, 'reference-configs', ...parts);

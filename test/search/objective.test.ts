@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { ObjectiveAccumulator, objectiveValue } from '../../src/search/objective.js';
-import { searchSlots, SEARCHERS } from '../../src/search/orders.js';
+import { searchSlots, SEARCHERS } from '../../src/search/searchers.js';
 import { tensor } from '../../src/tensor.js';
 import { fixture } from '../helpers/fixtures.js';
 

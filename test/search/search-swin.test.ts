@@ -4,8 +4,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveSearchConfig, type SearchFlags } from '../../src/search/config.js';
-import { searchSlots, swinSearchSlots } from '../../src/search/orders.js';
-import { runSearch } from '../../src/search/run-search.js';
+import { searchSlots } from '../../src/search/searchers.js';
+import { swinSearchSlots } from '../../src/models/swinv2/weights.js';
+import { runSearch } from '../../src/search/greedy.js';
 import { fixture, SHARED } from '../helpers/fixtures.js';
 import { writeTestImage } from '../helpers/images.js';
 

@@ -11,7 +11,7 @@ import { isSwappable } from '../../src/models/clip/weights.js';
 import { Session } from '../../src/runtime/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
 import { setarAdapters, loraAdapters, mergeAdapter } from '../../src/train/adapters.js';
-import { clipTrainGraph } from '../../src/train/clip-train-graph.js';
+import { clipTrainGraph } from '../../src/models/clip/train-graph.js';
 import { resolveFinetuneConfig, type FinetuneFlags } from '../../src/train/config.js';
 import { runFinetune, NonFiniteLossError } from '../../src/train/finetune.js';
 import { SeededRng } from '../../src/rng.js';

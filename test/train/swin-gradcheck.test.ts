@@ -5,8 +5,8 @@ import { SwinV2Model } from '../../src/models/swinv2/model.js';
 import { SeededRng } from '../../src/rng.js';
 import { Session } from '../../src/runtime/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
-import { swinSetarAdapters } from '../../src/train/adapters.js';
-import { swinTrainGraph } from '../../src/train/swin-train-graph.js';
+import { setarAdapters as swinSetarAdapters } from '../../src/train/adapters.js';
+import { swinTrainGraph } from '../../src/models/swinv2/train-graph.js';
 import { fixture } from '../helpers/fixtures.js';
 
 describe('Swin V2 training graph', () => {

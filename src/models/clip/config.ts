@@ -1,9 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-
-/** Activations the CLIP graphs implement, by their HF `hidden_act` names. */
-export const HIDDEN_ACTS = ['quick_gelu', 'gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu'] as const;
-export type HiddenAct = (typeof HIDDEN_ACTS)[number];
+import { ConfigError, readConfigJson } from '../common/config.js';
+import { HIDDEN_ACTS, type HiddenAct } from '../common/layers.js';
 
 /** HF `CLIPTextConfig` keys setar uses, verbatim. */
 export interface ClipTextConfig {
@@ -52,13 +48,6 @@ const VISION_DEFAULTS: ClipVisionConfig = {
   hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, num_channels: 3,
   image_size: 224, patch_size: 32, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5,
 };
-
-export class ConfigError extends Error {
-  constructor(message: string, readonly file: string, readonly key?: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
 
 function merge<T extends object>(defaults: T, given: unknown, file: string, prefix: string): T {
   const out = { ...defaults } as Record<string, unknown>;
@@ -113,19 +102,7 @@ export function parseClipConfig(json: unknown, file = 'config.json'): ClipConfig
 
 /** Reads `dir/config.json` as an HF `CLIPConfig`. */
 export async function loadClipConfig(dir: string): Promise<ClipConfig> {
-  const file = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`cannot read '${file}': ${(e as Error).message}`, file);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`'${file}' is not valid JSON: ${(e as Error).message}`, file);
-  }
+  const { file, json } = await readConfigJson(dir);
   return parseClipConfig(json, file);
 }
 

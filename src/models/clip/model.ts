@@ -2,18 +2,19 @@ import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Checkpoint, FLOAT_DTYPES, writeSafetensors, type TensorToWrite } from '../../io/safetensors.js';
 import { Session, type SessionOptions } from '../../runtime/session.js';
-import { shapeString, tensor, type Tensor } from '../../tensor.js';
+import { byChunks, shapeString, tensor, type Tensor } from '../../tensor.js';
 import { loadClipConfig, gridSize, type ClipConfig } from './config.js';
 import {
-  encoderLayersGraph, textTowerGraph, transpose, visionEmbeddingsGraph, visionTowerGraph,
+  encoderLayersGraph, textTowerGraph, visionEmbeddingsGraph, visionTowerGraph,
   type BlockOptions, type LayerRun,
 } from './graph.js';
 import type { TextEmbeddingsWeights } from './graph.js';
 import {
-  encoderLayerWeights, expectedClipTensors, isSwappable, layerTensorName, sessionKeyOf, textEmbeddingsWeights, textHeadWeights, validateClipCheckpoint,
+  clipWeightName, encoderLayerWeights, expectedClipTensors, isSwappable, layerTensorName, matchClipTargetModules, sessionKeyOf, textEmbeddingsWeights, textHeadWeights, validateClipCheckpoint,
   visionEmbeddingsWeights, visionHeadWeights, type Tower,
 } from './weights.js';
-import { checkReplacement } from '../replace-weight.js';
+import { checkReplacement, SwappableModel } from '../common/swappable-model.js';
+import type { LowRankSetting, LowRankTarget } from '../../lowrank/settings.js';
 
 /** Files of an HF model folder that travel with the weights when a model is saved. */
 const MODEL_SIDE_FILES = ['config.json', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'preprocessor_config.json'];
@@ -59,23 +60,19 @@ export interface TokenIds {
  * const model = await ClipModel.load('clip-vit-base-patch16');
  * const { image_embeds, image_embeds_local } = await model.encodeImages(pixelValues); // [B, 512], [B, 14, 14, 512]
  */
-export class ClipModel {
+export class ClipModel extends SwappableModel implements LowRankTarget {
   private readonly sessions = new Map<string, Promise<Session>>();
   private textTable: TextEmbeddingsWeights | null = null;
-  private readonly overrides = new Map<string, Float32Array>();
-  /** Weight matrices in the graphs' [in, out] layout, fed at each run; loaded on first use. */
-  private readonly matrices = new Map<string, Tensor<'float32'>>();
-  private readonly expected: Map<string, number[]>;
   /** The stored (log) logit scale; logits use exp() of it. */
   readonly logitScale: number;
 
   private constructor(
-    readonly dir: string,
+    dir: string,
     readonly config: ClipConfig,
     private readonly checkpoint: Checkpoint,
     private readonly options: ClipModelOptions,
   ) {
-    this.expected = expectedClipTensors(config);
+    super(dir, checkpoint, expectedClipTensors(config), { displayName: 'CLIP', exampleWeight: 'vision_model.encoder.layers.0.mlp.fc1.weight' });
     this.logitScale = checkpoint.readFloat32('logit_scale')[0]!;
   }
 
@@ -116,61 +113,39 @@ export class ClipModel {
 
   // ---- weights ---------------------------------------------------------------------------
 
-  /** Reads a tensor's current value (replacement or checkpoint), for building graphs. */
-  readonly source = (name: string): Float32Array => this.overrides.get(name) ?? this.checkpoint.readFloat32(name);
-
-  /** Shape of a model tensor, HF layout (Linear weights are [out, in]). */
-  weightShape(name: string): readonly number[] {
-    const s = this.expected.get(name);
-    if (!s) throw new RangeError(`'${name}' is not a weight of this CLIP model (${this.expected.size} tensors; e.g. 'vision_model.encoder.layers.0.mlp.fc1.weight')`);
-    return s;
+  /** The HF tensor a SeTAR setting names (SPEC §2), e.g. `['visual', 'W_up', 11, 0.1]` → `vision_model.encoder.layers.11.mlp.fc1.weight`. */
+  weightName(setting: LowRankSetting): string {
+    return clipWeightName(setting, { visual: this.visionLayerCount, text: this.textLayerCount });
   }
 
-  /** The current value of a tensor (a replacement if one is set), as a fresh float32 array. */
-  getWeight(name: string): Float32Array {
-    this.weightShape(name);
-    const o = this.overrides.get(name);
-    return o ? o.slice() : this.checkpoint.readFloat32(name);
-  }
-
-  /** The checkpoint's value of a tensor, ignoring replacements. */
-  getOriginalWeight(name: string): Float32Array {
-    this.weightShape(name);
-    return this.checkpoint.readFloat32(name);
+  /** The Linear layers (HF prefixes) that PEFT's `target_modules` select, e.g. `['mlp.fc1']`. */
+  matchTargetModules(targets: readonly string[]): string[] {
+    return matchClipTargetModules(this.config, targets);
   }
 
   /**
-   * Replaces a tensor by another of the same shape. Weight matrices (q/k/v/out projections,
-   * fc1, fc2, the two projections) are graph inputs, so swapping one costs a transpose and
-   * nothing else; any other tensor rebuilds its session on next use.
-   * The array is kept by reference: do not mutate it afterwards.
+   * Weight matrices (q/k/v/out projections, fc1, fc2, the two projections) are graph inputs:
+   * replacing one costs a transpose and nothing else.
    */
-  setWeight(name: string, value: Float32Array): void {
-    const shape = this.weightShape(name);
-    checkReplacement(name, shape, value);
-    if (name === 'logit_scale') throw new RangeError(`setWeight: 'logit_scale' is not part of any graph; it cannot be replaced`);
-    this.overrides.set(name, value);
-    if (isSwappable(name)) this.matrices.delete(name);
-    else this.invalidate(name);
+  isSwappable(name: string): boolean {
+    return isSwappable(name);
   }
 
-  /** Restores one tensor (or, with no name, every tensor) to the checkpoint's value. */
-  resetWeight(name?: string): void {
-    const names = name === undefined ? [...this.overrides.keys()] : [name];
-    for (const n of names) {
-      if (!this.overrides.delete(n)) continue;
-      if (isSwappable(n)) this.matrices.delete(n);
-      else this.invalidate(n);
+  /**
+   * Replaces a tensor by another of the same shape (see {@link SwappableModel.setWeight}); any
+   * tensor but a weight matrix rebuilds its session on next use. `logit_scale` is not part of any
+   * graph and cannot be replaced.
+   */
+  override setWeight(name: string, value: Float32Array): void {
+    if (name === 'logit_scale') {
+      checkReplacement(name, this.weightShape(name), value);
+      throw new RangeError(`setWeight: 'logit_scale' is not part of any graph; it cannot be replaced`);
     }
-  }
-
-  /** Names of the tensors currently replaced. */
-  replacedWeights(): string[] {
-    return [...this.overrides.keys()];
+    super.setWeight(name, value);
   }
 
   /** Drops the compiled sessions that hold `name` as a constant (any session of its tower). */
-  private invalidate(name: string): void {
+  protected onReplaced(name: string): void {
     const key = sessionKeyOf(name, this.config);
     if (key === 'text:embeddings') this.textTable = null;
     if (key === null) return;
@@ -224,22 +199,11 @@ export class ClipModel {
     return textTowerGraph(run, textHeadWeights(this.source, c), o, key);
   }
 
-  /** A weight matrix as the graphs take it: the current value, transposed to [in, out] (cached until replaced). */
-  matrix(name: string): Tensor<'float32'> {
-    let m = this.matrices.get(name);
-    if (!m) {
-      const [out, inn] = this.weightShape(name) as [number, number];
-      m = tensor('float32', transpose(this.source(name), out, inn), [inn, out], name);
-      this.matrices.set(name, m);
-    }
-    return m;
-  }
-
   /** Runs a session, feeding the weight matrices it takes. */
   private async run(key: string, feeds: Record<string, Tensor>, outputs?: readonly string[]): Promise<Record<string, Tensor>> {
     const s = await this.session(key);
     const all = { ...feeds };
-    for (const n of s.inputNames) if (!(n in all) && isSwappable(n)) all[n] = this.matrix(n);
+    for (const n of s.inputNames) if (!(n in all) && this.isSwappable(n)) all[n] = this.matrix(n);
     return s.run(all, outputs);
   }
 
@@ -444,7 +408,7 @@ export class ClipModel {
     const tensors: Record<string, TensorToWrite> = {};
     for (const name of this.checkpoint.names()) {
       const e = this.checkpoint.entry(name);
-      const o = this.overrides.get(name);
+      const o = this.replacement(name);
       if (o || FLOAT_DTYPES.includes(e.dtype)) {
         tensors[name] = { dtype: e.dtype === 'F64' ? 'F64' : e.dtype, shape: e.shape, data: o ?? this.checkpoint.readFloat32(name) };
       } else {
@@ -463,46 +427,8 @@ export class ClipModel {
   async dispose(): Promise<void> {
     const all = [...this.sessions.values()];
     this.sessions.clear();
-    this.matrices.clear();
+    this.clearMatrices();
     for (const s of all) await (await s).release();
     this.checkpoint.close();
   }
-}
-
-/** Concatenates float32 tensors along the first axis. */
-export function concatBatch(parts: readonly Tensor<'float32'>[]): Tensor<'float32'> {
-  if (parts.length === 1) return parts[0]!;
-  const rest = parts[0]!.dims.slice(1);
-  const total = parts.reduce((a, p) => a + p.dims[0]!, 0);
-  const data = new Float32Array(parts.reduce((a, p) => a + p.data.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    data.set(p.data, off);
-    off += p.data.length;
-  }
-  return tensor('float32', data, [total, ...rest]);
-}
-
-/** Rows [start, start + n) of a tensor, as a view. */
-export function sliceBatch(t: Tensor<'float32'>, start: number, n: number): Tensor<'float32'> {
-  const per = t.data.length / t.dims[0]!;
-  return tensor('float32', t.data.subarray(start * per, (start + n) * per), [n, ...t.dims.slice(1)]);
-}
-
-type Batched = Tensor<'float32'> | ImageFeatures;
-
-/**
- * Runs `f` on consecutive chunks of at most `chunk` rows and concatenates its outputs (a tensor,
- * or an object of tensors) along the first axis. Sessions keep an arena sized for the largest
- * batch they saw, so chunking bounds resident memory whatever the caller's batch.
- */
-async function byChunks<T extends Batched>(input: Tensor<'float32'>, chunk: number, f: (part: Tensor<'float32'>) => Promise<T>): Promise<T> {
-  const b = input.dims[0]!;
-  if (b <= chunk) return f(input);
-  const parts: T[] = [];
-  for (let s = 0; s < b; s += chunk) parts.push(await f(sliceBatch(input, s, Math.min(chunk, b - s))));
-  if ('dims' in parts[0]!) return concatBatch(parts as Tensor<'float32'>[]) as T;
-  const out: Record<string, Tensor<'float32'>> = {};
-  for (const k of Object.keys(parts[0]!)) out[k] = concatBatch(parts.map((p) => (p as unknown as Record<string, Tensor<'float32'>>)[k]!));
-  return out as unknown as T;
 }

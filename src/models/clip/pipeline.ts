@@ -1,7 +1,7 @@
 import { loadAndPreprocess } from '../../image/preprocess.js';
-import { tensor, type Tensor } from '../../tensor.js';
+import { concatBatch, tensor, type Tensor } from '../../tensor.js';
 import { clipLogits } from './logits.js';
-import { ClipModel, concatBatch, type ClipModelOptions, type ImageFeatures } from './model.js';
+import { ClipModel, type ClipModelOptions, type ImageFeatures } from './model.js';
 import { ClipTokenizer, CLIP_CONTEXT_LENGTH } from './tokenizer.js';
 
 /** SeTAR's prompt (no final period), as in the reference code. */

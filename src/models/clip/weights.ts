@@ -1,10 +1,9 @@
 import { Checkpoint, SafetensorsError, FLOAT_DTYPES } from '../../io/safetensors.js';
 import { shapeString } from '../../tensor.js';
+import { show, TOWERS, WEIGHT_TYPES, type LowRankSetting, type WeightType } from '../../lowrank/settings.js';
 import type { ClipConfig } from './config.js';
-import type {
-  EncoderLayerWeights, LayerNormWeights, LinearShape, TextEmbeddingsWeights, TextHeadWeights,
-  VisionEmbeddingsWeights, VisionHeadWeights,
-} from './graph.js';
+import type { LayerNormWeights, LinearShape } from '../common/layers.js';
+import type { EncoderLayerWeights, TextEmbeddingsWeights, TextHeadWeights, VisionEmbeddingsWeights, VisionHeadWeights } from './graph.js';
 
 /** The two towers, by the prefix of their HF tensor names. */
 export type Tower = 'vision' | 'text';
@@ -162,4 +161,65 @@ export function sessionKeyOf(name: string, c: ClipConfig): string | null {
  */
 export function isSwappable(name: string): boolean {
   return /\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.(fc1|fc2))\.weight$/.test(name) || name === 'visual_projection.weight' || name === 'text_projection.weight';
+}
+
+/** Hugging Face tensor prefix of each tower. */
+const TOWER_MODEL: Record<LowRankSetting[0], string> = { visual: 'vision_model', text: 'text_model' };
+/** Hugging Face module of each weight type inside an encoder layer. */
+const LAYER_MODULE: Record<Exclude<WeightType, 'W_p'>, string> = {
+  W_q: 'self_attn.q_proj',
+  W_k: 'self_attn.k_proj',
+  W_v: 'self_attn.v_proj',
+  W_o: 'self_attn.out_proj',
+  W_up: 'mlp.fc1',
+  W_down: 'mlp.fc2',
+};
+
+/**
+ * The CLIP (Hugging Face layout) tensor a setting modifies, e.g.
+ * `['text', 'W_o', 3, 0.1]` → `text_model.encoder.layers.3.self_attn.out_proj.weight`,
+ * `['visual', 'W_p', null, 0.1]` → `visual_projection.weight`.
+ *
+ * @param numLayers encoder depth, one number for both towers or per tower (ViT-L/14 has 24
+ *   vision and 12 text layers).
+ * @throws RangeError when the layer is outside [0, depth − 1]; TypeError for a Swin-style layer.
+ */
+export function clipWeightName(setting: LowRankSetting, numLayers: number | { readonly visual: number; readonly text: number }): string {
+  const [tower, weight, layer] = setting;
+  if (!TOWERS.includes(tower)) throw new TypeError(`tower ${show(tower)} is not one of ${TOWERS.map(show).join(', ')}`);
+  if (weight === 'W_p') return tower === 'visual' ? 'visual_projection.weight' : 'text_projection.weight';
+  const module = LAYER_MODULE[weight];
+  if (module === undefined) throw new TypeError(`weight ${show(weight)} is not one of ${WEIGHT_TYPES.map(show).join(', ')}`);
+  const depth = typeof numLayers === 'number' ? numLayers : numLayers[tower];
+  if (typeof layer !== 'number') {
+    throw new TypeError(`layer ${show(layer)} of ${show(setting)} is not a CLIP layer index (an integer in [0, ${depth - 1}])`);
+  }
+  if (!Number.isInteger(layer) || layer < 0 || layer >= depth) {
+    throw new RangeError(`layer ${layer} of ${show(setting)} is out of range: the ${tower} tower has ${depth} layers, allowed [0, ${depth - 1}]`);
+  }
+  return `${TOWER_MODEL[tower]}.encoder.layers.${layer}.${module}.weight`;
+}
+
+/** HF prefixes of every Linear layer LoRA can adapt: each layer's attention projections and MLP, then the two projections. */
+function clipLinearLayers(c: ClipConfig): string[] {
+  const prefixes: string[] = [];
+  for (const [tower, n] of [['vision', c.vision_config.num_hidden_layers], ['text', c.text_config.num_hidden_layers]] as const) {
+    for (let i = 0; i < n; i++) {
+      for (const m of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.out_proj', 'mlp.fc1', 'mlp.fc2']) prefixes.push(layerTensorName(tower, i, m));
+    }
+  }
+  prefixes.push('visual_projection', 'text_projection');
+  return prefixes;
+}
+
+/**
+ * The Linear layers (HF prefixes) that PEFT's `target_modules` select: a prefix equal to a target
+ * or ending with `.<target>`. Throws naming the targets that match nothing.
+ */
+export function matchClipTargetModules(c: ClipConfig, targets: readonly string[]): string[] {
+  const prefixes = clipLinearLayers(c);
+  const chosen = prefixes.filter((p) => targets.some((t) => p === t || p.endsWith(`.${t}`)));
+  const unmatched = targets.filter((t) => !prefixes.some((p) => p === t || p.endsWith(`.${t}`)));
+  if (unmatched.length) throw new RangeError(`target_modules ${unmatched.map((t) => `"${t}"`).join(', ')} match no layer of this CLIP model (e.g. "mlp.fc1", "self_attn.q_proj", "visual_projection")`);
+  return chosen;
 }

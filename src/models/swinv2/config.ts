@@ -1,8 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { ConfigError, HIDDEN_ACTS, type HiddenAct } from '../clip/config.js';
-
-export { ConfigError };
+import { ConfigError, readConfigJson } from '../common/config.js';
+import { HIDDEN_ACTS, type HiddenAct } from '../common/layers.js';
 
 /** HF `Swinv2Config` keys setar uses, verbatim (image and patch sizes normalised to [height, width]). */
 export interface SwinV2Config {
@@ -119,19 +116,7 @@ export function parseSwinV2Config(json: unknown, file = 'config.json'): SwinV2Co
 
 /** Reads `dir/config.json` as an HF `Swinv2Config`. */
 export async function loadSwinV2Config(dir: string): Promise<SwinV2Config> {
-  const file = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`cannot read '${file}': ${(e as Error).message}`, file);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`'${file}' is not valid JSON: ${(e as Error).message}`, file);
-  }
+  const { file, json } = await readConfigJson(dir);
   return parseSwinV2Config(json, file);
 }
 

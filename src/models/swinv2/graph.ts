@@ -1,5 +1,5 @@
 import { GraphBuilder } from '../../onnx/graph-builder.js';
-import { activation, layerNorm, linear, transpose, type LinearShape, type LoraAdapter } from '../clip/graph.js';
+import { activation, layerNorm, linear, transpose, type LinearShape, type LoraAdapter } from '../common/layers.js';
 import { mlpDim, numLabels, stageDim, type SwinV2Config } from './config.js';
 import { blockPrefix } from './weights.js';
 
@@ -324,43 +324,94 @@ export function swinV2ClassifierGraph(c: SwinV2Config, src: Source, o: SwinV2Gra
 export function swinV2Classifier(g: GraphBuilder, c: SwinV2Config, src: Source, o: SwinV2GraphOptions = {}): SwinV2GraphValues {
   const height = o.height ?? c.image_size[0];
   const width = o.width ?? c.image_size[1];
+  const px = g.input('pixel_values', 'FLOAT', ['batch', c.num_channels, height, width]);
+  return swinV2Head(g, c, src, swinV2Embeddings(g, c, src, px, height, width), blockPlan(c, height, width), 0, o.lora);
+}
+
+/** Patch embedding of pixel_values [B, C, H, W] (zero-padded to the patch) → tokens [B, h·w, embed_dim], normalised. */
+export function swinV2Embeddings(g: GraphBuilder, c: SwinV2Config, src: Source, px: string, height: number, width: number): string {
   const [pH, pW] = c.patch_size;
   const e = c.embed_dim;
-  let px = g.input('pixel_values', 'FLOAT', ['batch', c.num_channels, height, width]);
   const padH = (pH - (height % pH)) % pH, padW = (pW - (width % pW)) % pW;
   if (padH || padW) px = g.op('Pad', [px, g.constInt64([0, 0, 0, 0, 0, 0, padH, padW])]);
-  let [h, w] = patchGrid(c, height, width);
+  const [h, w] = patchGrid(c, height, width);
   const conv = g.op('Conv', [px,
     g.initializer('swinv2.embeddings.patch_embeddings.projection.weight', src('swinv2.embeddings.patch_embeddings.projection.weight'), [e, c.num_channels, pH, pW]),
     g.initializer('swinv2.embeddings.patch_embeddings.projection.bias', src('swinv2.embeddings.patch_embeddings.projection.bias'), [e]),
   ], { kernel_shape: [pH, pW], strides: [pH, pW] });
-  let x = g.op('Transpose', [g.op('Reshape', [conv, g.constInt64([0, e, h * w])])], { perm: [0, 2, 1] });
-  x = ln(g, src, x, 'swinv2.embeddings.norm', 1e-5);
-  const plans = blockPlan(c, height, width);
+  const x = g.op('Transpose', [g.op('Reshape', [conv, g.constInt64([0, e, h * w])])], { perm: [0, 2, 1] });
+  return ln(g, src, x, 'swinv2.embeddings.norm', 1e-5);
+}
+
+/**
+ * Blocks [from, to) of the encoder, in order over all stages (flat index into `plans`), each
+ * stage's patch merging after its last block: x is the hidden state entering block `from`
+ * ([B, h·w, dim] of that block's stage), the result the one entering block `to`.
+ */
+export function swinV2Blocks(g: GraphBuilder, c: SwinV2Config, src: Source, x: string, plans: readonly BlockPlan[], from: number, to: number, lora?: Lora): string {
   const stages = c.depths.length;
-  let lastInput = x;
-  let lastPlan = plans[plans.length - 1]!;
-  for (let s = 0; s < stages; s++) {
-    const d = stageDim(c, s);
-    for (const p of plans.filter((q) => q.stage === s)) {
-      if (s === stages - 1 && p.block === c.depths[s]! - 1) {
-        lastInput = x;
-        lastPlan = p;
-      }
-      x = block(g, src, c, x, p, o.lora);
-    }
-    if (s < stages - 1) {
-      x = patchMerging(g, src, x, s, h, w, d);
-      h = Math.ceil(h / 2);
-      w = Math.ceil(w / 2);
-    }
+  for (let k = from; k < to; k++) {
+    const p = plans[k]!;
+    x = block(g, src, c, x, p, lora);
+    if (p.block === c.depths[p.stage]! - 1 && p.stage < stages - 1) x = patchMerging(g, src, x, p.stage, p.resolution[0], p.resolution[1], p.dim);
   }
-  const dl = stageDim(c, stages - 1);
+  return x;
+}
+
+/**
+ * Blocks [from, end) and the heads: the final layernorm, mean pooling and the classifier
+ * (logits [B, labels]), and SeTAR's local logits from the input of the last block ([B, h, w, labels]).
+ */
+export function swinV2Head(g: GraphBuilder, c: SwinV2Config, src: Source, x: string, plans: readonly BlockPlan[], from: number, lora?: Lora): SwinV2GraphValues {
+  const last = plans.length - 1;
+  const lastInput = swinV2Blocks(g, c, src, x, plans, from, last, lora);
+  const lastPlan = plans[last]!;
+  x = block(g, src, c, lastInput, lastPlan, lora);
+  const [h, w] = lastPlan.resolution;
+  const dl = lastPlan.dim;
   const labels = numLabels(c);
   const normed = ln(g, src, x, 'swinv2.layernorm', c.layer_norm_eps);
   const pooled = g.op('ReduceMean', [normed], { axes: [1], keepdims: 0 });
   const logits = fixedLinear(g, src, pooled, 'classifier', labels, dl, true);
-  const local = ln(g, src, localPath(g, src, c, lastInput, lastPlan, o.lora), 'swinv2.layernorm', c.layer_norm_eps);
+  const local = ln(g, src, localPath(g, src, c, lastInput, lastPlan, lora), 'swinv2.layernorm', c.layer_norm_eps);
   const localLogits = fixedLinear(g, src, local, 'classifier', labels, dl, true);
   return { logits, logitsLocal: g.op('Reshape', [localLogits, g.constInt64([0, h, w, labels])]), grid: [h, w], labels };
+}
+
+/** Tokens and width of the hidden state entering block `k` (its stage's resolution and dim). */
+export function hiddenShape(plans: readonly BlockPlan[], k: number): [tokens: number, dim: number] {
+  const p = plans[k]!;
+  return [p.resolution[0] * p.resolution[1], p.dim];
+}
+
+/** The embeddings alone: pixel_values → `hidden_states_out` entering block 0. */
+export function swinV2EmbeddingsGraph(c: SwinV2Config, src: Source, height = c.image_size[0], width = c.image_size[1]): Uint8Array {
+  const g = new GraphBuilder('swinv2_embeddings');
+  const px = g.input('pixel_values', 'FLOAT', ['batch', c.num_channels, height, width]);
+  const [t, d] = hiddenShape(blockPlan(c, height, width), 0);
+  g.output(swinV2Embeddings(g, c, src, px, height, width), 'hidden_states_out', 'FLOAT', ['batch', t, d]);
+  return g.toBytes();
+}
+
+/** Blocks [from, to) alone: `hidden_states` → `hidden_states_out` (block Linear weights are inputs). */
+export function swinV2BlocksGraph(c: SwinV2Config, src: Source, from: number, to: number, height = c.image_size[0], width = c.image_size[1]): Uint8Array {
+  const g = new GraphBuilder(`swinv2_blocks_${from}_${to}`);
+  const plans = blockPlan(c, height, width);
+  const [t, d] = hiddenShape(plans, from);
+  const x = g.input('hidden_states', 'FLOAT', ['batch', t, d]);
+  const y = swinV2Blocks(g, c, src, x, plans, from, to);
+  const [t2, d2] = to < plans.length ? hiddenShape(plans, to) : [t, d];
+  g.output(y, 'hidden_states_out', 'FLOAT', ['batch', t2, d2]);
+  return g.toBytes();
+}
+
+/** Blocks [from, end) and the heads: `hidden_states` → logits, logits_local. */
+export function swinV2HeadGraph(c: SwinV2Config, src: Source, from: number, height = c.image_size[0], width = c.image_size[1]): Uint8Array {
+  const g = new GraphBuilder(`swinv2_from_${from}`);
+  const plans = blockPlan(c, height, width);
+  const [t, d] = hiddenShape(plans, from);
+  const v = swinV2Head(g, c, src, g.input('hidden_states', 'FLOAT', ['batch', t, d]), plans, from);
+  g.output(v.logits, 'logits', 'FLOAT', ['batch', v.labels]);
+  g.output(v.logitsLocal, 'logits_local', 'FLOAT', ['batch', v.grid[0], v.grid[1], v.labels]);
+  return g.toBytes();
 }

@@ -2,12 +2,19 @@ import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FLOAT_DTYPES, writeSafetensors, type TensorToWrite } from '../../io/safetensors.js';
 import { Session, type SessionOptions } from '../../runtime/session.js';
-import { shapeString, tensor, type Tensor } from '../../tensor.js';
-import { transpose } from '../clip/graph.js';
+import { byChunks, shapeString, type Tensor } from '../../tensor.js';
 import { loadSwinV2Config, numLabels, type SwinV2Config } from './config.js';
-import { blockPlan, swinV2ClassifierGraph, type BlockPlan } from './graph.js';
-import { expectedSwinV2Tensors, isSwappable, openTensorSource, validateSwinV2Checkpoint, type TensorSource } from './weights.js';
-import { checkReplacement } from '../replace-weight.js';
+import {
+  blockPlan, hiddenShape, swinV2BlocksGraph, swinV2ClassifierGraph, swinV2EmbeddingsGraph, swinV2HeadGraph, type BlockPlan,
+} from './graph.js';
+import { expectedSwinV2Tensors, isSwappable, matchSwinTargetModules, openTensorSource, swinWeightName, validateSwinV2Checkpoint, type TensorSource } from './weights.js';
+import { SwappableModel } from '../common/swappable-model.js';
+import type { LowRankSetting, LowRankTarget } from '../../lowrank/settings.js';
+
+/** Compiled sessions kept alive (least recently used ones are released). */
+const MAX_SESSIONS = 6;
+/** Rows per run of the piecewise methods: each session's arena is sized by its largest batch. */
+const CHUNK = 8;
 
 /** Outputs of {@link SwinV2Model.classify}. */
 export interface SwinV2Outputs {
@@ -26,14 +33,11 @@ export interface SwinV2Outputs {
  * const model = await SwinV2Model.load('swinv2-base');
  * const { logits, logits_local } = await model.classify(pixelValues); // [B, 1000], [B, 8, 8, 1000]
  */
-export class SwinV2Model {
+export class SwinV2Model extends SwappableModel implements LowRankTarget {
   private readonly sessions = new Map<string, Promise<Session>>();
-  private readonly overrides = new Map<string, Float32Array>();
-  private readonly matrices = new Map<string, Tensor<'float32'>>();
-  private readonly expected: Map<string, number[]>;
 
-  private constructor(readonly dir: string, readonly config: SwinV2Config, private readonly checkpoint: TensorSource, private readonly options: SessionOptions) {
-    this.expected = expectedSwinV2Tensors(config);
+  private constructor(dir: string, readonly config: SwinV2Config, private readonly checkpoint: TensorSource, private readonly options: SessionOptions) {
+    super(dir, checkpoint, expectedSwinV2Tensors(config), { displayName: 'Swin V2', exampleWeight: 'swinv2.encoder.layers.0.blocks.0.intermediate.dense.weight' });
   }
 
   /** Loads `dir/config.json` and `dir/model.safetensors` (or a sharded index, or else `dir/pytorch_model.bin`); buffers such as `relative_coords_table` are ignored. */
@@ -60,101 +64,132 @@ export class SwinV2Model {
 
   // ---- weights ---------------------------------------------------------------------------
 
-  private readonly source = (name: string): Float32Array => this.overrides.get(name) ?? this.checkpoint.readFloat32(name);
-
   /** Tensor reader by HF name: the current value (replacement or checkpoint), for graph builders. */
   get tensorSource(): (name: string) => Float32Array {
     return this.source;
   }
 
-  /** Shape of a model tensor, HF layout (Linear weights are [out, in]). */
-  weightShape(name: string): readonly number[] {
-    const s = this.expected.get(name);
-    if (!s) throw new RangeError(`'${name}' is not a weight of this Swin V2 model (${this.expected.size} tensors; e.g. 'swinv2.encoder.layers.0.blocks.0.intermediate.dense.weight')`);
-    return s;
+  /** The HF tensor a SeTAR setting names (SPEC §2): `['visual', 'W_up', [3, 1], 0.1]` → `swinv2.encoder.layers.3.blocks.1.intermediate.dense.weight`. */
+  weightName(setting: LowRankSetting): string {
+    return swinWeightName(setting, this.config.depths);
   }
 
-  /** The current value of a tensor (a replacement if one is set), as a fresh float32 array. */
-  getWeight(name: string): Float32Array {
-    this.weightShape(name);
-    const o = this.overrides.get(name);
-    return o ? o.slice() : this.checkpoint.readFloat32(name);
+  /** The block Linear layers (HF prefixes) that PEFT-style `target_modules` select, e.g. `['intermediate.dense']`. */
+  matchTargetModules(targets: readonly string[]): string[] {
+    return matchSwinTargetModules(this.config.depths, targets);
   }
 
-  /** The checkpoint's value of a tensor, ignoring replacements. */
-  getOriginalWeight(name: string): Float32Array {
-    this.weightShape(name);
-    return this.checkpoint.readFloat32(name);
+  /** Block Linear weights are graph inputs; any other tensor rebuilds the graphs on next use. */
+  isSwappable(name: string): boolean {
+    return isSwappable(name);
   }
 
-  /**
-   * Replaces a tensor by another of the same shape (kept by reference: do not mutate it).
-   * Block Linear weights are graph inputs; any other tensor rebuilds the graphs on next use.
-   */
-  setWeight(name: string, value: Float32Array): void {
-    const shape = this.weightShape(name);
-    checkReplacement(name, shape, value);
-    this.overrides.set(name, value);
-    this.changed(name);
-  }
-
-  /** Restores one tensor (or, with no name, every tensor) to the checkpoint's value. */
-  resetWeight(name?: string): void {
-    const names = name === undefined ? [...this.overrides.keys()] : [name];
-    for (const n of names) if (this.overrides.delete(n)) this.changed(n);
-  }
-
-  /** Names of the tensors currently replaced. */
-  replacedWeights(): string[] {
-    return [...this.overrides.keys()];
-  }
-
-  private changed(name: string): void {
-    if (isSwappable(name)) {
-      this.matrices.delete(name);
-      return;
-    }
+  protected onReplaced(): void {
     for (const [k, s] of [...this.sessions]) {
       this.sessions.delete(k);
       void s.then((x) => x.release()).catch(() => undefined);
     }
   }
 
-  /** A block weight matrix as the graph takes it: current value, [in, out]. */
-  matrix(name: string): Tensor<'float32'> {
-    let m = this.matrices.get(name);
-    if (!m) {
-      const [out, inn] = this.weightShape(name) as [number, number];
-      m = tensor('float32', transpose(this.source(name), out, inn), [inn, out], name);
-      this.matrices.set(name, m);
-    }
-    return m;
-  }
-
   // ---- running ---------------------------------------------------------------------------
 
-  private session(height: number, width: number): Promise<Session> {
-    const key = `${height}x${width}`;
+  /**
+   * The compiled session a key names, built on first use: `classifier` (the whole model),
+   * `embeddings`, `blocks:FROM:TO` or `head:FROM` (blocks FROM.. and the heads), each for an
+   * input size. The most recently used few are kept: a search builds one per block.
+   */
+  private session(kind: string, height: number, width: number): Promise<Session> {
+    const key = `${kind}:${height}x${width}`;
     let s = this.sessions.get(key);
-    if (!s) {
-      s = Promise.resolve().then(() => Session.create(swinV2ClassifierGraph(this.config, this.source, { height, width }), `swinv2:${key}`, this.options));
+    if (s) {
+      this.sessions.delete(key);
       this.sessions.set(key, s);
-      s.catch(() => this.sessions.delete(key));
+      return s;
+    }
+    const [k, a, b] = kind.split(':') as [string, string, string];
+    const c = this.config;
+    const build = (): Uint8Array => {
+      if (k === 'embeddings') return swinV2EmbeddingsGraph(c, this.source, height, width);
+      if (k === 'blocks') return swinV2BlocksGraph(c, this.source, Number(a), Number(b), height, width);
+      if (k === 'head') return swinV2HeadGraph(c, this.source, Number(a), height, width);
+      return swinV2ClassifierGraph(c, this.source, { height, width });
+    };
+    s = Promise.resolve().then(() => Session.create(build(), `swinv2:${key}`, this.options));
+    this.sessions.set(key, s);
+    s.catch(() => this.sessions.delete(key));
+    for (const [old, o] of this.sessions) {
+      if (this.sessions.size <= MAX_SESSIONS) break;
+      this.sessions.delete(old);
+      void o.then((x) => x.release()).catch(() => undefined);
     }
     return s;
   }
 
-  /** pixel_values [B, C, H, W] (already preprocessed) → logits and SeTAR's logits_local. */
-  async classify(pixelValues: Tensor<'float32'>): Promise<SwinV2Outputs> {
+  /** Runs a session, feeding the block weight matrices it takes. */
+  private async run(s: Session, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    const all = { ...feeds };
+    for (const n of s.inputNames) if (!(n in all)) all[n] = this.matrix(n);
+    return s.run(all);
+  }
+
+  private checkPixels(pixelValues: Tensor<'float32'>, what: string): [number, number] {
     const dims = pixelValues.dims;
     if (dims.length !== 4 || dims[1] !== this.config.num_channels) {
-      throw new RangeError(`classify: pixel_values must be [B, ${this.config.num_channels}, H, W], got ${shapeString(dims)}`);
+      throw new RangeError(`${what}: pixel_values must be [B, ${this.config.num_channels}, H, W], got ${shapeString(dims)}`);
     }
-    const s = await this.session(dims[2]!, dims[3]!);
-    const feeds: Record<string, Tensor> = { pixel_values: pixelValues };
-    for (const n of s.inputNames) if (n !== 'pixel_values') feeds[n] = this.matrix(n);
-    const out = await s.run(feeds);
+    return [dims[2]!, dims[3]!];
+  }
+
+  /** pixel_values [B, C, H, W] (already preprocessed) → logits and SeTAR's logits_local. */
+  async classify(pixelValues: Tensor<'float32'>): Promise<SwinV2Outputs> {
+    const [h, w] = this.checkPixels(pixelValues, 'classify');
+    const out = await this.run(await this.session('classifier', h, w), { pixel_values: pixelValues });
     return { logits: out.logits as Tensor<'float32'>, logits_local: out.logits_local as Tensor<'float32'> };
+  }
+
+  // The classifier in pieces, so a search can keep the hidden states below the block it changes.
+  // Blocks are numbered in order over all stages (stage 0's first block is 0); a stage's patch
+  // merging runs after its last block. `height`/`width` are the input image's (default config.image_size).
+
+  /** The number of blocks over all stages. */
+  get blockCount(): number {
+    return this.config.depths.reduce((a, b) => a + b, 0);
+  }
+
+  /** pixel_values → hidden states entering block 0, [B, tokens, embed_dim]. */
+  async embeddings(pixelValues: Tensor<'float32'>): Promise<Tensor<'float32'>> {
+    const [h, w] = this.checkPixels(pixelValues, 'embeddings');
+    const s = await this.session('embeddings', h, w);
+    return byChunks(pixelValues, CHUNK, async (px) => (await this.run(s, { pixel_values: px })).hidden_states_out as Tensor<'float32'>);
+  }
+
+  /** Hidden states entering block `from` → those entering block `to` (from ≤ to < blockCount). */
+  async blocks(hidden: Tensor<'float32'>, from: number, to: number, height = this.config.image_size[0], width = this.config.image_size[1]): Promise<Tensor<'float32'>> {
+    this.checkHidden(hidden, from, to, height, width);
+    if (from === to) return hidden;
+    const s = await this.session(`blocks:${from}:${to}`, height, width);
+    return byChunks(hidden, CHUNK, async (x) => (await this.run(s, { hidden_states: x })).hidden_states_out as Tensor<'float32'>);
+  }
+
+  /** Hidden states entering block `from` → logits and logits_local (blocks from.. and the heads). */
+  async classifyFrom(hidden: Tensor<'float32'>, from: number, height = this.config.image_size[0], width = this.config.image_size[1]): Promise<SwinV2Outputs> {
+    this.checkHidden(hidden, from, from, height, width);
+    const s = await this.session(`head:${from}`, height, width);
+    return byChunks(hidden, CHUNK, async (x) => {
+      const out = await this.run(s, { hidden_states: x });
+      return { logits: out.logits as Tensor<'float32'>, logits_local: out.logits_local as Tensor<'float32'> };
+    });
+  }
+
+  private checkHidden(hidden: Tensor<'float32'>, from: number, to: number, height: number, width: number): void {
+    const n = this.blockCount;
+    if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from <= to && to < n)) {
+      throw new RangeError(`Swin V2 blocks [${from}, ${to}) out of range: need 0 <= from <= to <= ${n - 1}`);
+    }
+    const [t, d] = hiddenShape(this.plan(height, width), from);
+    if (hidden.dims.length !== 3 || hidden.dims[1] !== t || hidden.dims[2] !== d) {
+      throw new RangeError(`'hidden_states' entering block ${from} must be [batch, ${t}, ${d}], got ${shapeString(hidden.dims)}`);
+    }
   }
 
   /**
@@ -168,7 +203,7 @@ export class SwinV2Model {
     for (const [name, shape] of this.expected) {
       const e = this.checkpoint.entry(name);
       const dtype = FLOAT_DTYPES.includes(e.dtype) ? e.dtype : 'F32';
-      const data = this.overrides.get(name) ?? this.checkpoint.readFloat32(name);
+      const data = this.replacement(name) ?? this.checkpoint.readFloat32(name);
       tensors[name] = { dtype, shape, data: dtype === 'F64' ? Float64Array.from(data) : data };
     }
     writeSafetensors(join(dir, 'model.safetensors'), tensors);

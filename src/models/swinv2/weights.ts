@@ -4,6 +4,7 @@ import { Checkpoint, type SafetensorsDtype } from '../../io/safetensors.js';
 import { readTorchCheckpoint, type TorchTensor } from '../../io/torch-checkpoint.js';
 import { SafetensorsError } from '../../io/safetensors.js';
 import { mlpDim, numLabels, stageDim, type SwinV2Config } from './config.js';
+import { show, WEIGHT_TYPES, type LowRankSetting, type WeightSlot, type WeightType } from '../../lowrank/settings.js';
 
 /** HF name prefix of block `b` of stage `s`. */
 export function blockPrefix(s: number, b: number): string {
@@ -141,4 +142,71 @@ export async function openTensorSource(dir: string): Promise<TensorSource> {
   const st = existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json'));
   if (!st && existsSync(join(dir, 'pytorch_model.bin'))) return TorchTensorSource.open(dir);
   return Checkpoint.open(dir);
+}
+
+/** Hugging Face module of each weight type inside a Swin V2 block. */
+const SWIN_MODULE: Record<Exclude<WeightType, 'W_p'>, string> = {
+  W_q: 'attention.self.query',
+  W_k: 'attention.self.key',
+  W_v: 'attention.self.value',
+  W_o: 'attention.output.dense',
+  W_up: 'intermediate.dense',
+  W_down: 'output.dense',
+};
+
+/**
+ * The Swin V2 (Hugging Face layout) tensor a setting modifies, e.g.
+ * `['visual', 'W_up', [3, 1], 0.1]` → `swinv2.encoder.layers.3.blocks.1.intermediate.dense.weight`.
+ *
+ * @param depths blocks per stage (config `depths`).
+ * @throws TypeError for a text-tower, `W_p` or non-[stage, block] setting; RangeError when the stage or block is out of range.
+ */
+export function swinWeightName(setting: LowRankSetting, depths: readonly number[]): string {
+  const [tower, weight, layer] = setting;
+  if (tower !== 'visual') throw new TypeError(`${show(setting)}: Swin V2 has only the "visual" tower, got ${show(tower)}`);
+  if (weight === 'W_p') throw new TypeError(`${show(setting)}: Swin V2 has no projection (W_p); weights: ${WEIGHT_TYPES.filter((w) => w !== 'W_p').map(show).join(', ')}`);
+  const module = SWIN_MODULE[weight];
+  if (module === undefined) throw new TypeError(`weight ${show(weight)} is not one of ${WEIGHT_TYPES.map(show).join(', ')}`);
+  if (!Array.isArray(layer) || layer.length !== 2) {
+    throw new TypeError(`layer ${show(layer)} of ${show(setting)} is not a Swin [stage, block] index`);
+  }
+  const [stage, block] = layer as readonly [number, number];
+  if (!Number.isInteger(stage) || stage < 0 || stage >= depths.length) {
+    throw new RangeError(`stage ${stage} of ${show(setting)} is out of range: the model has ${depths.length} stages, allowed [0, ${depths.length - 1}]`);
+  }
+  const nb = depths[stage]!;
+  if (!Number.isInteger(block) || block < 0 || block >= nb) {
+    throw new RangeError(`block ${block} of ${show(setting)} is out of range: stage ${stage} has ${nb} blocks, allowed [0, ${nb - 1}]`);
+  }
+  return `swinv2.encoder.layers.${stage}.blocks.${block}.${module}.weight`;
+}
+
+/**
+ * The slots of `visual_only_swin` (SPEC §6): `[stage, block]` from the last stage and, within a
+ * stage, the last block first ([3,1], [3,0], [2,17], …, [0,0] for Swin V2-B).
+ * @param depths blocks per stage
+ */
+export function swinSearchSlots(weight: WeightType, depths: readonly number[]): WeightSlot[] {
+  const slots: WeightSlot[] = [];
+  for (let s = depths.length - 1; s >= 0; s--) for (let b = depths[s]! - 1; b >= 0; b--) slots.push({ tower: 'visual', weight, layer: [s, b] });
+  return slots;
+}
+
+/**
+ * The block Linear layers (HF prefixes) that PEFT-style `target_modules` select: a prefix equal to
+ * a target or ending with `.<target>`, except that `dense` alone is ambiguous and `output.dense`
+ * means the MLP's, not `attention.output.dense`. Throws naming the targets that match nothing.
+ */
+export function matchSwinTargetModules(depths: readonly number[], targets: readonly string[]): string[] {
+  const prefixes: string[] = [];
+  depths.forEach((n, s) => {
+    for (let b = 0; b < n; b++) {
+      for (const m of ['attention.self.query', 'attention.self.key', 'attention.self.value', 'attention.output.dense', 'intermediate.dense', 'output.dense']) prefixes.push(`${blockPrefix(s, b)}.${m}`);
+    }
+  });
+  const hit = (p: string, t: string) => p === t || (p.endsWith(`.${t}`) && !(t === 'dense' || (t === 'output.dense' && p.endsWith('attention.output.dense'))));
+  const chosen = prefixes.filter((p) => targets.some((t) => hit(p, t)));
+  const unmatched = targets.filter((t) => !prefixes.some((p) => hit(p, t)));
+  if (unmatched.length) throw new RangeError(`target_modules ${unmatched.map((t) => `"${t}"`).join(', ')} match no layer of this Swin V2 model (e.g. "intermediate.dense", "output.dense", "attention.self.query")`);
+  return chosen;
 }

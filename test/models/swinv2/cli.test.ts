@@ -7,10 +7,11 @@ import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { SafetensorsFile } from '../../../src/io/safetensors.js';
 import { applyLoraSettings } from '../../../src/lowrank/apply.js';
-import { swinWeightName } from '../../../src/lowrank/settings.js';
-import { modelFamily, swinPreprocess } from '../../../src/models/registry.js';
+import { swinWeightName } from '../../../src/models/swinv2/weights.js';
+import { modelFamily } from '../../../src/models/registry.js';
+import { swinPreprocess } from '../../../src/models/swinv2/preprocess.js';
 import { SwinV2Model } from '../../../src/models/swinv2/model.js';
-import { defaultTemperature } from '../../../src/eval/config.js';
+import { defaultTemperature } from '../../../src/models/registry.js';
 import { fixture, REPO_ROOT } from '../../helpers/fixtures.js';
 import { writeTestImage } from '../../helpers/images.js';
 

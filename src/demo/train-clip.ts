@@ -1,10 +1,10 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DIGIT_CLASSES, FASHION_CLASSES, splitOf, type Gray28 } from '../demo/datasets.js';
+import { DIGIT_CLASSES, FASHION_CLASSES, splitOf, type Gray28 } from './datasets.js';
 import { CLIP_MEAN, CLIP_STD } from '../image/preprocess.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { parseClipConfig, type ClipConfig } from '../models/clip/config.js';
-import { transpose } from '../models/clip/graph.js';
+import { transpose } from '../models/common/layers.js';
 import { randomClipTensors } from '../models/clip/random.js';
 import { ClipTokenizer } from '../models/clip/tokenizer.js';
 import { dataFile } from '../paths.js';
@@ -12,8 +12,8 @@ import { SeededRng } from '../rng.js';
 import { Session } from '../runtime/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { clipContrastiveGraph } from './clip-contrastive-graph.js';
-import { AdamW, type Param } from './optimizer.js';
-import { learningRate } from './schedule.js';
+import { AdamW, type Param } from '../train/optimizer.js';
+import { learningRate } from '../train/schedule.js';
 
 /** The demo CLIP's architecture: 28-pixel images in 4x4 patches of 7, small towers, CLIP's real tokenizer. */
 export const DEMO_CLIP_CONFIG = {

@@ -1,8 +1,8 @@
-import { GraphBuilder } from '../onnx/graph-builder.js';
-import type { LoraAdapter } from '../models/clip/graph.js';
-import type { SwinV2Config } from '../models/swinv2/config.js';
-import { swinV2Classifier, type Source } from '../models/swinv2/graph.js';
-import { locoopLossAndGradients, type TrainGraph, type TrainLossOptions } from './clip-train-graph.js';
+import { GraphBuilder } from '../../onnx/graph-builder.js';
+import type { LoraAdapter } from '../common/layers.js';
+import { locoopLossAndGradients, type TrainGraph, type TrainLossOptions } from '../common/locoop-train-graph.js';
+import type { SwinV2Config } from './config.js';
+import { swinV2Classifier, type Source } from './graph.js';
 
 /**
  * The SeTAR+FT / LoRA training graph of a Swin V2 classifier (SPEC §7 with Swin's logits):

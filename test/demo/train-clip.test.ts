@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { ClipPipeline } from '../../src/models/clip/pipeline.js';
-import { DEMO_CLIP_CONFIG, trainDemoClip } from '../../src/train/train-clip.js';
+import { DEMO_CLIP_CONFIG, trainDemoClip } from '../../src/demo/train-clip.js';
 import { fashionImages, digitImages, splitOf, SPLITS } from '../../src/demo/datasets.js';
 
 describe('the demo CLIP recipe (setar train-clip)', () => {

@@ -1,0 +1,179 @@
+import { CLIP_MEAN, CLIP_STD } from '../../image/clip-transform.js';
+import type { LowRankSetting } from '../../lowrank/settings.js';
+import { tensor, type Tensor } from '../../tensor.js';
+import type { LoraAdapter } from '../common/layers.js';
+import { softmaxRows } from '../common/probabilities.js';
+import type { TrainLossOptions } from '../common/locoop-train-graph.js';
+import type { BundleParts, Classifier, FamilyLoadOptions, FamilyModel, ModelFamily, SearchSubject, TrainSetup } from '../family.js';
+import { clipImageEncoderOnnx } from './image-encoder.js';
+import { clipLogits, ClipLogitsHead, l2Normalize } from './logits.js';
+import { DEFAULT_TEMPLATE, fillTemplate, ClipPipeline } from './pipeline.js';
+import { clipSearchSubject } from './search-subject.js';
+import { clipTrainGraph } from './train-graph.js';
+
+/**
+ * A CLIP model (HF `CLIPModel`) as setar's commands use it: zero-shot over prompts of the class
+ * names, two towers to search, LoRA on either tower, a bundle of the image tower and the
+ * prompts' features.
+ */
+class ClipFamilyModel implements FamilyModel {
+  readonly family = clipFamily;
+  readonly preprocess;
+  readonly augment;
+
+  constructor(readonly clip: ClipPipeline, private readonly options: FamilyLoadOptions) {
+    const size = clip.model.config.vision_config.image_size;
+    this.preprocess = { resizeTo: size, cropSize: size, mean: CLIP_MEAN, std: CLIP_STD };
+    // SPEC §1: random-resized-crop scale (0.9, 1) and flips, CLIP's normalisation (trainTransform's defaults)
+    this.augment = { size };
+  }
+
+  get dir(): string {
+    return this.clip.model.dir;
+  }
+
+  weightName(setting: LowRankSetting): string {
+    return this.clip.model.weightName(setting);
+  }
+
+  getOriginalWeight(name: string): Float32Array {
+    return this.clip.model.getOriginalWeight(name);
+  }
+
+  weightShape(name: string): readonly number[] {
+    return this.clip.model.weightShape(name);
+  }
+
+  setWeight(name: string, value: Float32Array): void {
+    this.clip.model.setWeight(name, value);
+  }
+
+  resetWeight(name?: string): void {
+    this.clip.model.resetWeight(name);
+  }
+
+  isSwappable(name: string): boolean {
+    return this.clip.model.isSwappable(name);
+  }
+
+  matrix(name: string): Tensor<'float32'> {
+    return this.clip.model.matrix(name);
+  }
+
+  defaultLabels(): null {
+    return null;
+  }
+
+  checkLabels(labels: readonly string[]): void {
+    if (labels.length === 0) throw new RangeError('classify: the label list is empty');
+  }
+
+  async classifier(labels: readonly string[], options: { template: string }): Promise<Classifier> {
+    this.checkLabels(labels);
+    const model = this.clip.model;
+    const text = await this.clip.encodeTexts(labels.map((l) => fillTemplate(options.template, l)));
+    const head = await ClipLogitsHead.create(text, model.logitScale, { threads: this.options.threads });
+    return {
+      classes: head.classes,
+      async logits(pixels, local) {
+        const f = await model.encodeImages(pixels, { local });
+        const global = await head.logits(f.image_embeds);
+        return local ? { global, local: await head.logits(f.image_embeds_local!) } : { global };
+      },
+      // float64 logits, as ClipPipeline.classify
+      async probabilities(pixels) {
+        const { image_embeds } = await model.encodeImages(pixels, { local: false });
+        return softmaxRows(clipLogits(image_embeds, text, model.logitScale).data, pixels.dims[0]!, labels.length);
+      },
+      release: () => head.release(),
+    };
+  }
+
+  async embed(inputs: { pixels?: Tensor<'float32'>; texts?: readonly string[] }, options: { local: boolean }): Promise<Record<string, Tensor<'float32'>>> {
+    const model = this.clip.model;
+    const out: Record<string, Tensor<'float32'>> = {};
+    if (inputs.pixels) {
+      const f = await model.encodeImages(inputs.pixels, { local: options.local });
+      out.image_embeds = f.image_embeds;
+      if (f.image_embeds_local) out.image_embeds_local = f.image_embeds_local;
+    }
+    if (inputs.texts) out.text_embeds = await this.clip.encodeTexts(inputs.texts);
+    out.logit_scale = tensor('float32', Float32Array.of(model.logitScale), [], 'logit_scale');
+    return out;
+  }
+
+  searchSubject(labels: readonly string[], options: { template: string }): Promise<SearchSubject> {
+    return clipSearchSubject(this.clip, labels, options.template, this.options.threads);
+  }
+
+  async trainSetup(adapters: ReadonlyMap<string, LoraAdapter>, loss: TrainLossOptions, prompts: { labels: readonly string[]; template: string }): Promise<TrainSetup> {
+    const model = this.clip.model;
+    const graph = clipTrainGraph(model.config, model.source, adapters, model.logitScale, loss);
+    // Prompts: the text tower runs in the graph only if an adapter is on it.
+    const rows = this.clip.tokenize(prompts.labels.map((l) => fillTemplate(prompts.template, l)));
+    const length = Math.max(...rows.map((r) => r.length));
+    const ids = new Int32Array(rows.length * length).fill(model.config.text_config.eos_token_id);
+    rows.forEach((r, i) => ids.set(r, i * length));
+    const tokens = { ids, batch: rows.length, length };
+    const feeds: Record<string, Tensor> = {};
+    if (graph.textInGraph) {
+      feeds.text_hidden = await model.textEmbeddings(tokens);
+      const pos = model.poolPositions(tokens);
+      feeds.pool_index = tensor('int64', BigInt64Array.from(pos, (p, i) => BigInt(i * length + p)), [rows.length], 'pool_index');
+    } else {
+      feeds.text_embeds = await model.encodeTokenIds(tokens);
+    }
+    return { graph, feeds, patchesPerImage: model.grid ** 2 };
+  }
+
+  matchTargetModules(targets: readonly string[]): string[] {
+    return this.clip.model.matchTargetModules(targets);
+  }
+
+  async bundleParts(labels: readonly string[], templates: readonly string[]): Promise<BundleParts> {
+    const model = this.clip.model;
+    // CLIP's prompt ensemble: the mean of each template's normalised features, normalised again
+    const c = labels.length;
+    const p = model.config.projection_dim;
+    const text = new Float32Array(c * p);
+    for (const t of templates) {
+      const e = l2Normalize(await this.clip.encodeTexts(labels.map((l) => fillTemplate(t, l)))).data;
+      for (let i = 0; i < e.length; i++) text[i] = text[i]! + e[i]! / templates.length;
+    }
+    return {
+      head: 'clip-text', encoder: clipImageEncoderOnnx(model), labels, templates,
+      text: { features: l2Normalize(tensor('float32', text, [c, p])), logitScale: model.logitScale },
+      grid: model.grid, preprocess: this.preprocess,
+    };
+  }
+
+  save(dir: string): void {
+    this.clip.model.save(dir);
+  }
+
+  dispose(): Promise<void> {
+    return this.clip.dispose();
+  }
+}
+
+/** CLIP (HF `CLIPModel`): SPEC §1's vision and text towers. */
+export const clipFamily: ModelFamily = {
+  name: 'clip',
+  displayName: 'CLIP',
+  modelTypes: ['clip'],
+  untyped: true,
+  officialModelTypes: ['CLIP', 'clip'],
+  towers: [{ tower: 'visual', projection: true }, { tower: 'text', projection: true }],
+  layerIds: 'index',
+  defaults: {
+    temperature: 100,
+    template: DEFAULT_TEMPLATE,
+    searcher: 'visual_text',
+    scorers: ['mcm_score', 'gl_mcm_score'],
+    // SPEC §5: λ 0.05 and K 4 on Pascal-VOC, else ImageNet's λ 0.1 and K 300
+    locoop: (benchmark) => (benchmark?.toLowerCase().includes('voc') ? { lambda: 0.05, topK: 4 } : { lambda: 0.1, topK: 300 }),
+  },
+  async load(dir, options = {}) {
+    return new ClipFamilyModel(await ClipPipeline.load(dir, options), options);
+  },
+};

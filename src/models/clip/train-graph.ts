@@ -1,0 +1,69 @@
+import { GraphBuilder } from '../../onnx/graph-builder.js';
+import type { LoraAdapter } from '../common/layers.js';
+import { locoopLossAndGradients, type TrainGraph, type TrainLossOptions } from '../common/locoop-train-graph.js';
+import type { ClipConfig } from './config.js';
+import { textTower, visionEmbeddings, visionTower, type LayerRun } from './graph.js';
+import {
+  encoderLayerWeights, layerTensorName, textHeadWeights, visionEmbeddingsWeights, visionHeadWeights, type TensorSource, type Tower,
+} from './weights.js';
+
+/** x / ‖x‖ along the last axis. */
+function normalize(g: GraphBuilder, x: string): string {
+  return g.op('Div', [x, g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.constInt64([-1])], { keepdims: 1 })])]);
+}
+
+function run(src: TensorSource, c: ClipConfig, tower: Tower, n: number): LayerRun {
+  const layers = [];
+  const prefixes = [];
+  for (let i = 0; i < n; i++) {
+    layers.push(encoderLayerWeights(src, c, tower, i));
+    prefixes.push(layerTensorName(tower, i, '').slice(0, -1));
+  }
+  return { layers, prefixes };
+}
+
+/**
+ * The SeTAR+FT / LoRA training graph of a CLIP model. Inputs: `pixel_values` [B, 3, S, S],
+ * `labels_onehot` [B, C] (float), the text side (`text_hidden` [C, L, D] + `pool_index` [C] when an
+ * adapter is on the text tower, else `text_embeds` [C, P]), every weight matrix by its HF name in
+ * MatMul layout (as the inference graphs), and each adapter's `<prefix>.lora_A` [in, r] /
+ * `<prefix>.lora_B` [r, out]. Outputs: `locoop_loss`, `loss_id`, `loss_ood`, `n_ood` (OOD
+ * patches), `n_correct`, and the gradients.
+ *
+ * The loss and gradients are {@link locoopLossAndGradients}.
+ */
+export function clipTrainGraph(c: ClipConfig, src: TensorSource, adapters: ReadonlyMap<string, LoraAdapter>, logitScale: number, loss: TrainLossOptions, options: { gradients?: boolean } = {}): TrainGraph {
+  const g = new GraphBuilder('clip_train');
+  const v = c.vision_config;
+  const t = c.text_config;
+  const grid = v.image_size / v.patch_size;
+  const p = c.projection_dim;
+  const textInGraph = [...adapters.keys()].some((k) => k.startsWith('text_model.') || k === 'text_projection');
+
+  const px = g.input('pixel_values', 'FLOAT', ['batch', v.num_channels, v.image_size, v.image_size]);
+  const onehot = g.input('labels_onehot', 'FLOAT', ['batch', 'classes']);
+  const vOpts = { heads: v.num_attention_heads, eps: v.layer_norm_eps, act: v.hidden_act, causal: false, lora: adapters };
+  const h0 = visionEmbeddings(g, px, visionEmbeddingsWeights(src), { hidden: v.hidden_size, channels: v.num_channels, patch: v.patch_size, grid, eps: v.layer_norm_eps });
+  const img = visionTower(g, h0, run(src, c, 'vision', v.num_hidden_layers), visionHeadWeights(src, c), vOpts, { grid, local: true });
+
+  let text: string;
+  if (textInGraph) {
+    const hidden = g.input('text_hidden', 'FLOAT', ['classes', 'length', t.hidden_size]);
+    const pool = g.input('pool_index', 'INT64', ['classes']);
+    const tOpts = { heads: t.num_attention_heads, eps: t.layer_norm_eps, act: t.hidden_act, causal: true, lora: adapters };
+    text = textTower(g, hidden, pool, run(src, c, 'text', t.num_hidden_layers), textHeadWeights(src, c), tOpts);
+  } else {
+    text = g.input('text_embeds', 'FLOAT', ['classes', p]);
+  }
+
+  // Logits (SPEC §1): exp(logit_scale) · cos(image, prompt), global [B, C] and per patch [B, G, C].
+  const scale = g.constFloat([Math.exp(logitScale)]);
+  const textT = g.op('Transpose', [normalize(g, text)], { perm: [1, 0] });
+  const global = g.op('Mul', [g.op('MatMul', [normalize(g, img.image_embeds), textT]), scale]);
+  const localFeatures = g.op('Reshape', [img.image_embeds_local!, g.constInt64([0, grid * grid, p])]);
+  const local = g.op('Mul', [g.op('MatMul', [normalize(g, localFeatures), textT]), scale]);
+
+  const gradients = locoopLossAndGradients(g, global, local, onehot, adapters, loss, options);
+  return { bytes: g.toBytes(), gradients, textInGraph };
+}
+
