@@ -6,7 +6,8 @@ import { shapeString, tensor, type Tensor } from '../../tensor.js';
 import { transpose } from '../clip/graph.js';
 import { loadSwinV2Config, numLabels, type SwinV2Config } from './config.js';
 import { blockPlan, swinV2ClassifierGraph, type BlockPlan } from './graph.js';
-import { expectedSwinV2Tensors, isSwappable, openTensorSource, validateSwinV2Checkpoint, type TensorSource } from './weights.js';
+import { expectedSwinV2Tensors, isIgnoredBuffer, isSwappable, openTensorSource, validateSwinV2Checkpoint, type TensorSource } from './weights.js';
+import { checkOverlay, openTensorFile, OverlayTensorSource } from '../../io/tensor-overlay.js';
 import { checkReplacement } from '../replace-weight.js';
 
 /** Outputs of {@link SwinV2Model.classify}. */
@@ -15,6 +16,15 @@ export interface SwinV2Outputs {
   readonly logits: Tensor<'float32'>;
   /** [B, h, w, labels]: SeTAR's local logits (value path of the last block of the last stage). */
   readonly logits_local: Tensor<'float32'>;
+}
+
+/** Options of {@link SwinV2Model.load}. */
+export interface SwinV2ModelOptions extends SessionOptions {
+  /**
+   * A whole state dict to load over the folder's weights (the official `clip_ckpt`, e.g. a
+   * fine-tuning's `finetuned_model.pth`): a torch zip or safetensors file with the model's own names.
+   */
+  readonly clipCkpt?: string;
 }
 
 /**
@@ -36,11 +46,20 @@ export class SwinV2Model {
     this.expected = expectedSwinV2Tensors(config);
   }
 
-  /** Loads `dir/config.json` and `dir/model.safetensors` (or a sharded index, or else `dir/pytorch_model.bin`); buffers such as `relative_coords_table` are ignored. */
-  static async load(dir: string, options: SessionOptions = {}): Promise<SwinV2Model> {
+  /**
+   * Loads `dir/config.json` and `dir/model.safetensors` (or a sharded index, or else
+   * `dir/pytorch_model.bin` or its sharded index), then `options.clipCkpt` over it; buffers such as
+   * `relative_coords_table` are ignored.
+   */
+  static async load(dir: string, options: SwinV2ModelOptions = {}): Promise<SwinV2Model> {
     const config = await loadSwinV2Config(dir);
-    const checkpoint = await openTensorSource(dir);
+    let checkpoint = await openTensorSource(dir);
     try {
+      if (options.clipCkpt) {
+        const overlay = openTensorFile(options.clipCkpt, { ignore: isIgnoredBuffer });
+        checkpoint = new OverlayTensorSource(checkpoint, overlay);
+        checkOverlay(overlay, expectedSwinV2Tensors(config), { complete: true, label: `clip_ckpt '${options.clipCkpt}'`, against: `the Swin V2 model in '${dir}'` });
+      }
       validateSwinV2Checkpoint(checkpoint, expectedSwinV2Tensors(config));
     } catch (e) {
       checkpoint.close();
