@@ -53,6 +53,8 @@ export type BundleHead = 'clip-text' | 'classifier';
 /** Options of {@link createBundle}. */
 export interface BundleOptions {
   readonly model: string;
+  /** A whole state dict loaded over the model's weights (official `clip_ckpt`); hashed into recipe.json. */
+  readonly clipCkpt?: string;
   readonly id: IdSource;
   readonly labels?: readonly string[];
   readonly loraSettings?: readonly LoraSetting[];
@@ -104,7 +106,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
   const templates = o.templates?.length ? o.templates : ['a photo of a {}'];
   const temperature = o.temperature ?? 100;
   const { dataset, labels } = loadIdDataset(o.id, 'val', o.labels);
-  const clip = await ClipPipeline.load(o.model, { threads: o.threads });
+  const clip = await ClipPipeline.load(o.model, { threads: o.threads, clipCkpt: o.clipCkpt });
   try {
     if (o.loraSettings?.length) await applyLoraSettings(clip.model, o.loraSettings);
     // CLIP's prompt ensemble: the mean of each template's normalised features, normalised again
@@ -139,9 +141,10 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
       preprocess: { size, resample: 'bicubic (Pillow)', mean: [...CLIP_MEAN], std: [...CLIP_STD] },
     };
     writeFileAtomic(join(o.out, 'bundle.json'), JSON.stringify(manifest, null, 2) + '\n');
-    const weights = readdirSync(o.model).filter((f) => f.endsWith('.safetensors') || f === 'config.json' || f.endsWith('.index.json')).sort();
+    const weights = readdirSync(o.model).filter((f) => f.endsWith('.safetensors') || f.endsWith('.bin') || f === 'config.json' || f.endsWith('.index.json')).sort();
     writeFileAtomic(join(o.out, 'recipe.json'), JSON.stringify({
       checkpoint: Object.fromEntries(weights.map((f) => [f, sha256(readFileSync(join(o.model, f)))])),
+      ...(o.clipCkpt ? { clip_ckpt: { file: o.clipCkpt, sha256: sha256(readFileSync(o.clipCkpt)) } } : {}),
       lora_settings: o.loraSettings ?? null,
       labels_sha256: sha256(JSON.stringify(labels)),
       templates_sha256: sha256(JSON.stringify(templates)),
@@ -165,7 +168,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
 async function createClassifierBundle(o: BundleOptions, scorer: string, tpr: number): Promise<BundleManifest> {
   const temperature = o.temperature ?? 1;
   const { dataset, labels: folders } = loadIdDataset(o.id, 'val', o.labels);
-  const model = await SwinV2Model.load(o.model, { threads: o.threads });
+  const model = await SwinV2Model.load(o.model, { threads: o.threads, clipCkpt: o.clipCkpt });
   try {
     if (o.loraSettings?.length) await applyLoraSettings(model, o.loraSettings);
     const n = model.numLabels;
@@ -199,6 +202,7 @@ async function createClassifierBundle(o: BundleOptions, scorer: string, tpr: num
     const weights = readdirSync(o.model).filter((f) => f.endsWith('.safetensors') || f.endsWith('.bin') || f === 'config.json' || f.endsWith('.index.json')).sort();
     writeFileAtomic(join(o.out, 'recipe.json'), JSON.stringify({
       checkpoint: Object.fromEntries(weights.map((f) => [f, sha256(readFileSync(join(o.model, f)))])),
+      ...(o.clipCkpt ? { clip_ckpt: { file: o.clipCkpt, sha256: sha256(readFileSync(o.clipCkpt)) } } : {}),
       lora_settings: o.loraSettings ?? null,
       labels_sha256: sha256(JSON.stringify(labels)),
       templates_sha256: sha256(JSON.stringify([])),

@@ -5,16 +5,18 @@ import { modelFamily, swinPreprocess } from '../models/registry.js';
 import { numLabels } from '../models/swinv2/config.js';
 import { SwinV2Model } from '../models/swinv2/model.js';
 import { tensor } from '../tensor.js';
-import { positiveInt, readStringList, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, positiveInt, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
-interface ClassifyFlags { model: string; labels?: string; template: string; top: number; json?: boolean; threads?: number }
+interface ClassifyFlags { model: string; revision?: string; clipCkpt?: string; labels?: string; template: string; top: number; json?: boolean; threads?: number }
 
 /** `setar classify`: zero-shot top-k for each image. */
 export function registerClassify(program: Command): void {
   program
     .command('classify')
     .description('zero-shot classification: top-k labels with probabilities for each image')
-    .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout)')
+    .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout), or a hub id ORG/NAME')
+    .option('--revision <rev>', REVISION_HELP)
+    .option('--clip-ckpt <file>', CLIP_CKPT_HELP)
     .option('--labels <file>', 'class names: a JSON array or one per line (required for CLIP; for Swin V2 they rename the classifier outputs)')
     .option('--template <text>', "prompt template; '{}' is replaced by the class name", DEFAULT_TEMPLATE)
     .option('--top <k>', 'how many labels to print per image', positiveInt('--top'), 5)
@@ -23,6 +25,7 @@ export function registerClassify(program: Command): void {
     .argument('<images...>', 'image files (JPEG, PNG, WebP, GIF, …)')
     .action(async (images: string[], flags: ClassifyFlags) => {
       const labels = flags.labels ? await readStringList(flags.labels, 'labels file', { allowEmptyEntries: false }) : undefined;
+      flags.model = (await resolveModelFlag(flags.model, flags.revision))!;
       const preds = modelFamily(flags.model) === 'swinv2'
         ? await classifySwin(flags.model, images, labels, flags)
         : await classifyClip(flags.model, images, labels, flags);
@@ -40,7 +43,7 @@ export function registerClassify(program: Command): void {
 
 async function classifyClip(model: string, images: string[], labels: string[] | undefined, flags: ClassifyFlags): Promise<Prediction[][]> {
   if (!labels) throw new UsageError('a CLIP model needs --labels FILE (the class names to compare the images with)');
-  const clip = await ClipPipeline.load(model, { threads: flags.threads });
+  const clip = await ClipPipeline.load(model, { threads: flags.threads, clipCkpt: flags.clipCkpt });
   try {
     return await clip.classify(images, labels, { template: flags.template, top: flags.top });
   } finally {
@@ -50,7 +53,7 @@ async function classifyClip(model: string, images: string[], labels: string[] | 
 
 /** A Swin V2 classifier: softmax of its logits (temperature 1), labels from id2label unless renamed. */
 async function classifySwin(dir: string, images: string[], labels: string[] | undefined, flags: ClassifyFlags): Promise<Prediction[][]> {
-  const model = await SwinV2Model.load(dir, { threads: flags.threads });
+  const model = await SwinV2Model.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt });
   try {
     const c = model.config;
     const n = numLabels(c);

@@ -7,10 +7,12 @@ import { loadAndPreprocess } from '../image/preprocess.js';
 import { modelFamily, swinPreprocess } from '../models/registry.js';
 import { SwinV2Model } from '../models/swinv2/model.js';
 import { tensor, type Tensor } from '../tensor.js';
-import { positiveInt, readJson, readStringList, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
 interface EmbedFlags {
   model: string;
+  revision?: string;
+  clipCkpt?: string;
   images?: string[];
   pixelValues?: string;
   texts?: string;
@@ -36,7 +38,7 @@ function readPixelValues(file: string): Tensor<'float32'> {
 
 /** `setar embed` on a Swin V2 classifier: `logits` [B, labels] and `logits_local` [B, h, w, labels]. */
 async function embedSwin(flags: EmbedFlags, pixels: Tensor<'float32'> | null, settings: Parameters<typeof applyLoraSettings>[1]): Promise<void> {
-  const model = await SwinV2Model.load(flags.model, { threads: flags.threads });
+  const model = await SwinV2Model.load(flags.model, { threads: flags.threads, clipCkpt: flags.clipCkpt });
   try {
     if (settings.length) await applyLoraSettings(model, settings, { mode: flags.pruneMode, seed: flags.seed });
     const batches: Tensor<'float32'>[] = [];
@@ -86,7 +88,9 @@ export function registerEmbed(program: Command): void {
   program
     .command('embed')
     .description('write image_embeds, image_embeds_local, text_embeds (F32, unnormalised) and logit_scale to a safetensors file')
-    .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout)')
+    .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout), or a hub id ORG/NAME')
+    .option('--revision <rev>', REVISION_HELP)
+    .option('--clip-ckpt <file>', CLIP_CKPT_HELP)
     .option('--images <files...>', 'image files to preprocess and encode')
     .option('--pixel-values <file>', "safetensors file holding 'pixel_values' [B, 3, H, W], already preprocessed")
     .option('--texts <file>', 'prompts: a JSON array of strings, or one prompt per line')
@@ -104,13 +108,14 @@ export function registerEmbed(program: Command): void {
       const texts = flags.texts ? await readStringList(flags.texts, 'texts file', { allowEmptyEntries: true }) : null;
       const settings = flags.loraSettings ? parseLoraSettings(await readJson(flags.loraSettings, 'lora settings file'), flags.loraSettings) : [];
       const pixels = flags.pixelValues ? readPixelValues(flags.pixelValues) : null;
+      flags.model = (await resolveModelFlag(flags.model, flags.revision))!;
       if (modelFamily(flags.model) === 'swinv2') {
         if (texts) throw new UsageError(`--texts: the Swin V2 model in '${flags.model}' has no text tower`);
         if (!pixels && !flags.images) throw new UsageError('nothing to embed: give --images or --pixel-values');
         await embedSwin(flags, pixels, settings);
         return;
       }
-      const clip = await ClipPipeline.load(flags.model, { threads: flags.threads });
+      const clip = await ClipPipeline.load(flags.model, { threads: flags.threads, clipCkpt: flags.clipCkpt });
       try {
         if (settings.length) await applyLoraSettings(clip.model, settings, { mode: flags.pruneMode, seed: flags.seed });
         const out: Record<string, TensorToWrite> = {};

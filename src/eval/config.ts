@@ -19,6 +19,8 @@ export type { IdSource };
 /** Everything `setar eval` needs, resolved (paths absolute, defaults filled). */
 export interface EvalConfig {
   readonly model: string;
+  /** A whole state dict loaded over the model's weights (official `clip_ckpt`), absolute; absent when none. */
+  readonly clip_ckpt?: string;
   readonly id: IdSource;
   /** Class names from a file (folder datasets); presets carry their own. */
   readonly labels?: readonly string[];
@@ -46,7 +48,7 @@ export interface EvalConfig {
  */
 export const EVAL_KEYS = [
   'data_root', 'id_dataset', 'split', 'batch_size', 'seed', 'scorers', 'temperature', 'recall_level', 'exp_name',
-  'log_directory', 'model_name', 'model_type', 'lora_svd_init', 'lora_svd_init_type', 'lora_settings', 'device',
+  'log_directory', 'model_name', 'model_type', 'lora_svd_init', 'lora_svd_init_type', 'lora_settings', 'device', 'clip_ckpt',
 ] as const;
 
 /** Official keys that `setar eval` accepts and ignores (search, fine-tuning, the device). */
@@ -59,6 +61,7 @@ export const IGNORED_KEYS = [
 /** Command-line overrides; each maps one-to-one to a flag of `setar eval`. */
 export interface EvalFlags {
   model?: string;
+  clipCkpt?: string;
   id?: string;
   benchmark?: string;
   dataRoot?: string;
@@ -102,6 +105,7 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
     throw new EvalConfigError(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${[...EVAL_KEYS].join(', ')} (ignored by eval: ${IGNORED_KEYS.join(', ')})`);
   }
   const model = resolveModel(j, flags.model, configFile);
+  const clip_ckpt = resolveClipCkpt(j, flags.clipCkpt);
   const id = resolveIdSource(j, flags);
   const ood = (flags.ood ?? []).map((o) => parseNamedDir(o, '--ood'));
   if (id.kind === 'folder' && ood.length === 0) throw new EvalConfigError('no OOD data: give --ood NAME=DIR at least once');
@@ -136,15 +140,15 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
 
   const out = resolveOut(j, flags.out, id, 'eval');
   return {
-    model, id, labels: flags.labels, ood, scorers, temperature, recall_level, split, batch_size, seed,
+    model, ...(clip_ckpt ? { clip_ckpt } : {}), id, labels: flags.labels, ood, scorers, temperature, recall_level, split, batch_size, seed,
     lora_settings, lora_svd_init_type: mode as PruneMode, template: flags.template ?? 'a photo of a {}', strict: flags.strict ?? false,
     out, workers: flags.workers, threads: flags.threads,
   };
 }
 
 /**
- * The model folder: the flag, else the config's `model_name`, which must be a local folder —
- * setar never downloads weights, so a hub id gets an error saying to pass --model DIR.
+ * The model folder: the flag, else the config's `model_name`, which must be a local folder here
+ * (the CLI resolves hub ids through the Hugging Face cache first: `resolveModel` in src/hub/).
  */
 export function resolveModel(j: Record<string, unknown>, flag: string | undefined, configFile = 'config'): string {
   if (j.model_type !== undefined && j.model_type !== 'CLIP' && j.model_type !== 'SwinTransformerV2') {
@@ -153,9 +157,16 @@ export function resolveModel(j: Record<string, unknown>, flag: string | undefine
   const model = flag ?? (typeof j.model_name === 'string' ? j.model_name : undefined);
   if (!model) throw new EvalConfigError('no model: give --model DIR (or "model_name" in the config)');
   if (!existsSync(resolve(model))) {
-    throw new EvalConfigError(`model "${model}" is not a local directory; download the checkpoint and pass --model DIR (setar never fetches weights)`);
+    throw new EvalConfigError(`model "${model}" is not a local directory; resolve a hub id to its cached folder first (resolveModel), or pass --model DIR`);
   }
   return resolve(model);
+}
+
+/** The official `clip_ckpt` (a state dict loaded over the model): the flag, else the config's key (null: none), as an absolute path. */
+export function resolveClipCkpt(j: Record<string, unknown>, flag: string | undefined): string | undefined {
+  const v = flag ?? j.clip_ckpt ?? undefined;
+  check(v === undefined || (typeof v === 'string' && v !== ''), 'clip_ckpt', 'a checkpoint file path (or null)', v);
+  return v === undefined ? undefined : resolve(v as string);
 }
 
 /** The ID data: `--id NAME=DIR`, else a benchmark (`--benchmark`/`id_dataset`) under `--data-root`/`data_root`. */

@@ -188,7 +188,7 @@ interface EvalClassifier {
  */
 async function openClassifier(config: EvalConfig, labels: readonly string[], log: (line: string) => void): Promise<EvalClassifier> {
   if (modelFamily(config.model) === 'swinv2') {
-    const model = await SwinV2Model.load(config.model, { threads: config.threads });
+    const model = await SwinV2Model.load(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt });
     try {
       if (model.numLabels !== labels.length) {
         throw new Error(`the ID data has ${labels.length} classes but the Swin V2 classifier in '${config.model}' has ${model.numLabels} outputs; class folder i (sorted) must map onto output i`);
@@ -212,7 +212,7 @@ async function openClassifier(config: EvalConfig, labels: readonly string[], log
       dispose: () => model.dispose(),
     };
   }
-  const clip = await ClipPipeline.load(config.model, { threads: config.threads });
+  const clip = await ClipPipeline.load(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt });
   try {
     if (config.lora_settings?.length) {
       const changed = await applyLoraSettings(clip.model, config.lora_settings, { mode: config.lora_svd_init_type, seed: config.seed });

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EvalConfigError, parseNamedDir, resolveIdSource, resolveModel, resolveOut, type IdSource } from '../eval/config.js';
+import { EvalConfigError, parseNamedDir, resolveClipCkpt, resolveIdSource, resolveModel, resolveOut, type IdSource } from '../eval/config.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { WEIGHT_TYPES, type WeightType } from '../lowrank/settings.js';
 import { SCORER_NAMES } from '../ood/scores.js';
@@ -28,6 +28,8 @@ export function modelArch(dir: string): SearchArch {
 /** Everything `setar search` needs, resolved. */
 export interface SearchConfig {
   readonly model: string;
+  /** A whole state dict loaded over the model's weights (official `clip_ckpt`); absent when none. */
+  readonly clip_ckpt?: string;
   /** The model family, from the model folder's config.json (`model_type: "swinv2"` → Swin V2). */
   readonly arch: SearchArch;
   readonly id: IdSource;
@@ -65,13 +67,14 @@ export interface SearchConfig {
 export const SEARCH_KEYS = [
   'data_root', 'id_dataset', 'split', 'batch_size', 'seed', 'device', 'scorers', 'temperature', 'exp_name', 'log_directory',
   'recall_level', 'model_name', 'model_type', 'lora_svd_init', 'lora_svd_init_type', 'lora_settings', 'searcher', 'candi_ratios',
-  'weight_type', 'best_scorer', 'best_metric', 'locoop_lambda', 'locoop_top_k', 'use_pred_label', 'freeze_proj',
+  'weight_type', 'best_scorer', 'best_metric', 'locoop_lambda', 'locoop_top_k', 'use_pred_label', 'freeze_proj', 'clip_ckpt',
 ] as const;
 const IGNORED = ['learning_rate', 'num_train_epochs', 'lr_scheduler_type', 'num_warmup_steps', 'gradient_accumulation_steps', 'momentum', 'weight_decay', 'lora_r', 'lora_alpha', 'target_modules'];
 
 /** Flags of `setar search`, one per official key (dashes for underscores) plus setar's own. */
 export interface SearchFlags {
   model?: string;
+  clipCkpt?: string;
   id?: string;
   benchmark?: string;
   dataRoot?: string;
@@ -126,6 +129,7 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
   if (unknown.length) fail(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${SEARCH_KEYS.join(', ')}`);
   const model = resolveModel({ ...j, model_type: undefined }, flags.model, configFile);
   const arch = modelArch(model);
+  const clip_ckpt = resolveClipCkpt(j, flags.clipCkpt);
   if (j.model_type !== undefined && !MODEL_TYPES[arch].includes(j.model_type as string)) {
     const other = arch === 'clip' ? 'swinv2' : 'clip';
     const hint = MODEL_TYPES[other].includes(j.model_type as string) ? ` but the model '${model}' is ${arch === 'clip' ? 'a CLIP model' : 'a Swin V2 model (model_type "swinv2")'}` : '';
@@ -202,9 +206,10 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
     best_scorer: bestScorer, best_metric: bestMetric, locoop_lambda: lambda, locoop_top_k: topK,
     use_pred_label: flags.usePredLabel ?? (j.use_pred_label as boolean | undefined) ?? false, freeze_proj: freezeProj,
     scorers: j.scorers ?? ['loss'],
+    ...(clip_ckpt ? { clip_ckpt } : {}),
   };
   return {
-    model, arch, id, labels: flags.labels, split, searcher, candi_ratios: [...ratios], weight_type: weight, freeze_proj: freezeProj,
+    model, ...(clip_ckpt ? { clip_ckpt } : {}), arch, id, labels: flags.labels, split, searcher, candi_ratios: [...ratios], weight_type: weight, freeze_proj: freezeProj,
     lora_svd_init_type: mode, seed, objective, locoop_lambda: lambda, locoop_top_k: topK, use_pred_label: official.use_pred_label as boolean,
     temperature, recall_level: recall, batch_size: batch, cache: flags.cache ?? true, template: flags.template ?? 'a photo of a {}',
     out, test, scorers: scorers.length ? scorers : arch === 'swinv2' ? ['mcm_score', 'energy_score'] : ['mcm_score', 'gl_mcm_score'], strict: flags.strict ?? false,

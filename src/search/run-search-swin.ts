@@ -23,7 +23,7 @@ export async function runSwinSearch(config: SearchConfig, hooks: SearchHooks = {
   const { id, labels, loader } = run;
   const log = (line: string) => run.log(line);
 
-  const model = await SwinV2Model.load(config.model, { threads: config.threads });
+  const model = await SwinV2Model.load(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt });
   const stats: SearchStats = { visionLayerEvals: 0, textLayerEvals: 0, candidatesEvaluated: 0, candidatesFromCache: 0 };
   try {
     if (model.numLabels !== labels.length) {

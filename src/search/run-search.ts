@@ -251,7 +251,7 @@ export class SearchRun {
     this.hooks.onPhase?.('final-eval');
     this.log('final evaluation on the test data with the chosen settings');
     const evalConfig = resolveEvalConfig(null, {
-      model: config.model,
+      model: config.model, clipCkpt: config.clip_ckpt,
       ...(config.test.id.kind === 'folder' ? { id: `${config.test.id.name}=${config.test.id.root}`, ood: config.test.ood.map((o) => `${o.name}=${o.root}`) } : { benchmark: config.test.id.benchmark, dataRoot: config.test.id.dataRoot }),
       labels: config.test.id.kind === 'folder' ? config.labels : undefined, scorers: config.scorers, temperature: config.temperature, recallLevel: config.recall_level, split: 'test', loraSettings: lora_settings,
       pruneMode: config.lora_svd_init_type, batchSize: config.batch_size, seed: config.seed, template: config.template, strict: config.strict,
@@ -279,7 +279,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
   const { id, labels, loader } = run;
   const log = (line: string) => run.log(line);
 
-  const clip = await ClipPipeline.load(config.model, { threads: config.threads });
+  const clip = await ClipPipeline.load(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt });
   const model = clip.model;
   const stats: SearchStats = { visionLayerEvals: 0, textLayerEvals: 0, candidatesEvaluated: 0, candidatesFromCache: 0 };
   const L = { visual: model.visionLayerCount, text: model.textLayerCount };
