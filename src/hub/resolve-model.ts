@@ -59,7 +59,8 @@ export async function resolveModel(options: ResolveModelOptions): Promise<string
   if (existsSync(model) && statSync(model).isDirectory()) return resolve(model);
   const settings = hubSettings(options.env);
   if (!REPO_ID.test(model) || model.includes('--') || model.includes('..')) {
-    throw new HubError(`model '${model}' is neither a local folder nor a Hugging Face hub id (ORG/NAME)`, model, revision, settings.cacheDir);
+    const what = existsSync(model) ? 'it is a file' : 'no such directory';
+    throw new HubError(`model '${model}' is not a local folder (${what}) and not a Hugging Face hub id (ORG/NAME)`, model, revision, settings.cacheDir);
   }
   const repoDir = repoFolder(settings.cacheDir, model);
   const cached = findCachedRevision(repoDir, revision);

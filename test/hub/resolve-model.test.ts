@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
 import { resolveModel, type DownloadProgress } from '../../src/hub/resolve-model.js';
 import { hubSettings } from '../../src/hub/hub-env.js';
@@ -195,6 +197,16 @@ describe('hub ids through the Hugging Face cache and a loopback stand-in hub', (
       /cannot get 'org\/clip-tiny' \(revision v9\) .*404 \(Invalid rev id: v9\).*no models--org--clip-tiny\/refs\/v9/);
   });
 
+  it('an unreachable endpoint is named with the cause', async () => {
+    // A port that was just free: nothing listens there.
+    const probe = createServer();
+    await new Promise<void>((ok) => probe.listen(0, '127.0.0.1', ok));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((ok) => probe.close(() => ok()));
+    await assert.rejects(resolveModel({ model: 'org/clip-tiny', env: { ...env, HF_ENDPOINT: `http://127.0.0.1:${port}` } }),
+      new RegExp(`^HubError: cannot get 'org/clip-tiny' \\(revision main\\) from http://127\\.0\\.0\\.1:${port}: fetch failed \\(.*ECONNREFUSED.*\\) \\(it is not in the Hugging Face cache '.*': no models--org--clip-tiny/refs/main\\)$`));
+  });
+
   it('HF_HUB_OFFLINE=1 never touches the network: an uncached id fails naming it, the revision and the cache', async () => {
     for (const flag of [{ HF_HUB_OFFLINE: '1' }, { HF_HUB_OFFLINE: 'true' }, { TRANSFORMERS_OFFLINE: '1' }]) {
       await assert.rejects(resolveModel({ model: 'org/clip-tiny', env: { ...env, ...flag } }), (e: Error) => {
@@ -304,8 +316,10 @@ describe('hub ids through the Hugging Face cache and a loopback stand-in hub', (
   });
 
   it('not a folder and not a hub id: one clear error', async () => {
-    await assert.rejects(resolveModel({ model: 'no-such-folder', env }), /model 'no-such-folder' is neither a local folder nor a Hugging Face hub id \(ORG\/NAME\)/);
-    await assert.rejects(resolveModel({ model: 'a/b/c', env }), /neither a local folder nor a Hugging Face hub id/);
+    await assert.rejects(resolveModel({ model: 'no-such-folder', env }), /^HubError: model 'no-such-folder' is not a local folder \(no such directory\) and not a Hugging Face hub id \(ORG\/NAME\)$/);
+    await assert.rejects(resolveModel({ model: 'a/b/c', env }), /model 'a\/b\/c' is not a local folder \(no such directory\) and not a Hugging Face hub id/);
+    const file = join(CLIP_TINY, 'config.json');
+    await assert.rejects(resolveModel({ model: file, env }), new RegExp(`model '${file}' is not a local folder \\(it is a file\\)`));
     assert.equal(hub.requests.length, 0);
   });
 });
