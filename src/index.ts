@@ -15,7 +15,7 @@ export { ConfigError } from './models/common/config.js';
 export { ClipModel, type ClipModelOptions, type ImageFeatures, type TokenIds } from './models/clip/model.js';
 export { ClipPipeline, DEFAULT_TEMPLATE, fillTemplate, type Prediction } from './models/clip/pipeline.js';
 export { ClipTokenizer, type TokenizedBatch, type EncodeBatchOptions } from './models/clip/tokenizer.js';
-export { loadClipConfig, parseClipConfig, type ClipConfig, type ClipTextConfig, type ClipVisionConfig } from './models/clip/config.js';
+export { loadClipConfig, parseClipConfig, type ParseClipConfigOptions, type ClipConfig, type ClipTextConfig, type ClipVisionConfig } from './models/clip/config.js';
 export { clipLogits, l2Normalize } from './models/clip/logits.js';
 export { clipWeightName } from './models/clip/weights.js';
 export { writeRandomClip, VIT_B16_CONFIG } from './models/clip/random.js';
@@ -32,6 +32,10 @@ export { swinV2Family } from './models/swinv2/family.js';
 export { decodeImage, ImageDecodeError, type DecodedImage } from './image/decode.js';
 export { preprocessClip, loadAndPreprocess, CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, type PreprocessOptions } from './image/preprocess.js';
 export { SafetensorsFile, Checkpoint, SafetensorsError, writeSafetensors, type TensorToWrite } from './io/safetensors.js';
+export { openTensorSource, TensorSourceError, type TensorSource, type TensorInfo } from './io/tensor-source.js';
+export { openTensorFile, OverlayTensorSource, checkOverlay } from './io/tensor-overlay.js';
+export { resolveModel, HubError, type ResolveModelOptions, type DownloadProgress } from './hub/resolve-model.js';
+export { hubSettings, type HubSettings } from './hub/hub-env.js';
 
 // Low-rank approximation (SPEC §2)
 export { svd, type SvdFactors } from './lowrank/svd.js';

@@ -45,6 +45,8 @@ export type BundleHead = 'clip-text' | 'classifier';
 /** Options of {@link createBundle}. */
 export interface BundleOptions {
   readonly model: string;
+  /** A whole state dict loaded over the model's weights (official `clip_ckpt`); hashed into recipe.json. */
+  readonly clipCkpt?: string;
   readonly id: IdSource;
   readonly labels?: readonly string[];
   readonly loraSettings?: readonly LowRankSetting[];
@@ -73,7 +75,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
   if (!(tpr > 0 && tpr < 1)) throw new RangeError(`--tpr must be in (0, 1), got ${tpr}`);
   const family = resolveFamily(o.model);
   const { dataset, labels: classes } = loadIdDataset(o.id, 'val', o.labels);
-  const model = await family.load(o.model, { threads: o.threads });
+  const model = await family.load(o.model, { threads: o.threads, clipCkpt: o.clipCkpt });
   try {
     if (o.loraSettings?.length) await applyLoraSettings(model, o.loraSettings);
     const template = family.defaults.template;
@@ -116,6 +118,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
     const weights = readdirSync(o.model).filter((f) => f.endsWith('.safetensors') || f.endsWith('.bin') || f === 'config.json' || f.endsWith('.index.json')).sort();
     writeFileAtomic(join(o.out, 'recipe.json'), JSON.stringify({
       checkpoint: Object.fromEntries(weights.map((f) => [f, sha256(readFileSync(join(o.model, f)))])),
+      ...(o.clipCkpt ? { clip_ckpt: { file: o.clipCkpt, sha256: sha256(readFileSync(o.clipCkpt)) } } : {}),
       lora_settings: o.loraSettings ?? null,
       labels_sha256: sha256(JSON.stringify(labels)),
       templates_sha256: sha256(JSON.stringify(parts.templates)),

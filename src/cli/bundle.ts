@@ -2,16 +2,18 @@ import type { Command } from 'commander';
 import { createBundle } from '../bundle/bundle.js';
 import { parseNamedDir } from '../config/run-config.js';
 import { parseLoraSettings } from '../lowrank/settings.js';
-import { finiteNumber, positiveInt, readJson, readStringList } from './inputs.js';
+import { CLIP_CKPT_HELP, finiteNumber, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP } from './inputs.js';
 
-interface BundleFlags { model: string; id: string; labels?: string; loraSettings?: string; scorer: string; tpr: number; template?: string[]; temperature?: number; out: string; threads?: number }
+interface BundleFlags { model: string; revision?: string; clipCkpt?: string; id: string; labels?: string; loraSettings?: string; scorer: string; tpr: number; template?: string[]; temperature?: number; out: string; threads?: number }
 
 /** `setar bundle`: a self-contained detector folder with a threshold chosen on ID validation images. */
 export function registerBundle(program: Command): void {
   program
     .command('bundle')
     .description('write a detector: the image tower as ONNX, the prompts\' text features, scorer, temperature and a threshold set on ID validation images')
-    .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (a fine-tuned one works too)')
+    .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (a fine-tuned one works too), or a hub id ORG/NAME')
+    .option('--revision <rev>', REVISION_HELP)
+    .option('--clip-ckpt <file>', CLIP_CKPT_HELP)
     .requiredOption('--id <name=dir>', 'ID VALIDATION images (class sub-folders): the threshold is chosen on them, never on test data')
     .option('--labels <file>', 'class names (JSON array or one per line); default: the class folder names')
     .option('--lora-settings <file>', 'low-rank settings to apply: [["visual","W_up",11,0.15], …] or a config_best.json')
@@ -24,7 +26,7 @@ export function registerBundle(program: Command): void {
     .action(async (f: BundleFlags) => {
       const { name, root } = parseNamedDir(f.id, '--id');
       const m = await createBundle({
-        model: f.model, id: { kind: 'folder', name, root }, out: f.out, scorer: f.scorer, tpr: f.tpr, templates: f.template, temperature: f.temperature, threads: f.threads,
+        model: (await resolveModelFlag(f.model, f.revision))!, clipCkpt: f.clipCkpt, id: { kind: 'folder', name, root }, out: f.out, scorer: f.scorer, tpr: f.tpr, templates: f.template, temperature: f.temperature, threads: f.threads,
         labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
         loraSettings: f.loraSettings ? parseLoraSettings(await readJson(f.loraSettings, 'lora settings file'), f.loraSettings) : undefined,
       });

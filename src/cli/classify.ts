@@ -2,9 +2,9 @@ import type { Command } from 'commander';
 import { loadAndPreprocess } from '../image/preprocess.js';
 import { resolveFamily } from '../models/registry.js';
 import { tensor } from '../tensor.js';
-import { positiveInt, readStringList, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, positiveInt, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
-interface ClassifyFlags { model: string; labels?: string; template: string; top: number; json?: boolean; threads?: number }
+interface ClassifyFlags { model: string; revision?: string; clipCkpt?: string; labels?: string; template: string; top: number; json?: boolean; threads?: number }
 
 /** One image's prediction. */
 interface Prediction {
@@ -21,7 +21,9 @@ export function registerClassify(program: Command): void {
   program
     .command('classify')
     .description('classification: top-k labels with probabilities for each image (CLIP zero-shot over --labels, Swin V2 over its own classes)')
-    .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout)')
+    .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout), or a hub id ORG/NAME')
+    .option('--revision <rev>', REVISION_HELP)
+    .option('--clip-ckpt <file>', CLIP_CKPT_HELP)
     .option('--labels <file>', 'class names: a JSON array or one per line (required for CLIP; for Swin V2 they rename the classifier outputs)')
     .option('--template <text>', "prompt template (CLIP); '{}' is replaced by the class name", 'a photo of a {}')
     .option('--top <k>', 'how many labels to print per image', positiveInt('--top'), 5)
@@ -30,8 +32,9 @@ export function registerClassify(program: Command): void {
     .argument('<images...>', 'image files (JPEG, PNG, WebP, GIF, …)')
     .action(async (images: string[], flags: ClassifyFlags) => {
       const given = flags.labels ? await readStringList(flags.labels, 'labels file', { allowEmptyEntries: false }) : undefined;
-      const family = resolveFamily(flags.model);
-      const model = await family.load(flags.model, { threads: flags.threads });
+      const dir = (await resolveModelFlag(flags.model, flags.revision))!;
+      const family = resolveFamily(dir);
+      const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt });
       const preds: Prediction[][] = [];
       try {
         const labels = given ?? model.defaultLabels();

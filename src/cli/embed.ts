@@ -6,10 +6,12 @@ import { parseLoraSettings } from '../lowrank/settings.js';
 import type { FamilyModel } from '../models/family.js';
 import { resolveFamily } from '../models/registry.js';
 import { concatBatch, tensor, type Tensor } from '../tensor.js';
-import { positiveInt, readJson, readStringList, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
 interface EmbedFlags {
   model: string;
+  revision?: string;
+  clipCkpt?: string;
   images?: string[];
   pixelValues?: string;
   texts?: string;
@@ -52,7 +54,9 @@ export function registerEmbed(program: Command): void {
   program
     .command('embed')
     .description('write a model\'s outputs with HF names to a safetensors file: CLIP image_embeds, image_embeds_local, text_embeds (F32, unnormalised) and logit_scale; Swin V2 logits and logits_local')
-    .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout)')
+    .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout), or a hub id ORG/NAME')
+    .option('--revision <rev>', REVISION_HELP)
+    .option('--clip-ckpt <file>', CLIP_CKPT_HELP)
     .option('--images <files...>', 'image files to preprocess and encode')
     .option('--pixel-values <file>', "safetensors file holding 'pixel_values' [B, 3, H, W], already preprocessed")
     .option('--texts <file>', 'prompts: a JSON array of strings, or one prompt per line')
@@ -67,12 +71,13 @@ export function registerEmbed(program: Command): void {
       if (flags.images && flags.pixelValues) throw new UsageError('give either --images or --pixel-values, not both');
       if (!flags.images && !flags.pixelValues && !flags.texts) throw new UsageError('nothing to embed: give --images, --pixel-values and/or --texts');
       if (!['small', 'large', 'random'].includes(flags.pruneMode)) throw new UsageError(`--prune-mode must be small, large or random, got '${flags.pruneMode}'`);
-      const family = resolveFamily(flags.model);
+      const dir = (await resolveModelFlag(flags.model, flags.revision))!;
+      const family = resolveFamily(dir);
       const texts = flags.texts ? await readStringList(flags.texts, 'texts file', { allowEmptyEntries: true }) : null;
       if (texts && !family.towers.some((t) => t.tower === 'text')) throw new UsageError(`--texts: the ${family.displayName} model in '${flags.model}' has no text tower`);
       const settings = flags.loraSettings ? parseLoraSettings(await readJson(flags.loraSettings, 'lora settings file'), flags.loraSettings) : [];
       const pixels = flags.pixelValues ? readPixelValues(flags.pixelValues) : null;
-      const model = await family.load(flags.model, { threads: flags.threads });
+      const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt });
       try {
         if (settings.length) await applyLoraSettings(model, settings, { mode: flags.pruneMode, seed: flags.seed });
         // image outputs first, then the text ones and the model's constants (CLIP: text_embeds, logit_scale)

@@ -1,12 +1,14 @@
 import type { Command } from 'commander';
 import { resolveEvalConfig, type EvalFlags } from '../eval/config.js';
 import { runEval } from '../eval/run-eval.js';
-import { finiteNumber, positiveInt, readJson, readStringList, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, configModelName, finiteNumber, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 import { ProgressBar } from './progress.js';
 
 interface EvalCliFlags {
   config?: string;
   model?: string;
+  revision?: string;
+  clipCkpt?: string;
   id?: string;
   benchmark?: string;
   dataRoot?: string;
@@ -34,7 +36,9 @@ export function registerEval(program: Command): void {
     .command('eval')
     .description('OOD evaluation: scores, FPR95/AUROC/AUPR, ID accuracy and an HTML report, written as the reference names them')
     .option('--config <file>', 'an official-style JSON config (data_root, id_dataset, split, scorers, lora_settings, …); flags override it')
-    .option('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout)')
+    .option('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout), or a hub id ORG/NAME')
+    .option('--revision <rev>', REVISION_HELP)
+    .option('--clip-ckpt <file>', `${CLIP_CKPT_HELP} (config key clip_ckpt)`)
     .option('--id <name=dir>', 'ID data: DIR holds one sub-folder per class (sorted names give the labels)')
     .option('--benchmark <name>', 'built-in ID benchmark: imagenet1k | voc | coco (with --data-root)')
     .option('--data-root <dir>', 'benchmark root: DATA_ROOT/ID_ImageNet1K/{val,test}, DATA_ROOT/OOD_iNaturalist/test, …')
@@ -57,7 +61,7 @@ export function registerEval(program: Command): void {
       const json = f.config ? await readJson(f.config, 'config file') : null;
       if (json !== null && (typeof json !== 'object' || Array.isArray(json))) throw new UsageError(`config file '${f.config}' must hold a JSON object`);
       const flags: EvalFlags = {
-        model: f.model, id: f.id, benchmark: f.benchmark, dataRoot: f.dataRoot, ood: f.ood,
+        model: await resolveModelFlag(f.model ?? configModelName(json), f.revision), clipCkpt: f.clipCkpt, id: f.id, benchmark: f.benchmark, dataRoot: f.dataRoot, ood: f.ood,
         labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
         scorers: f.scorers?.split(',').map((s) => s.trim()).filter(Boolean),
         temperature: f.temperature, recallLevel: f.recallLevel, split: f.split,

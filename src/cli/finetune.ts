@@ -2,12 +2,12 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { resolveFinetuneConfig, type FinetuneFlags } from '../train/config.js';
 import { runFinetune } from '../train/finetune.js';
-import { finiteNumber, nonNegativeInt, positiveInt, readJson, readStringList, UsageError } from './inputs.js';
+import { configModelName, finiteNumber, nonNegativeInt, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
 
 
 interface FinetuneCliFlags extends Omit<FinetuneFlags, 'labels' | 'loraSettings' | 'targetModules' | 'scorers'> {
-  config?: string; labels?: string; loraSettings?: string; targetModules?: string; scorers?: string;
+  config?: string; revision?: string; labels?: string; loraSettings?: string; targetModules?: string; scorers?: string;
 }
 
 /** `setar finetune`: SeTAR+FT or plain LoRA, with the LoCoOp loss (SPEC §7). */
@@ -16,7 +16,8 @@ export function registerFinetune(program: Command): void {
     .command('finetune')
     .description('SeTAR+FT (LoRA on the pruned minor part) or plain LoRA, trained with the LoCoOp loss; saves the merged model')
     .option('--config <file>', 'an official fine-tune config (SeTAR+FT.json, LoRA.json); flags override it')
-    .option('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout)')
+    .option('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout), or a hub id ORG/NAME')
+    .option('--revision <rev>', REVISION_HELP)
     .option('--id <name=dir>', 'ID training images: DIR holds one sub-folder per class')
     .option('--benchmark <name>', 'built-in benchmark (with --data-root; uses its val split)')
     .option('--data-root <dir>', 'benchmark root')
@@ -48,8 +49,10 @@ export function registerFinetune(program: Command): void {
     .action(async (f: FinetuneCliFlags) => {
       const json = f.config ? await readJson(f.config, 'config file') : null;
       if (json !== null && (typeof json !== 'object' || Array.isArray(json))) throw new UsageError(`config file '${f.config}' must hold a JSON object`);
+      const { revision, ...rest } = f;
       const flags: FinetuneFlags = {
-        ...f,
+        ...rest,
+        model: await resolveModelFlag(f.model ?? configModelName(json), revision),
         labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
         loraSettings: f.loraSettings ? await readJson(f.loraSettings, 'lora settings file') : undefined,
         targetModules: f.targetModules?.split(',').map((s) => s.trim()).filter(Boolean),

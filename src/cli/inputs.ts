@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import { resolveModel } from '../hub/resolve-model.js';
+import { DownloadBar } from './download-progress.js';
 
 /** An error caused by what the user gave (flags, files); printed without a stack trace. */
 export class UsageError extends Error {
@@ -80,4 +82,30 @@ export function nonNegativeInt(flag: string): (v: string) => number {
     if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be an integer >= 0, got '${v}'`);
     return n;
   };
+}
+
+/** Help of `--revision`, shared by every command that takes `--model`. */
+export const REVISION_HELP = 'branch, tag or commit of a hub id given to --model (default main)';
+/** Help of `--clip-ckpt`, shared by the commands that load a model for inference. */
+export const CLIP_CKPT_HELP = 'a state dict saved by torch.save (e.g. the official finetuned_model.pth) or a safetensors file, loaded over --model';
+
+/** A config file's `model_name`, when it is a string. */
+export function configModelName(json: unknown): string | undefined {
+  const v = json && typeof json === 'object' ? (json as Record<string, unknown>).model_name : undefined;
+  return typeof v === 'string' ? v : undefined;
+}
+
+/**
+ * `--model` (or a config's `model_name`) as a local folder: a folder is used as it is; a hub id
+ * `ORG/NAME` comes from the Hugging Face cache, downloaded there first (with a progress bar) when
+ * missing and HF_HUB_OFFLINE is not set. Undefined stays undefined (the config resolver names it).
+ */
+export async function resolveModelFlag(model: string | undefined, revision?: string): Promise<string | undefined> {
+  if (model === undefined) return undefined;
+  const bar = new DownloadBar();
+  try {
+    return await resolveModel({ model, revision, onFile: bar.onFile, onProgress: bar.onProgress });
+  } finally {
+    bar.end();
+  }
 }

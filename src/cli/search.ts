@@ -2,10 +2,10 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { resolveSearchConfig, type SearchFlags } from '../search/config.js';
 import { runSearch } from '../search/greedy.js';
-import { finiteNumber, positiveInt, readJson, readStringList, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, configModelName, finiteNumber, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
 interface SearchCliFlags {
-  config?: string; model?: string; id?: string; benchmark?: string; dataRoot?: string; labels?: string; split?: string;
+  config?: string; model?: string; revision?: string; clipCkpt?: string; id?: string; benchmark?: string; dataRoot?: string; labels?: string; split?: string;
   searcher?: string; candiRatios?: string; weightType?: string; freezeProj?: boolean; loraSvdInitType?: string; seed?: number;
   bestScorer?: string; bestMetric?: string; locoopLambda?: number; locoopTopK?: number; usePredLabel?: boolean;
   temperature?: number; recallLevel?: number; batchSize?: number; cache?: boolean; template?: string; out?: string;
@@ -19,7 +19,9 @@ export function registerSearch(program: Command): void {
     .command('search')
     .description('training-free SeTAR: greedy search of low-rank ratios on ID validation images (resumable)')
     .option('--config <file>', 'an official search config (searcher, candi_ratios, weight_type, best_scorer, …); flags override it')
-    .option('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout)')
+    .option('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout), or a hub id ORG/NAME')
+    .option('--revision <rev>', REVISION_HELP)
+    .option('--clip-ckpt <file>', `${CLIP_CKPT_HELP} (config key clip_ckpt)`)
     .option('--id <name=dir>', 'ID validation images: DIR holds one sub-folder per class')
     .option('--benchmark <name>', 'built-in benchmark: imagenet1k | voc | coco (with --data-root; uses its val split)')
     .option('--data-root <dir>', 'benchmark root, laid out as the reference expects')
@@ -53,6 +55,7 @@ export function registerSearch(program: Command): void {
       if (json !== null && (typeof json !== 'object' || Array.isArray(json))) throw new UsageError(`config file '${f.config}' must hold a JSON object`);
       const flags: SearchFlags = {
         ...f,
+        model: await resolveModelFlag(f.model ?? configModelName(json), f.revision),
         labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
         candiRatios: f.candiRatios?.split(',').map((x) => {
           const v = Number(x);

@@ -40,7 +40,7 @@ export function resolveModel(j: Record<string, unknown>, flag: string | undefine
   }
   if (!model) throw new ConfigError('no model: give --model DIR (or "model_name" in the config)');
   if (!existsSync(resolve(model))) {
-    throw new ConfigError(`model "${model}" is not a local directory; download the checkpoint and pass --model DIR (setar never fetches weights)`);
+    throw new ConfigError(`model "${model}" is not a local directory; resolve a hub id to its cached folder first (resolveModel), or pass --model DIR`);
   }
   const dir = resolve(model);
   const family = resolveFamily(dir);
@@ -48,6 +48,13 @@ export function resolveModel(j: Record<string, unknown>, flag: string | undefine
     throw new ConfigError(`${configFile}: model_type "${officialType}" is not supported but the model '${dir}' is a ${family.displayName} model; supported: ${family.officialModelTypes.map((t) => `"${t}"`).join(', ')}`, configFile, 'model_type');
   }
   return { model: dir, family };
+}
+
+/** The official `clip_ckpt` (a state dict loaded over the model): the flag, else the config's key (null: none), as an absolute path. */
+export function resolveClipCkpt(j: Record<string, unknown>, flag: string | undefined): string | undefined {
+  const v = flag ?? j.clip_ckpt ?? undefined;
+  if (!(v === undefined || (typeof v === 'string' && v !== ''))) throw new ConfigError(`config key "clip_ckpt" must be a checkpoint file path (or null), got ${JSON.stringify(v)}`, undefined, 'clip_ckpt');
+  return v === undefined ? undefined : resolve(v as string);
 }
 
 /** The ID data: `--id NAME=DIR`, else a benchmark (`--benchmark`/`id_dataset`) under `--data-root`/`data_root`. */

@@ -1,4 +1,4 @@
-import { ConfigError, parseNamedDir, resolveIdSource, resolveModel, resolveOut } from '../config/run-config.js';
+import { ConfigError, parseNamedDir, resolveClipCkpt, resolveIdSource, resolveModel, resolveOut } from '../config/run-config.js';
 import type { IdSource } from '../data/datasets.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { parseLoraSettings, type LowRankSetting } from '../lowrank/settings.js';
@@ -7,6 +7,8 @@ import { SCORER_NAMES } from '../ood/scores.js';
 /** Everything `setar eval` needs, resolved (paths absolute, defaults filled). */
 export interface EvalConfig {
   readonly model: string;
+  /** A whole state dict loaded over the model's weights (official `clip_ckpt`), absolute; absent when none. */
+  readonly clip_ckpt?: string;
   readonly id: IdSource;
   /** Class names from a file (folder datasets); presets carry their own. */
   readonly labels?: readonly string[];
@@ -34,7 +36,7 @@ export interface EvalConfig {
  */
 export const EVAL_KEYS = [
   'data_root', 'id_dataset', 'split', 'batch_size', 'seed', 'scorers', 'temperature', 'recall_level', 'exp_name',
-  'log_directory', 'model_name', 'model_type', 'lora_svd_init', 'lora_svd_init_type', 'lora_settings', 'device',
+  'log_directory', 'model_name', 'model_type', 'lora_svd_init', 'lora_svd_init_type', 'lora_settings', 'device', 'clip_ckpt',
 ] as const;
 
 /** Official keys that `setar eval` accepts and ignores (search, fine-tuning, the device). */
@@ -47,6 +49,7 @@ export const IGNORED_KEYS = [
 /** Command-line overrides; each maps one-to-one to a flag of `setar eval`. */
 export interface EvalFlags {
   model?: string;
+  clipCkpt?: string;
   id?: string;
   benchmark?: string;
   dataRoot?: string;
@@ -83,6 +86,7 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
     throw new ConfigError(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${[...EVAL_KEYS].join(', ')} (ignored by eval: ${IGNORED_KEYS.join(', ')})`);
   }
   const { model, family } = resolveModel(j, flags.model, configFile);
+  const clip_ckpt = resolveClipCkpt(j, flags.clipCkpt);
   const id = resolveIdSource(j, flags);
   const ood = (flags.ood ?? []).map((o) => parseNamedDir(o, '--ood'));
   if (id.kind === 'folder' && ood.length === 0) throw new ConfigError('no OOD data: give --ood NAME=DIR at least once');
@@ -117,7 +121,7 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
 
   const out = resolveOut(j, flags.out, id, 'eval');
   return {
-    model, id, labels: flags.labels, ood, scorers, temperature, recall_level, split, batch_size, seed,
+    model, ...(clip_ckpt ? { clip_ckpt } : {}), id, labels: flags.labels, ood, scorers, temperature, recall_level, split, batch_size, seed,
     lora_settings, lora_svd_init_type: mode as PruneMode, template: flags.template ?? 'a photo of a {}', strict: flags.strict ?? false,
     out, workers: flags.workers, threads: flags.threads,
   };

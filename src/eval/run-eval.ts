@@ -177,7 +177,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
  * CLIP zero-shot over prompts of `labels`, a Swin V2 classifier over its own outputs.
  */
 async function openClassifier(config: EvalConfig, labels: readonly string[], log: (line: string) => void): Promise<{ model: FamilyModel; classifier: Classifier }> {
-  const model = await resolveFamily(config.model).load(config.model, { threads: config.threads });
+  const model = await resolveFamily(config.model).load(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt });
   try {
     model.checkLabels(labels);
     if (config.lora_settings?.length) {

@@ -34,7 +34,10 @@ export interface FamilyDefaults {
 }
 
 /** Options every family's loader takes. */
-export type FamilyLoadOptions = SessionOptions;
+export interface FamilyLoadOptions extends SessionOptions {
+  /** A whole state dict loaded over the folder's weights (the official `clip_ckpt`); names and shapes are checked. */
+  readonly clipCkpt?: string;
+}
 
 /** A model family: static facts, defaults and the loader. One registry row. */
 export interface ModelFamily {

@@ -1,4 +1,4 @@
-import { benchmarkOf, fail, parseNamedDir, resolveIdSource, resolveModel, resolveOut } from '../config/run-config.js';
+import { benchmarkOf, fail, parseNamedDir, resolveClipCkpt, resolveIdSource, resolveModel, resolveOut } from '../config/run-config.js';
 import type { IdSource } from '../data/datasets.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { WEIGHT_TYPES, type WeightType } from '../lowrank/settings.js';
@@ -9,6 +9,8 @@ import { SEARCHER_TABLE, searcherApplies } from './searchers.js';
 /** Everything `setar search` needs, resolved. */
 export interface SearchConfig {
   readonly model: string;
+  /** A whole state dict loaded over the model's weights (official `clip_ckpt`); absent when none. */
+  readonly clip_ckpt?: string;
   /** The model's family (its registry name), from the model folder's config.json. */
   readonly arch: string;
   readonly id: IdSource;
@@ -46,13 +48,14 @@ export interface SearchConfig {
 export const SEARCH_KEYS = [
   'data_root', 'id_dataset', 'split', 'batch_size', 'seed', 'device', 'scorers', 'temperature', 'exp_name', 'log_directory',
   'recall_level', 'model_name', 'model_type', 'lora_svd_init', 'lora_svd_init_type', 'lora_settings', 'searcher', 'candi_ratios',
-  'weight_type', 'best_scorer', 'best_metric', 'locoop_lambda', 'locoop_top_k', 'use_pred_label', 'freeze_proj',
+  'weight_type', 'best_scorer', 'best_metric', 'locoop_lambda', 'locoop_top_k', 'use_pred_label', 'freeze_proj', 'clip_ckpt',
 ] as const;
 const IGNORED = ['learning_rate', 'num_train_epochs', 'lr_scheduler_type', 'num_warmup_steps', 'gradient_accumulation_steps', 'momentum', 'weight_decay', 'lora_r', 'lora_alpha', 'target_modules'];
 
 /** Flags of `setar search`, one per official key (dashes for underscores) plus setar's own. */
 export interface SearchFlags {
   model?: string;
+  clipCkpt?: string;
   id?: string;
   benchmark?: string;
   dataRoot?: string;
@@ -94,6 +97,7 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
   const unknown = Object.keys(j).filter((k) => !(SEARCH_KEYS as readonly string[]).includes(k) && !IGNORED.includes(k));
   if (unknown.length) fail(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${SEARCH_KEYS.join(', ')}`);
   const { model, family } = resolveModel(j, flags.model, configFile);
+  const clip_ckpt = resolveClipCkpt(j, flags.clipCkpt);
   const id = resolveIdSource(j, flags);
 
   const searcher = flags.searcher ?? (j.searcher as string | undefined) ?? family.defaults.searcher;
@@ -165,9 +169,10 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
     best_scorer: bestScorer, best_metric: bestMetric, locoop_lambda: lambda, locoop_top_k: topK,
     use_pred_label: flags.usePredLabel ?? (j.use_pred_label as boolean | undefined) ?? false, freeze_proj: freezeProj,
     scorers: j.scorers ?? ['loss'],
+    ...(clip_ckpt ? { clip_ckpt } : {}),
   };
   return {
-    model, arch: family.name, id, labels: flags.labels, split, searcher, candi_ratios: [...ratios], weight_type: weight, freeze_proj: freezeProj,
+    model, ...(clip_ckpt ? { clip_ckpt } : {}), arch: family.name, id, labels: flags.labels, split, searcher, candi_ratios: [...ratios], weight_type: weight, freeze_proj: freezeProj,
     lora_svd_init_type: mode, seed, objective, locoop_lambda: lambda, locoop_top_k: topK, use_pred_label: official.use_pred_label as boolean,
     temperature, recall_level: recall, batch_size: batch, cache: flags.cache ?? true, template: flags.template ?? 'a photo of a {}',
     out, test, scorers: scorers.length ? scorers : [...family.defaults.scorers], strict: flags.strict ?? false,

@@ -25,7 +25,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
   const log = (line: string) => run.log(line);
   const row = searcherRow(config.searcher);
 
-  const model = await resolveFamily(config.model).load(config.model, { threads: config.threads });
+  const model = await resolveFamily(config.model).load(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt });
   try {
     hooks.onPhase?.('load');
     const subject = await model.searchSubject(labels, { template: config.template });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadIdDataset } from '../data/datasets.js';
 import { decodeImage, type DecodedImage } from '../image/decode.js';
@@ -138,9 +138,9 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
     let step = 0;
     let startEpoch = 0;
     if (existsSync(join(ckptDir, 'state.json'))) {
-      const st = JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as { fingerprint: string; epoch: number; step: number; rng: number; log: TrainLogRow[] };
+      const st = JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as { fingerprint: string; epoch: number; step: number; rng: number; log: TrainLogRow[]; adapters?: string };
       if (st.fingerprint !== fp) throw new Error(`'${ckptDir}' holds a checkpoint of a run with other settings; use another --out folder or delete it`);
-      const f = SafetensorsFile.open(join(ckptDir, 'adapters.safetensors'));
+      const f = SafetensorsFile.open(join(ckptDir, st.adapters ?? 'adapters.safetensors'));
       try {
         for (const p of params) p.value.set(f.readFloat32(p.name));
         sgd.loadState(new Map(params.filter((p) => f.entries.has(`momentum:${p.name}`)).map((p) => [p.name, f.readFloat32(`momentum:${p.name}`)])));
@@ -158,8 +158,12 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
       const t: Record<string, TensorToWrite> = {};
       for (const p of params) t[p.name] = { dtype: 'F32', shape: shapes.get(p.name)!, data: p.value };
       for (const [k, v] of sgd.state()) t[`momentum:${k}`] = { dtype: 'F32', shape: shapes.get(k)!, data: v };
-      writeSafetensors(join(ckptDir, 'adapters.safetensors'), t);
-      writeFileAtomic(join(ckptDir, 'state.json'), JSON.stringify({ fingerprint: fp, epoch, step, rng: rng.state, log: trainLog }));
+      // The adapters of each epoch get their own file, named by state.json (written last, atomically):
+      // a run killed between the two writes resumes from a matching pair.
+      const file = `adapters-epoch${epoch}.safetensors`;
+      writeSafetensors(join(ckptDir, file), t);
+      writeFileAtomic(join(ckptDir, 'state.json'), JSON.stringify({ fingerprint: fp, epoch, step, rng: rng.state, log: trainLog, adapters: file }));
+      for (const old of readdirSync(ckptDir)) if (/^adapters(-epoch\d+)?\.safetensors$/.test(old) && old !== file) rmSync(join(ckptDir, old), { force: true });
     };
     const writeLogs = () => {
       writeFileAtomic(join(config.out, 'train_log.csv'), [CSV_COLUMNS.join(','), ...trainLog.map((r) => CSV_COLUMNS.map((c) => r[c]).join(','))].join('\n') + '\n');

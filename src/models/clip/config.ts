@@ -78,15 +78,56 @@ function checkTower(c: ClipTextConfig | ClipVisionConfig, file: string, prefix: 
   }
 }
 
-/** Parses an HF `CLIPConfig` object, filling transformers' defaults for absent keys. */
-export function parseClipConfig(json: unknown, file = 'config.json'): ClipConfig {
+/** Options of {@link parseClipConfig}. */
+export interface ParseClipConfigOptions {
+  /** Receives the messages transformers logs (at info level) while resolving the config. */
+  readonly log?: (message: string) => void;
+}
+
+/**
+ * One tower's config as transformers' `CLIPConfig.__init__` resolves it. The legacy
+ * `text_config_dict` / `vision_config_dict` of the original OpenAI hub configs win: the tower is
+ * built from the dict alone (`CLIPTextConfig(**text_config_dict).to_dict()`, defaults filled),
+ * and that complete result updates `text_config`, so a key the dict omits takes the default even
+ * where `text_config` says otherwise. Each differing key is logged as transformers does.
+ */
+function resolveTower<T extends object>(
+  j: Record<string, unknown>, tower: 'text' | 'vision', defaults: T, file: string, log: ((m: string) => void) | undefined,
+): T {
+  const key = `${tower}_config`;
+  const dictKey = `${tower}_config_dict`;
+  const cls = tower === 'text' ? 'CLIPTextConfig' : 'CLIPVisionConfig';
+  const given = j[key];
+  const dict = j[dictKey];
+  if (dict === undefined || dict === null) {
+    if (given === undefined || given === null) log?.(`\`${key}\` is \`None\`. Initializing the \`${cls}\` with default values.`);
+    return merge(defaults, given, file, key);
+  }
+  const full = merge(defaults, dict, file, dictKey);
+  if (given !== undefined && given !== null && typeof given !== 'object') throw new ConfigError(`${file}: "${key}" must be an object`, file, key);
+  const old = (given ?? {}) as Record<string, unknown>;
+  const fromDict = dict as Record<string, unknown>;
+  for (const [k, v] of Object.entries(full)) {
+    if (!(k in old) || old[k] === v) continue;
+    log?.(k in fromDict
+      ? `\`${k}\` is found in both \`${dictKey}\` and \`${key}\` but with different values. The value \`${dictKey}["${k}"]\` will be used instead.`
+      : `\`${dictKey}\` is provided which will be used to initialize \`${cls}\`. The value \`${key}["${k}"]\` will be overridden.`);
+  }
+  return full;
+}
+
+/**
+ * Parses an HF `CLIPConfig` object, filling transformers' defaults for absent keys and applying
+ * the legacy `text_config_dict` / `vision_config_dict` with transformers' semantics.
+ */
+export function parseClipConfig(json: unknown, file = 'config.json', options: ParseClipConfigOptions = {}): ClipConfig {
   if (!json || typeof json !== 'object') throw new ConfigError(`${file}: expected a JSON object`, file);
   const j = json as Record<string, unknown>;
   if (j.model_type !== undefined && j.model_type !== 'clip') {
     throw new ConfigError(`${file}: model_type is "${String(j.model_type)}", expected "clip"`, file, 'model_type');
   }
-  const text = merge(TEXT_DEFAULTS, j.text_config, file, 'text_config');
-  const vision = merge(VISION_DEFAULTS, j.vision_config, file, 'vision_config');
+  const text = resolveTower(j, 'text', TEXT_DEFAULTS, file, options.log);
+  const vision = resolveTower(j, 'vision', VISION_DEFAULTS, file, options.log);
   checkTower(text, file, 'text_config');
   checkTower(vision, file, 'vision_config');
   if (vision.image_size % vision.patch_size !== 0) {
@@ -101,9 +142,9 @@ export function parseClipConfig(json: unknown, file = 'config.json'): ClipConfig
 }
 
 /** Reads `dir/config.json` as an HF `CLIPConfig`. */
-export async function loadClipConfig(dir: string): Promise<ClipConfig> {
+export async function loadClipConfig(dir: string, options: ParseClipConfigOptions = {}): Promise<ClipConfig> {
   const { file, json } = await readConfigJson(dir);
-  return parseClipConfig(json, file);
+  return parseClipConfig(json, file, options);
 }
 
 /** Patches per side of the vision grid (224 / 16 = 14 for ViT-B/16). */

@@ -1,6 +1,8 @@
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Checkpoint, FLOAT_DTYPES, writeSafetensors, type TensorToWrite } from '../../io/safetensors.js';
+import { FLOAT_DTYPES, writeSafetensors, type TensorToWrite } from '../../io/safetensors.js';
+import { openTensorSource, type TensorSource } from '../../io/tensor-source.js';
+import { checkOverlay, openTensorFile, OverlayTensorSource } from '../../io/tensor-overlay.js';
 import { Session, type SessionOptions } from '../../runtime/session.js';
 import { byChunks, shapeString, tensor, type Tensor } from '../../tensor.js';
 import { loadClipConfig, gridSize, type ClipConfig } from './config.js';
@@ -10,7 +12,8 @@ import {
 } from './graph.js';
 import type { TextEmbeddingsWeights } from './graph.js';
 import {
-  clipWeightName, encoderLayerWeights, expectedClipTensors, isSwappable, layerTensorName, matchClipTargetModules, sessionKeyOf, textEmbeddingsWeights, textHeadWeights, validateClipCheckpoint,
+  clipWeightName, encoderLayerWeights, expectedClipTensors, isIgnoredBuffer, isSwappable, layerTensorName, matchClipTargetModules, sessionKeyOf, textEmbeddingsWeights, textHeadWeights,
+  validateClipCheckpoint,
   visionEmbeddingsWeights, visionHeadWeights, type Tower,
 } from './weights.js';
 import { checkReplacement, SwappableModel } from '../common/swappable-model.js';
@@ -30,6 +33,12 @@ export interface ClipModelOptions extends SessionOptions {
   readonly maxTextBatch?: number;
   /** Compiled sessions kept alive (least recently used ones are released); default 6. */
   readonly maxSessions?: number;
+  /**
+   * A whole CLIPModel state dict to load over the folder's weights (the official `clip_ckpt`, e.g.
+   * a fine-tuning's `finetuned_model.pth`): a torch zip or safetensors file with HF names. Its
+   * names and shapes are checked against the model; every mismatch is listed in one error.
+   */
+  readonly clipCkpt?: string;
 }
 
 /** Outputs of the image tower (HF names, float32, not normalised). */
@@ -69,18 +78,28 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
   private constructor(
     dir: string,
     readonly config: ClipConfig,
-    private readonly checkpoint: Checkpoint,
+    private readonly checkpoint: TensorSource,
     private readonly options: ClipModelOptions,
   ) {
     super(dir, checkpoint, expectedClipTensors(config), { displayName: 'CLIP', exampleWeight: 'vision_model.encoder.layers.0.mlp.fc1.weight' });
     this.logitScale = checkpoint.readFloat32('logit_scale')[0]!;
   }
 
-  /** Loads `dir/config.json` and checks the checkpoint's headers; sessions are compiled on first use (or by {@link prepare}). */
+  /**
+   * Loads `dir/config.json` and the weights (`model.safetensors` or its sharded index, else
+   * `pytorch_model.bin` or its sharded index; `position_ids` buffers ignored), then
+   * `options.clipCkpt` over them, and checks every tensor's shape and dtype. Sessions are compiled
+   * on first use (or by {@link prepare}).
+   */
   static async load(dir: string, options: ClipModelOptions = {}): Promise<ClipModel> {
     const config = await loadClipConfig(dir);
-    const checkpoint = await Checkpoint.open(dir);
+    let checkpoint = await openTensorSource(dir, { ignore: isIgnoredBuffer });
     try {
+      if (options.clipCkpt) {
+        const overlay = openTensorFile(options.clipCkpt, { ignore: isIgnoredBuffer });
+        checkpoint = new OverlayTensorSource(checkpoint, overlay);
+        checkOverlay(overlay, expectedClipTensors(config), { complete: true, label: `clip_ckpt '${options.clipCkpt}'`, against: `the CLIP model in '${dir}'` });
+      }
       validateClipCheckpoint(checkpoint, config);
     } catch (e) {
       checkpoint.close();

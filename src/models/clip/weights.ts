@@ -1,4 +1,5 @@
-import { Checkpoint, SafetensorsError, FLOAT_DTYPES } from '../../io/safetensors.js';
+import { SafetensorsError, FLOAT_DTYPES } from '../../io/safetensors.js';
+import type { TensorSource as CheckpointSource } from '../../io/tensor-source.js';
 import { shapeString } from '../../tensor.js';
 import { show, TOWERS, WEIGHT_TYPES, type LowRankSetting, type WeightType } from '../../lowrank/settings.js';
 import type { ClipConfig } from './config.js';
@@ -12,6 +13,14 @@ export const TOWER_PREFIX: Record<Tower, string> = { vision: 'vision_model', tex
 /** HF name of a tensor of encoder layer `layer`, e.g. `vision_model.encoder.layers.11.mlp.fc1.weight`. */
 export function layerTensorName(tower: Tower, layer: number, rest: string): string {
   return `${TOWER_PREFIX[tower]}.encoder.layers.${layer}.${rest}`;
+}
+
+/**
+ * Buffers older transformers saved with the weights (`text_model.embeddings.position_ids`,
+ * `vision_model.embeddings.position_ids`, int64): recomputed, never read.
+ */
+export function isIgnoredBuffer(name: string): boolean {
+  return /^(text|vision)_model\.embeddings\.position_ids$/.test(name);
 }
 
 /** Every tensor a CLIPModel checkpoint must hold, with its expected shape (HF names and layouts). */
@@ -61,7 +70,7 @@ export function expectedClipTensors(c: ClipConfig): Map<string, number[]> {
  * Checks, from the safetensors headers alone, that every expected tensor is present with the
  * right shape and a float dtype; every problem is listed in one error.
  */
-export function validateClipCheckpoint(cp: Checkpoint, c: ClipConfig): void {
+export function validateClipCheckpoint(cp: CheckpointSource, c: ClipConfig): void {
   const problems: string[] = [];
   for (const [name, shape] of expectedClipTensors(c)) {
     if (!cp.has(name)) {

@@ -7,7 +7,10 @@ import { loadSwinV2Config, numLabels, type SwinV2Config } from './config.js';
 import {
   blockPlan, hiddenShape, swinV2BlocksGraph, swinV2ClassifierGraph, swinV2EmbeddingsGraph, swinV2HeadGraph, type BlockPlan,
 } from './graph.js';
-import { expectedSwinV2Tensors, isSwappable, matchSwinTargetModules, openTensorSource, swinWeightName, validateSwinV2Checkpoint, type TensorSource } from './weights.js';
+import {
+  expectedSwinV2Tensors, isIgnoredBuffer, isSwappable, matchSwinTargetModules, openTensorSource, swinWeightName, validateSwinV2Checkpoint, type TensorSource,
+} from './weights.js';
+import { checkOverlay, openTensorFile, OverlayTensorSource } from '../../io/tensor-overlay.js';
 import { SwappableModel } from '../common/swappable-model.js';
 import type { LowRankSetting, LowRankTarget } from '../../lowrank/settings.js';
 
@@ -22,6 +25,15 @@ export interface SwinV2Outputs {
   readonly logits: Tensor<'float32'>;
   /** [B, h, w, labels]: SeTAR's local logits (value path of the last block of the last stage). */
   readonly logits_local: Tensor<'float32'>;
+}
+
+/** Options of {@link SwinV2Model.load}. */
+export interface SwinV2ModelOptions extends SessionOptions {
+  /**
+   * A whole state dict to load over the folder's weights (the official `clip_ckpt`, e.g. a
+   * fine-tuning's `finetuned_model.pth`): a torch zip or safetensors file with the model's own names.
+   */
+  readonly clipCkpt?: string;
 }
 
 /**
@@ -40,11 +52,20 @@ export class SwinV2Model extends SwappableModel implements LowRankTarget {
     super(dir, checkpoint, expectedSwinV2Tensors(config), { displayName: 'Swin V2', exampleWeight: 'swinv2.encoder.layers.0.blocks.0.intermediate.dense.weight' });
   }
 
-  /** Loads `dir/config.json` and `dir/model.safetensors` (or a sharded index, or else `dir/pytorch_model.bin`); buffers such as `relative_coords_table` are ignored. */
-  static async load(dir: string, options: SessionOptions = {}): Promise<SwinV2Model> {
+  /**
+   * Loads `dir/config.json` and `dir/model.safetensors` (or a sharded index, or else
+   * `dir/pytorch_model.bin` or its sharded index), then `options.clipCkpt` over it; buffers such as
+   * `relative_coords_table` are ignored.
+   */
+  static async load(dir: string, options: SwinV2ModelOptions = {}): Promise<SwinV2Model> {
     const config = await loadSwinV2Config(dir);
-    const checkpoint = await openTensorSource(dir);
+    let checkpoint = await openTensorSource(dir);
     try {
+      if (options.clipCkpt) {
+        const overlay = openTensorFile(options.clipCkpt, { ignore: isIgnoredBuffer });
+        checkpoint = new OverlayTensorSource(checkpoint, overlay);
+        checkOverlay(overlay, expectedSwinV2Tensors(config), { complete: true, label: `clip_ckpt '${options.clipCkpt}'`, against: `the Swin V2 model in '${dir}'` });
+      }
       validateSwinV2Checkpoint(checkpoint, expectedSwinV2Tensors(config));
     } catch (e) {
       checkpoint.close();

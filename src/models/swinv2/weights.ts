@@ -1,10 +1,9 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { Checkpoint, type SafetensorsDtype } from '../../io/safetensors.js';
-import { readTorchCheckpoint, type TorchTensor } from '../../io/torch-checkpoint.js';
 import { SafetensorsError } from '../../io/safetensors.js';
+import { openTensorSource as openSource, type TensorSource } from '../../io/tensor-source.js';
 import { mlpDim, numLabels, stageDim, type SwinV2Config } from './config.js';
 import { show, WEIGHT_TYPES, type LowRankSetting, type WeightSlot, type WeightType } from '../../lowrank/settings.js';
+
+export type { TensorSource };
 
 /** HF name prefix of block `b` of stage `s`. */
 export function blockPrefix(s: number, b: number): string {
@@ -95,53 +94,9 @@ export function validateSwinV2Checkpoint(cp: TensorSource, expected: ReadonlyMap
   }
 }
 
-/** Where a model's tensors come from: a safetensors {@link Checkpoint} or a torch `pytorch_model.bin`. */
-export interface TensorSource {
-  readonly dir: string;
-  has(name: string): boolean;
-  entry(name: string): { readonly dtype: SafetensorsDtype; readonly shape: readonly number[] };
-  readFloat32(name: string): Float32Array;
-  close(): void;
-}
-
-/** The tensors of a torch zip checkpoint (read whole, through the restricted unpickler). */
-export class TorchTensorSource implements TensorSource {
-  private constructor(readonly dir: string, private readonly file: string, private readonly tensors: Map<string, TorchTensor>) {}
-
-  static open(dir: string, file = join(dir, 'pytorch_model.bin')): TorchTensorSource {
-    const all = readTorchCheckpoint(file);
-    for (const n of [...all.keys()]) if (isIgnoredBuffer(n)) all.delete(n);
-    return new TorchTensorSource(dir, file, all);
-  }
-
-  has(name: string): boolean {
-    return this.tensors.has(name);
-  }
-
-  entry(name: string): { dtype: SafetensorsDtype; shape: readonly number[] } {
-    const t = this.tensors.get(name);
-    if (!t) throw new SafetensorsError(`'${this.file}' has no tensor '${name}'`, this.file, name);
-    return { dtype: t.dtype, shape: t.shape };
-  }
-
-  readFloat32(name: string): Float32Array {
-    const t = this.tensors.get(name);
-    if (!t) throw new SafetensorsError(`'${this.file}' has no tensor '${name}'`, this.file, name);
-    if (t.data instanceof Float32Array) return t.data.slice();
-    if (t.data instanceof Float64Array) return Float32Array.from(t.data);
-    throw new SafetensorsError(`tensor '${name}' in '${this.file}' has dtype ${t.dtype}, expected a float dtype`, this.file, name);
-  }
-
-  close(): void {
-    this.tensors.clear();
-  }
-}
-
-/** `model.safetensors` (or its index) if present, else `pytorch_model.bin`, else the safetensors error. */
+/** `model.safetensors` (or its index) if present, else `pytorch_model.bin` (or its index); recomputed buffers are left out. */
 export async function openTensorSource(dir: string): Promise<TensorSource> {
-  const st = existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json'));
-  if (!st && existsSync(join(dir, 'pytorch_model.bin'))) return TorchTensorSource.open(dir);
-  return Checkpoint.open(dir);
+  return openSource(dir, { ignore: isIgnoredBuffer });
 }
 
 /** Hugging Face module of each weight type inside a Swin V2 block. */
