@@ -8,6 +8,11 @@ export { ClipTokenizer, type TokenizedBatch, type EncodeBatchOptions } from './m
 export { loadClipConfig, parseClipConfig, ConfigError, type ClipConfig, type ClipTextConfig, type ClipVisionConfig } from './models/clip/config.js';
 export { clipLogits, l2Normalize } from './models/clip/logits.js';
 export { writeRandomClip, VIT_B16_CONFIG } from './models/clip/random.js';
+export { readLocoopContext, checkLocoopContext, LocoopCheckpointError, type LocoopContext, type ReadLocoopOptions } from './models/locoop/context.js';
+export { LOCOOP_CLASS_TEMPLATE, locoopClassPrompts, truncateLocoopIds, locoopInputsEmbeds } from './models/locoop/prompt.js';
+export { encodeLocoopTexts, encodeLocoopTokenRows } from './models/locoop/text.js';
+export { coopTokenBuffers, type CoopTokenBuffers } from './models/locoop/coop-buffers.js';
+export { writeLocoopCheckpoint, sgdStateDict, type LocoopCheckpointContents, type LocoopCheckpointFiles, type SgdGroup } from './models/locoop/checkpoint-writer.js';
 export { decodeImage, ImageDecodeError, type DecodedImage } from './image/decode.js';
 export { preprocessClip, loadAndPreprocess, CLIP_MEAN, CLIP_STD, type PreprocessOptions } from './image/preprocess.js';
 export { SafetensorsFile, Checkpoint, SafetensorsError, writeSafetensors, type TensorToWrite } from './io/safetensors.js';
