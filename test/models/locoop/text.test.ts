@@ -1,5 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ClipModel } from '../../../src/models/clip/model.js';
 import { ClipTokenizer } from '../../../src/models/clip/tokenizer.js';
 import { readLocoopContext, type LocoopContext } from '../../../src/models/locoop/context.js';
@@ -8,6 +11,7 @@ import { encodeLocoopTexts, encodeLocoopTokenRows } from '../../../src/models/lo
 import type { SafetensorsFile } from '../../../src/io/safetensors.js';
 import { fixture } from '../../helpers/fixtures.js';
 import { assertRelMax, maxAbs } from '../../helpers/close.js';
+import { dasslCheckpointValue, writeTorchPickle } from '../../helpers/torch-zip.js';
 import { DASSL_CHECKPOINT, loadReference, type LocoopReference } from './fixture.js';
 
 // The clip-tiny-a criterion (its README): a float32 implementation against a float64 reference,
@@ -108,6 +112,22 @@ describe('LoCoOp text tower: parity with the float64 reference (clip-tiny-a)', (
     const out = await encodeLocoopTexts(model, tokenizer, texts, c);
     const r = assertRelMax(out.data, (ref.read('text_embeds_n16').data as Float64Array).subarray(0, 80), 'class prompts from the Dassl file', REL);
     t.diagnostic(`Dassl file, class prompts: ${r.toExponential(2)}`);
+  });
+
+  it('a Dassl checkpoint of ctx_n4 written by the test helper (pickled scheduler and SGD objects) gives the n = 4 features', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'setar-locoop-n4-'));
+    try {
+      const file = join(dir, 'model.pth.tar-50');
+      writeTorchPickle(file, dasslCheckpointValue({ ctx: { dtype: 'F32', shape: [4, 48], data: contexts.get(4)!.ctx }, epoch: 50, valResult: { float: 12.5 } }));
+      const c = readLocoopContext(file, { nCtx: 4 });
+      assert.equal(c.epoch, 50);
+      const texts = meta.prompts.filter((p) => p.text !== null).map((p) => p.text!);
+      const out = await encodeLocoopTexts(model, tokenizer, texts, c);
+      const r = assertRelMax(out.data, (ref.read('text_embeds_n4').data as Float64Array).subarray(0, texts.length * 40), 'text_embeds_n4 from a Dassl file', REL);
+      t.diagnostic(`helper-written Dassl file, n = 4: ${r.toExponential(2)}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('class prompts: "{label}." unless a template is given', () => {
