@@ -21,6 +21,13 @@ export { clipWeightName } from './models/clip/weights.js';
 export { writeRandomClip, VIT_B16_CONFIG } from './models/clip/random.js';
 export { clipFamily } from './models/clip/family.js';
 
+// LoCoOp prompt models (CLIP with a learned context, SPEC §9)
+export { readLocoopContext, checkLocoopContext, LocoopCheckpointError, type LocoopContext, type ReadLocoopOptions } from './models/locoop/context.js';
+export { LOCOOP_CLASS_TEMPLATE, locoopClassPrompts, truncateLocoopIds, locoopInputsEmbeds } from './models/locoop/prompt.js';
+export { encodeLocoopTexts, encodeLocoopTokenRows } from './models/locoop/text.js';
+export { coopTokenBuffers, type CoopTokenBuffers } from './models/locoop/coop-buffers.js';
+export { writeLocoopCheckpoint, sgdStateDict, type LocoopCheckpointContents, type LocoopCheckpointFiles, type SgdGroup } from './models/locoop/checkpoint-writer.js';
+
 // Swin Transformer V2
 export { SwinV2Model, type SwinV2Outputs } from './models/swinv2/model.js';
 export { loadSwinV2Config, parseSwinV2Config, type SwinV2Config } from './models/swinv2/config.js';

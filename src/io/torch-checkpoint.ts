@@ -1,27 +1,30 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { toFloat32 } from './safetensors.js';
+import {
+  describePickled, TensorRef, TorchCheckpointError, unpickle, type TorchDtype, type UnpickleOptions,
+} from './torch-unpickler.js';
 import { ZipFile, ZipReadError } from './zip-reader.js';
+
+export { ALLOWED_GLOBALS, SUPPORTED_OPCODES, TensorRef, TorchCheckpointError, unpickle, type TorchDtype, type UnpickleOptions } from './torch-unpickler.js';
 
 /**
  * Reads PyTorch zip checkpoints (`torch.save` since 1.6, e.g. `pytorch_model.bin`) without Python
  * and without ever running code from the file.
  *
  * Layout: a zip whose records all sit under one folder `<archive>/`:
- *   - `<archive>/data.pkl`   pickle (protocol 2) of the state dict, an `collections.OrderedDict`;
+ *   - `<archive>/data.pkl`   pickle (protocol 2) of the saved object (a state dict is an
+ *     `collections.OrderedDict`);
  *   - `<archive>/data/<key>` raw little-endian bytes of each storage (STORED, 64-byte aligned);
  *   - `<archive>/version`, optionally `<archive>/byteorder` ("little" | "big").
  * Each tensor in the pickle is `torch._utils._rebuild_tensor_v2(storage, storage_offset, size,
  * stride, requires_grad, backward_hooks[, metadata])`, its storage a persistent id
  * `('storage', torch.FloatStorage, key, location, numel)` loaded by BINPERSID.
  *
- * The unpickler below is restricted: it implements only the opcodes a state dict uses, builds plain
- * JS values, and resolves GLOBAL against a fixed allow-list (OrderedDict, the two tensor rebuild
- * functions, storage classes). Anything else throws naming the global; nothing is ever imported or
- * called.
+ * The pickle goes through the restricted unpickler of `torch-unpickler.ts`: plain JS values, an
+ * allow-list of globals, nothing ever imported or called. {@link readTorchCheckpoint} (state dicts)
+ * refuses any other global by name; {@link readTorchPickle} can turn them into inert placeholders
+ * for files that hold more than tensors.
  */
-
-/** Element types a torch checkpoint may hold here (names as in safetensors). */
-export type TorchDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'U8' | 'BOOL';
 
 /**
  * One tensor of the checkpoint, contiguous, in its own aligned buffer. Data by dtype: F32 and (by
@@ -40,40 +43,22 @@ export interface ReadTorchOptions {
   readonly halfAs?: 'float32' | 'raw';
 }
 
-/** Any problem with a torch checkpoint; the message names the file and, where there is one, the tensor. */
-export class TorchCheckpointError extends Error {
-  constructor(message: string, readonly file: string, readonly tensor?: string) {
-    super(message);
-    this.name = 'TorchCheckpointError';
-  }
-}
+/** Reads the bytes of one tensor of an open checkpoint; `name` is how errors refer to it. */
+export type TorchTensorReader = (ref: TensorRef, name: string, options?: ReadTorchOptions) => TorchTensor;
 
-interface StorageClass {
-  readonly dtype: TorchDtype;
-  readonly itemSize: number;
-}
-
-const STORAGE_CLASSES: Readonly<Record<string, StorageClass>> = {
-  FloatStorage: { dtype: 'F32', itemSize: 4 },
-  HalfStorage: { dtype: 'F16', itemSize: 2 },
-  BFloat16Storage: { dtype: 'BF16', itemSize: 2 },
-  DoubleStorage: { dtype: 'F64', itemSize: 8 },
-  LongStorage: { dtype: 'I64', itemSize: 8 },
-  IntStorage: { dtype: 'I32', itemSize: 4 },
-  ByteStorage: { dtype: 'U8', itemSize: 1 },
-  BoolStorage: { dtype: 'BOOL', itemSize: 1 },
-};
-
-/** The globals a state-dict pickle may name, as `module.name`. */
-export const ALLOWED_GLOBALS: readonly string[] = [
-  'collections.OrderedDict',
-  'torch._utils._rebuild_tensor_v2',
-  'torch._utils._rebuild_parameter',
-  ...Object.keys(STORAGE_CLASSES).map((s) => `torch.${s}`),
-];
-
-/** Reads every tensor of a torch zip checkpoint, in state-dict order. */
-export function readTorchCheckpoint(path: string, options: ReadTorchOptions = {}): Map<string, TorchTensor> {
+/**
+ * Opens a torch zip checkpoint, unpickles its data.pkl and hands the root object to `use` with a
+ * reader for the tensors in it (each read on demand from the archive); the file is closed when
+ * `use` returns. Tensors in the root are {@link TensorRef}s; with `placeholders: true`, globals
+ * outside the allow-list come back as inert `PythonGlobal` / `PythonObject` values.
+ *
+ * @example
+ * const ctx = readTorchPickle('model.pth.tar-50', (root, read) => {
+ *   const ref = ((root as Map<string, unknown>).get('state_dict') as Map<string, unknown>).get('ctx');
+ *   return read(ref as TensorRef, 'state_dict.ctx');
+ * }, { placeholders: true });
+ */
+export function readTorchPickle<T>(path: string, use: (root: unknown, read: TorchTensorReader) => T, options: UnpickleOptions = {}): T {
   let zip: ZipFile;
   try {
     zip = ZipFile.open(path);
@@ -94,24 +79,31 @@ export function readTorchCheckpoint(path: string, options: ReadTorchOptions = {}
       throw wrap(e, path);
     }
     const bigEndian = readByteorder(zip, prefix, path);
-    const root = unpickle(pkl, path);
+    const root = unpickle(pkl, path, options);
+    return use(root, (ref, name, readOptions = {}) => materialize(zip, prefix, path, name, ref, bigEndian, readOptions));
+  } finally {
+    zip.close();
+  }
+}
+
+/** Reads every tensor of a torch zip checkpoint, in state-dict order. Any global outside the allow-list is refused by name. */
+export function readTorchCheckpoint(path: string, options: ReadTorchOptions = {}): Map<string, TorchTensor> {
+  return readTorchPickle(path, (root, read) => {
     if (!(root instanceof Map)) {
-      throw new TorchCheckpointError(`'${path}': data.pkl holds ${describe(root)}, not a state dict (OrderedDict of tensors)`, path);
+      throw new TorchCheckpointError(`'${path}': data.pkl holds ${describePickled(root)}, not a state dict (OrderedDict of tensors)`, path);
     }
     const out = new Map<string, TorchTensor>();
     for (const [key, value] of root) {
       if (typeof key !== 'string') {
-        throw new TorchCheckpointError(`'${path}': state dict key ${describe(key)} is not a string`, path);
+        throw new TorchCheckpointError(`'${path}': state dict key ${describePickled(key)} is not a string`, path);
       }
       if (!(value instanceof TensorRef)) {
-        throw new TorchCheckpointError(`'${path}': entry '${key}' is ${describe(value)}, not a tensor`, path, key);
+        throw new TorchCheckpointError(`'${path}': entry '${key}' is ${describePickled(value)}, not a tensor`, path, key);
       }
-      out.set(key, materialize(zip, prefix, path, key, value, bigEndian, options));
+      out.set(key, read(value, key, options));
     }
     return out;
-  } finally {
-    zip.close();
-  }
+  });
 }
 
 function wrap(e: unknown, path: string, tensor?: string): unknown {
@@ -218,289 +210,4 @@ function materialize(zip: ZipFile, prefix: string, path: string, name: string, t
       break;
   }
   return { dtype, shape: [...shape], data };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Restricted unpickler
-
-/** A global the pickle named, from the allow-list. */
-class PyGlobal {
-  constructor(readonly module: string, readonly name: string) {}
-  get qualified(): string {
-    return `${this.module}.${this.name}`;
-  }
-}
-
-/** A storage loaded by BINPERSID (only its description; bytes are read per tensor). */
-class StorageRef {
-  constructor(readonly cls: StorageClass, readonly key: string, readonly location: string, readonly numel: number) {}
-}
-
-/** The arguments of one `_rebuild_tensor_v2` call. */
-class TensorRef {
-  constructor(
-    readonly storage: StorageRef,
-    readonly offset: number,
-    readonly size: readonly number[],
-    readonly stride: readonly number[],
-    readonly requiresGrad: boolean,
-  ) {}
-}
-
-/** Opcodes this unpickler implements, by byte. Everything else is refused. */
-export const SUPPORTED_OPCODES: Readonly<Record<number, string>> = {
-  0x80: 'PROTO', 0x95: 'FRAME', 0x2e: 'STOP', 0x28: 'MARK', 0x30: 'POP', 0x31: 'POP_MARK', 0x32: 'DUP',
-  0x4e: 'NONE', 0x88: 'NEWTRUE', 0x89: 'NEWFALSE',
-  0x4a: 'BININT', 0x4b: 'BININT1', 0x4d: 'BININT2', 0x8a: 'LONG1', 0x8b: 'LONG4', 0x47: 'BINFLOAT',
-  0x58: 'BINUNICODE', 0x8c: 'SHORT_BINUNICODE', 0x8d: 'BINUNICODE8', 0x54: 'BINSTRING', 0x55: 'SHORT_BINSTRING',
-  0x29: 'EMPTY_TUPLE', 0x74: 'TUPLE', 0x85: 'TUPLE1', 0x86: 'TUPLE2', 0x87: 'TUPLE3',
-  0x5d: 'EMPTY_LIST', 0x6c: 'LIST', 0x61: 'APPEND', 0x65: 'APPENDS',
-  0x7d: 'EMPTY_DICT', 0x64: 'DICT', 0x73: 'SETITEM', 0x75: 'SETITEMS',
-  0x63: 'GLOBAL', 0x93: 'STACK_GLOBAL', 0x52: 'REDUCE', 0x62: 'BUILD', 0x51: 'BINPERSID',
-  0x71: 'BINPUT', 0x72: 'LONG_BINPUT', 0x94: 'MEMOIZE', 0x68: 'BINGET', 0x6a: 'LONG_BINGET',
-};
-
-const MAX_LONG_BYTES = 64;
-
-/**
- * Parses a state-dict pickle into plain values: dicts/OrderedDicts as Map, lists as arrays, tuples
- * as frozen arrays, tensors as TensorRef. Exported for tests; throws TorchCheckpointError naming
- * `file`, the opcode and its byte offset.
- */
-export function unpickle(bytes: Uint8Array, file: string): unknown {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const memo = new Map<number, unknown>();
-  let stack: unknown[] = [];
-  const metastack: unknown[][] = [];
-  let pos = 0;
-  let at = 0;
-  let opName = '';
-
-  const fail = (msg: string): never => {
-    throw new TorchCheckpointError(`'${file}': data.pkl byte ${at} (${opName}): ${msg}`, file);
-  };
-  const need = (n: number): number => {
-    if (pos + n > buf.length) fail(`pickle ends after ${buf.length} bytes, ${n} more needed (truncated data.pkl?)`);
-    const p = pos;
-    pos += n;
-    return p;
-  };
-  const pop = (): unknown => {
-    if (stack.length === 0) fail('stack is empty');
-    return stack.pop();
-  };
-  const top = (): unknown => {
-    if (stack.length === 0) fail('stack is empty');
-    return stack[stack.length - 1];
-  };
-  const popMark = (): unknown[] => {
-    const items = stack;
-    const prev = metastack.pop();
-    if (prev === undefined) fail('no MARK to pop to');
-    stack = prev!;
-    return items;
-  };
-  const readLine = (): string => {
-    const end = buf.indexOf(0x0a, pos);
-    if (end < 0) fail('unterminated line');
-    const s = buf.toString('latin1', pos, end);
-    pos = end + 1;
-    return s;
-  };
-  const str = (n: number, enc: 'utf8' | 'latin1'): string => {
-    const p = need(n);
-    return buf.toString(enc, p, p + n);
-  };
-  const len8 = (): number => {
-    const v = buf.readBigUInt64LE(need(8));
-    if (v > BigInt(buf.length)) fail(`string of ${v} bytes is longer than the pickle`);
-    return Number(v);
-  };
-  const setItems = (dict: unknown, items: unknown[]): void => {
-    if (!(dict instanceof Map)) fail(`SETITEM(S) target is ${describe(dict)}, not a dict`);
-    if (items.length % 2) fail('SETITEMS has an odd number of items');
-    for (let i = 0; i < items.length; i += 2) (dict as Map<unknown, unknown>).set(items[i], items[i + 1]);
-  };
-  const appendItems = (list: unknown, items: unknown[]): void => {
-    if (!Array.isArray(list) || Object.isFrozen(list)) fail(`APPEND(S) target is ${describe(list)}, not a list`);
-    (list as unknown[]).push(...items);
-  };
-  const findGlobal = (module: string, name: string): PyGlobal => {
-    const q = `${module}.${name}`;
-    if (!ALLOWED_GLOBALS.includes(q)) {
-      throw new TorchCheckpointError(`'${file}': pickle asks for global '${q}' (data.pkl byte ${at}); setar only loads tensors`, file);
-    }
-    return new PyGlobal(module, name);
-  };
-
-  for (;;) {
-    at = pos;
-    const op = buf[need(1)]!;
-    opName = SUPPORTED_OPCODES[op] ?? `0x${op.toString(16).padStart(2, '0')}`;
-    switch (op) {
-      case 0x80: { // PROTO
-        const v = buf[need(1)]!;
-        if (v > 5) fail(`pickle protocol ${v} is newer than 5`);
-        break;
-      }
-      case 0x95: need(8); break; // FRAME: framing only, the bytes follow inline
-      case 0x2e: { // STOP
-        const result = pop();
-        if (metastack.length) fail('STOP inside an open MARK');
-        return result;
-      }
-      case 0x28: metastack.push(stack); stack = []; break; // MARK
-      case 0x30: pop(); break; // POP
-      case 0x31: popMark(); break; // POP_MARK
-      case 0x32: stack.push(top()); break; // DUP
-      case 0x4e: stack.push(null); break;
-      case 0x88: stack.push(true); break;
-      case 0x89: stack.push(false); break;
-      case 0x4a: stack.push(buf.readInt32LE(need(4))); break;
-      case 0x4b: stack.push(buf[need(1)]!); break;
-      case 0x4d: stack.push(buf.readUInt16LE(need(2))); break;
-      case 0x8a: case 0x8b: { // LONG1, LONG4
-        const n = op === 0x8a ? buf[need(1)]! : buf.readInt32LE(need(4));
-        if (n < 0 || n > MAX_LONG_BYTES) fail(`integer of ${n} bytes is out of range`);
-        const p = need(n);
-        let v = 0n;
-        for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(buf[p + i]!);
-        if (n > 0 && buf[p + n - 1]! & 0x80) v -= 1n << BigInt(8 * n);
-        stack.push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
-        break;
-      }
-      case 0x47: stack.push(buf.readDoubleBE(need(8))); break;
-      case 0x58: stack.push(str(buf.readUInt32LE(need(4)), 'utf8')); break;
-      case 0x8c: stack.push(str(buf[need(1)]!, 'utf8')); break;
-      case 0x8d: stack.push(str(len8(), 'utf8')); break;
-      case 0x54: {
-        const n = buf.readInt32LE(need(4));
-        if (n < 0) fail('negative string length');
-        stack.push(str(n, 'latin1'));
-        break;
-      }
-      case 0x55: stack.push(str(buf[need(1)]!, 'latin1')); break;
-      case 0x29: stack.push(Object.freeze([])); break;
-      case 0x74: { const items = popMark(); stack.push(Object.freeze(items)); break; } // popMark swaps `stack`: call it first
-      case 0x85: case 0x86: case 0x87: { // TUPLE1..3
-        const n = op - 0x84;
-        if (stack.length < n) fail(`stack holds ${stack.length} items, ${n} needed`);
-        stack.push(Object.freeze(stack.splice(stack.length - n, n)));
-        break;
-      }
-      case 0x5d: stack.push([]); break;
-      case 0x6c: { const items = popMark(); stack.push(items); break; }
-      case 0x61: { const v = pop(); appendItems(top(), [v]); break; }
-      case 0x65: { const items = popMark(); appendItems(top(), items); break; }
-      case 0x7d: stack.push(new Map()); break;
-      case 0x64: { const m = new Map(); setItems(m, popMark()); stack.push(m); break; }
-      case 0x73: { const v = pop(); const k = pop(); setItems(top(), [k, v]); break; }
-      case 0x75: { const items = popMark(); setItems(top(), items); break; }
-      case 0x63: { // GLOBAL
-        const module = readLine();
-        const name = readLine();
-        stack.push(findGlobal(module, name));
-        break;
-      }
-      case 0x93: { // STACK_GLOBAL
-        const name = pop();
-        const module = pop();
-        if (typeof module !== 'string' || typeof name !== 'string') fail('STACK_GLOBAL needs two strings');
-        stack.push(findGlobal(module as string, name as string));
-        break;
-      }
-      case 0x52: { // REDUCE
-        const args = pop();
-        const fn = pop();
-        if (!Array.isArray(args)) fail(`REDUCE arguments are ${describe(args)}, not a tuple`);
-        stack.push(call(fn, args as unknown[], fail));
-        break;
-      }
-      case 0x62: { // BUILD
-        const state = pop();
-        const obj = top();
-        // OrderedDict state: the instance __dict__, i.e. {'_metadata': OrderedDict(...)} on a state dict. Ignored.
-        if (obj instanceof Map && (state === null || state instanceof Map)) break;
-        fail(`BUILD of ${describe(obj)} with ${describe(state)} is not supported`);
-        break;
-      }
-      case 0x51: stack.push(persistentLoad(pop(), fail)); break; // BINPERSID
-      case 0x71: memo.set(buf[need(1)]!, top()); break;
-      case 0x72: memo.set(buf.readUInt32LE(need(4)), top()); break;
-      case 0x94: memo.set(memo.size, top()); break;
-      case 0x68: case 0x6a: { // BINGET, LONG_BINGET
-        const k = op === 0x68 ? buf[need(1)]! : buf.readUInt32LE(need(4));
-        if (!memo.has(k)) fail(`memo slot ${k} is empty`);
-        stack.push(memo.get(k));
-        break;
-      }
-      default:
-        throw new TorchCheckpointError(
-          `'${file}': data.pkl byte ${at}: unsupported pickle opcode 0x${op.toString(16).padStart(2, '0')}${op >= 0x20 && op < 0x7f ? ` ('${String.fromCharCode(op)}')` : ''}; setar's restricted unpickler reads only state dicts of tensors`, file);
-    }
-  }
-}
-
-function call(fn: unknown, args: unknown[], fail: (m: string) => never): unknown {
-  if (!(fn instanceof PyGlobal)) return fail(`REDUCE on ${describe(fn)}, which is not a callable global`);
-  switch (fn.qualified) {
-    case 'collections.OrderedDict': {
-      const m = new Map<unknown, unknown>();
-      if (args.length === 0) return m;
-      const items = args[0];
-      if (args.length === 1 && Array.isArray(items)) {
-        for (const pair of items) {
-          if (!Array.isArray(pair) || pair.length !== 2) return fail('OrderedDict(items) needs (key, value) pairs');
-          m.set(pair[0], pair[1]);
-        }
-        return m;
-      }
-      return fail(`OrderedDict called with ${args.length} unsupported arguments`);
-    }
-    case 'torch._utils._rebuild_tensor_v2': {
-      if (args.length < 6 || args.length > 7) return fail(`_rebuild_tensor_v2 takes 6 or 7 arguments, got ${args.length}`);
-      const [storage, offset, size, stride, requiresGrad] = args;
-      if (!(storage instanceof StorageRef)) return fail(`_rebuild_tensor_v2 storage is ${describe(storage)}`);
-      if (!isCount(offset)) return fail(`_rebuild_tensor_v2 storage_offset ${describe(offset)} is not a non-negative integer`);
-      if (!Array.isArray(size) || !size.every(isCount)) return fail(`_rebuild_tensor_v2 size ${describe(size)} is not a tuple of non-negative integers`);
-      if (!Array.isArray(stride) || !stride.every((s) => Number.isSafeInteger(s))) return fail(`_rebuild_tensor_v2 stride ${describe(stride)} is not a tuple of integers`);
-      return new TensorRef(storage, offset as number, size as number[], stride as number[], requiresGrad === true);
-    }
-    case 'torch._utils._rebuild_parameter': {
-      if (args.length !== 3 || !(args[0] instanceof TensorRef)) return fail('_rebuild_parameter takes (tensor, requires_grad, backward_hooks)');
-      return args[0];
-    }
-    default:
-      return fail(`global '${fn.qualified}' is not callable here`);
-  }
-}
-
-function persistentLoad(pid: unknown, fail: (m: string) => never): StorageRef {
-  if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage') {
-    return fail(`persistent id ${describe(pid)} is not ('storage', type, key, location, numel)`);
-  }
-  const [, type, key, location, numel] = pid as unknown[];
-  if (!(type instanceof PyGlobal) || type.module !== 'torch' || !(type.name in STORAGE_CLASSES)) {
-    return fail(`persistent id names storage type ${describe(type)}; supported: ${Object.keys(STORAGE_CLASSES).join(', ')}`);
-  }
-  if (typeof key !== 'string' || key === '' || key.includes('/') || key.includes('\\') || key.includes('..')) {
-    return fail(`storage key ${describe(key)} is not a plain record name`);
-  }
-  if (!isCount(numel)) return fail(`storage '${key}' numel ${describe(numel)} is not a non-negative integer`);
-  return new StorageRef(STORAGE_CLASSES[type.name]!, key, typeof location === 'string' ? location : String(location), numel as number);
-}
-
-function isCount(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'None';
-  if (v instanceof Map) return `a dict of ${v.size} items`;
-  if (Array.isArray(v)) return Object.isFrozen(v) ? `a tuple of ${v.length}` : `a list of ${v.length}`;
-  if (v instanceof PyGlobal) return `global '${v.qualified}'`;
-  if (v instanceof StorageRef) return `storage '${v.key}'`;
-  if (v instanceof TensorRef) return 'a tensor';
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  return `${typeof v} ${String(v)}`;
 }

@@ -240,3 +240,193 @@ export function writeTorchCheckpoint(path: string, tensors: Record<string, Torch
   const base = path.replace(/^.*[\\/]/, '').replace(/\.[^.]*$/, '') || 'archive';
   writeFileSync(path, makeZip(torchCheckpointRecords(tensors, base)));
 }
+
+// ---------------------------------------------------------------------------------------------
+// torch.save of any Python object (protocol 2, CPython's memo by identity): what Dassl checkpoints
+// hold besides tensors — plain dicts, floats, lists, and pickled class instances.
+
+/** A Python value to pickle. Plain JS: None, bool, int (integral number or bigint), str, list (array). */
+export type Py =
+  | null | boolean | number | bigint | string | readonly Py[]
+  | { readonly float: number }                                  // a Python float, also when integral (50.0)
+  | { readonly tuple: readonly Py[] }
+  | { readonly dict: readonly (readonly [Py, Py])[] }           // dict, keys may be any value (tensors too)
+  | { readonly ordered: readonly (readonly [Py, Py])[] }        // collections.OrderedDict
+  | { readonly tensor: TorchZipTensor; readonly storage: string; readonly parameter?: boolean } // storage key shared by identity of key
+  | { readonly global: string }                                 // a class or function itself, 'module.name'
+  | { readonly newobj: string; readonly state: Py }             // cls.__new__(cls) then BUILD(state); cls as 'module.Name'
+  | { readonly reduce: string; readonly args: readonly Py[]; readonly items?: readonly (readonly [Py, Py])[] }; // callable(*args), then SETITEMS
+
+const isList = (v: Py): v is readonly Py[] => Array.isArray(v);
+
+function splitQualified(q: string): [string, string] {
+  const i = q.lastIndexOf('.');
+  return [q.slice(0, i), q.slice(i + 1)];
+}
+
+function BINFLOAT(x: number): Buffer {
+  const out = Buffer.alloc(9);
+  out[0] = 0x47;
+  out.writeDoubleBE(x, 1);
+  return out;
+}
+
+/**
+ * Pickles `value` as torch.save would (protocol 2): containers and instances are memoized on
+ * first sight (BINPUT) and fetched back with BINGET when the same JS object appears again, so
+ * shared objects (a Parameter in both an optimizer's state and its param_groups) stay shared.
+ * Tensors are `_rebuild_tensor_v2` (wrapped in `_rebuild_parameter` if `parameter`) over the
+ * named storage; returns the pickle and each storage's bytes.
+ */
+export function torchPickle(value: Py): { pkl: Buffer; storages: Map<string, Uint8Array> } {
+  const out: Buffer[] = [PROTO2];
+  const memo = new Map<unknown, number>();
+  const globals = new Map<string, number>();
+  const storages = new Map<string, Uint8Array>();
+  const put = (obj: unknown) => { memo.set(obj, memo.size + globals.size); out.push(BINPUT0(memo.size + globals.size - 1)); };
+  const global = (q: string) => {
+    const at = globals.get(q);
+    if (at !== undefined) { out.push(BINGET0(at)); return; }
+    out.push(GLOBAL(...splitQualified(q)));
+    const i = memo.size + globals.size;
+    globals.set(q, i);
+    out.push(BINPUT0(i));
+  };
+  const pairs = (items: readonly (readonly [Py, Py])[]) => {
+    if (items.length === 0) return;
+    out.push(MARK);
+    for (const [k, v] of items) { emit(k); emit(v); }
+    out.push(SETITEMS);
+  };
+  const emit = (v: Py): void => {
+    if (v !== null && typeof v === 'object' && memo.has(v)) { out.push(BINGET0(memo.get(v)!)); return; }
+    if (v === null) out.push(b(0x4e));
+    else if (v === true) out.push(b(0x88));
+    else if (v === false) out.push(NEWFALSE);
+    else if (typeof v === 'number') out.push(Number.isInteger(v) ? int(v) : BINFLOAT(v));
+    else if (typeof v === 'bigint') out.push(int(Number(v)));
+    else if (typeof v === 'string') out.push(BINUNICODE(v));
+    else if (isList(v)) {
+      out.push(b(0x5d)); put(v);
+      if (v.length) { out.push(MARK); v.forEach(emit); out.push(b(0x65)); }
+    } else if ('float' in v) out.push(BINFLOAT(v.float));
+    else if ('tuple' in v) {
+      if (v.tuple.length === 0) { out.push(EMPTY_TUPLE); return; }
+      out.push(MARK); v.tuple.forEach(emit); out.push(TUPLE); put(v);
+    } else if ('dict' in v) { out.push(EMPTY_DICT); put(v); pairs(v.dict); }
+    else if ('ordered' in v) { global('collections.OrderedDict'); out.push(EMPTY_TUPLE, REDUCE); put(v); pairs(v.ordered); }
+    else if ('tensor' in v) {
+      const t = v.tensor;
+      const numel = t.shape.reduce((a, c) => a * c, 1);
+      if (!storages.has(v.storage)) storages.set(v.storage, storageBytes(v.storage, t));
+      if (v.parameter) global('torch._utils._rebuild_parameter');
+      global('torch._utils._rebuild_tensor_v2');
+      out.push(MARK, MARK, BINUNICODE('storage'));
+      global(`torch.${STORAGE[t.dtype]}`);
+      out.push(BINUNICODE(v.storage), BINUNICODE('cpu'), int(numel), TUPLE, BINPERSID, int(0));
+      emit({ tuple: t.shape });
+      emit({ tuple: t.shape.map((_, d) => t.shape.slice(d + 1).reduce((a, c) => a * c, 1)) });
+      out.push(NEWFALSE);
+      global('collections.OrderedDict'); out.push(EMPTY_TUPLE, REDUCE, TUPLE, REDUCE);
+      if (v.parameter) { out.push(b(0x88)); global('collections.OrderedDict'); out.push(EMPTY_TUPLE, REDUCE, TUPLE3, REDUCE); }
+      put(v);
+    } else if ('global' in v) {
+      global(v.global);
+    } else if ('newobj' in v) {
+      global(v.newobj); out.push(EMPTY_TUPLE, b(0x81)); put(v);
+      emit(v.state); out.push(BUILD);
+    } else {
+      global(v.reduce);
+      emit({ tuple: v.args });
+      out.push(REDUCE); put(v);
+      pairs(v.items ?? []);
+    }
+  };
+  emit(value);
+  out.push(STOP);
+  return { pkl: Buffer.concat(out), storages };
+}
+
+/** Writes `value` as a torch.save zip (archive folder named after the file, as torch does). */
+export function writeTorchPickle(path: string, value: Py, pkl?: Buffer): void {
+  const base = path.replace(/^.*[\\/]/, '').replace(/\.[^.]*$/, '') || 'archive';
+  const { pkl: own, storages } = torchPickle(value);
+  const recs: [string, Uint8Array][] = [[`${base}/data.pkl`, pkl ?? own]];
+  for (const [key, bytes] of storages) recs.push([`${base}/data/${key}`, bytes]);
+  recs.push([`${base}/version`, Buffer.from('3\n')]);
+  writeFileSync(path, makeZip(recs));
+}
+
+/** Contents of a LoCoOp prompt-learner checkpoint, as Dassl's trainer saves one. */
+export interface DasslCheckpointSpec {
+  ctx: TorchZipTensor; // [n, d], F32 or F16
+  tokenPrefix?: TorchZipTensor; // [C, 1, d]
+  tokenSuffix?: TorchZipTensor; // [C, 77 - 1 - n, d]
+  epoch: number;
+  valResult?: Py;
+}
+
+/**
+ * The object Dassl's save_checkpoint pickles for LoCoOp's prompt learner after a few SGD steps with
+ * the constant warm-up + cosine schedule (the layout a real torch.save of it has, see
+ * test/reference/dassl_checkpoint.py):
+ *   {"state_dict": OrderedDict(ctx, token_prefix, token_suffix), "epoch",
+ *    "optimizer": {"state": {0: {"momentum_buffer"}}, "param_groups": [...]},
+ *    "scheduler": {"cons_lr", "successor": <CosineAnnealingLR object, BUILD state holding
+ *                  "optimizer": <SGD object: defaults, state = defaultdict(dict){Parameter: ...},
+ *                  param_groups with the Parameter>>, "warmup_epoch", …},
+ *    "val_result"}
+ * The ctx Parameter shares storage '0' with state_dict.ctx, as in torch.
+ */
+export function dasslCheckpointValue(spec: DasslCheckpointSpec): Py {
+  const [n, d] = spec.ctx.shape as [number, number];
+  const momentum: TorchZipTensor = { dtype: 'F32', shape: [n, d], data: Float32Array.from({ length: n * d }, (_, i) => Math.sin(i) / 100) };
+  const buffer = { dict: [['momentum_buffer', { tensor: momentum, storage: 'm' }]] } as const;
+  const hyper = (lr: number): (readonly [Py, Py])[] => [
+    ['lr', { float: lr }], ['momentum', { float: 0.9 }], ['dampening', 0], ['weight_decay', { float: 0.0005 }],
+    ['nesterov', false], ['maximize', false], ['foreach', null], ['differentiable', false],
+  ];
+  const parameter = { tensor: spec.ctx, storage: '0', parameter: true };
+  const sgd = {
+    newobj: 'torch.optim.sgd.SGD',
+    state: {
+      dict: [
+        ['defaults', { dict: hyper(0.002) }],
+        ['state', { reduce: 'collections.defaultdict', args: [{ global: '__builtin__.dict' }], items: [[parameter, buffer]] }],
+        ['param_groups', [{ dict: [['params', [parameter]], ...hyper(0.0019980267284282717), ['initial_lr', { float: 0.002 }]] }]],
+      ],
+    },
+  } as const;
+  const lastLr = [{ float: 0.0019980267284282717 }];
+  const cosine = {
+    newobj: 'torch.optim.lr_scheduler.CosineAnnealingLR',
+    state: {
+      dict: [
+        ['T_max', { float: 50 }], ['eta_min', 0], ['optimizer', sgd], ['base_lrs', [{ float: 0.002 }]], ['last_epoch', 1],
+        ['verbose', false], ['_step_count', 2], ['_get_lr_called_within_step', false], ['_last_lr', lastLr],
+      ],
+    },
+  } as const;
+  const stateDict: (readonly [Py, Py])[] = [['ctx', { tensor: spec.ctx, storage: '0' }]];
+  if (spec.tokenPrefix) stateDict.push(['token_prefix', { tensor: spec.tokenPrefix, storage: '1' }]);
+  if (spec.tokenSuffix) stateDict.push(['token_suffix', { tensor: spec.tokenSuffix, storage: '2' }]);
+  return {
+    dict: [
+      ['state_dict', { ordered: stateDict }],
+      ['epoch', spec.epoch],
+      ['optimizer', {
+        dict: [
+          ['state', { dict: [[0, buffer]] }],
+          ['param_groups', [{ dict: [...hyper(0.0019980267284282717), ['initial_lr', { float: 0.002 }], ['params', [0]]] }]],
+        ],
+      }],
+      ['scheduler', {
+        dict: [
+          ['cons_lr', { float: 1e-5 }], ['successor', cosine], ['warmup_epoch', 1], ['base_lrs', [{ float: 0.002 }]], ['last_epoch', 1],
+          ['verbose', false], ['_step_count', 2], ['_get_lr_called_within_step', false], ['_last_lr', lastLr],
+        ],
+      }],
+      ['val_result', spec.valResult ?? null],
+    ],
+  };
+}

@@ -344,6 +344,15 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
     return this.textTable;
   }
 
+  /**
+   * The token table [vocab, D] and position table [max_position_embeddings, D] as the model uses
+   * them (replacements applied), for callers that build text-layer-0 inputs themselves (LoCoOp
+   * prompts). Shared with the model: read only.
+   */
+  textEmbeddingTables(): TextEmbeddingsWeights {
+    return this.textTables();
+  }
+
   /** input_ids [B, L] → hidden states entering text layer 0 (token + position embeddings, float32). */
   async textEmbeddings(t: TokenIds): Promise<Tensor<'float32'>> {
     this.checkIds(t);
