@@ -10,6 +10,7 @@ import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
 import type { LowRankSetting } from '../lowrank/settings.js';
 import { resolveFamily } from '../models/registry.js';
+import type { FamilyLoadOptions } from '../models/family.js';
 import { getScorer } from '../ood/scores.js';
 import { Session } from '../runtime/session.js';
 import { verdictsFromEmbeddings, verdictsFromLogits, type Verdict } from './verdict.js';
@@ -47,6 +48,10 @@ export interface BundleOptions {
   readonly model: string;
   /** A whole state dict loaded over the model's weights (official `clip_ckpt`); hashed into recipe.json. */
   readonly clipCkpt?: string;
+  /** A LoCoOp context making the CLIP model a LoCoOp model: text features from its prompts; hashed into recipe.json. */
+  readonly locoopCkpt?: string;
+  /** The context's expected n_ctx (checked against the file). */
+  readonly nCtx?: number;
   readonly id: IdSource;
   readonly labels?: readonly string[];
   readonly loraSettings?: readonly LowRankSetting[];
@@ -73,9 +78,10 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
   getScorer(scorer);
   const tpr = o.tpr ?? 0.95;
   if (!(tpr > 0 && tpr < 1)) throw new RangeError(`--tpr must be in (0, 1), got ${tpr}`);
-  const family = resolveFamily(o.model);
+  const locoop: FamilyLoadOptions = o.locoopCkpt !== undefined ? { locoopCkpt: o.locoopCkpt, nCtx: o.nCtx } : {};
+  const family = resolveFamily(o.model, locoop);
   const { dataset, labels: classes } = loadIdDataset(o.id, 'val', o.labels);
-  const model = await family.load(o.model, { threads: o.threads, clipCkpt: o.clipCkpt });
+  const model = await family.load(o.model, { threads: o.threads, clipCkpt: o.clipCkpt, ...locoop });
   try {
     if (o.loraSettings?.length) await applyLoraSettings(model, o.loraSettings);
     const template = family.defaults.template;
@@ -119,6 +125,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
     writeFileAtomic(join(o.out, 'recipe.json'), JSON.stringify({
       checkpoint: Object.fromEntries(weights.map((f) => [f, sha256(readFileSync(join(o.model, f)))])),
       ...(o.clipCkpt ? { clip_ckpt: { file: o.clipCkpt, sha256: sha256(readFileSync(o.clipCkpt)) } } : {}),
+      ...(o.locoopCkpt ? { locoop_ckpt: { file: o.locoopCkpt, sha256: sha256(readFileSync(o.locoopCkpt)), n_ctx: model.promptContext?.n } } : {}),
       lora_settings: o.loraSettings ?? null,
       labels_sha256: sha256(JSON.stringify(labels)),
       templates_sha256: sha256(JSON.stringify(parts.templates)),

@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import { loadAndPreprocess } from '../image/preprocess.js';
+import { locoopLoadOptions, resolveLocoopCkpt } from '../config/run-config.js';
 import { resolveFamily } from '../models/registry.js';
 import { tensor } from '../tensor.js';
-import { CLIP_CKPT_HELP, positiveInt, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, LOCOOP_CKPT_HELP, N_CTX_HELP, positiveInt, readStringList, resolveModelFlag, REVISION_HELP, TEMPLATE_HELP, UsageError } from './inputs.js';
 
-interface ClassifyFlags { model: string; revision?: string; clipCkpt?: string; labels?: string; template: string; top: number; json?: boolean; threads?: number }
+interface ClassifyFlags { model: string; revision?: string; clipCkpt?: string; locoopCkpt?: string; nCtx?: number; labels?: string; template?: string; top: number; json?: boolean; threads?: number }
 
 /** One image's prediction. */
 interface Prediction {
@@ -24,8 +25,10 @@ export function registerClassify(program: Command): void {
     .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout), or a hub id ORG/NAME')
     .option('--revision <rev>', REVISION_HELP)
     .option('--clip-ckpt <file>', CLIP_CKPT_HELP)
+    .option('--locoop-ckpt <file>', LOCOOP_CKPT_HELP)
+    .option('--n-ctx <n>', N_CTX_HELP, positiveInt('--n-ctx'))
     .option('--labels <file>', 'class names: a JSON array or one per line (required for CLIP; for Swin V2 they rename the classifier outputs)')
-    .option('--template <text>', "prompt template (CLIP); '{}' is replaced by the class name", 'a photo of a {}')
+    .option('--template <text>', TEMPLATE_HELP)
     .option('--top <k>', 'how many labels to print per image', positiveInt('--top'), 5)
     .option('--json', 'print JSON instead of a table')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
@@ -33,13 +36,14 @@ export function registerClassify(program: Command): void {
     .action(async (images: string[], flags: ClassifyFlags) => {
       const given = flags.labels ? await readStringList(flags.labels, 'labels file', { allowEmptyEntries: false }) : undefined;
       const dir = (await resolveModelFlag(flags.model, flags.revision))!;
-      const family = resolveFamily(dir);
-      const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt });
+      const locoop = locoopLoadOptions(resolveLocoopCkpt({}, flags));
+      const family = resolveFamily(dir, locoop);
+      const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt, ...locoop });
       const preds: Prediction[][] = [];
       try {
         const labels = given ?? model.defaultLabels();
         if (!labels) throw new UsageError(`a ${family.displayName} model needs --labels FILE (the class names to compare the images with)`);
-        const classifier = await model.classifier(labels, { template: flags.template });
+        const classifier = await model.classifier(labels, { template: flags.template ?? family.defaults.template ?? 'a photo of a {}' });
         try {
           const pre = model.preprocess;
           const s = pre.cropSize;

@@ -4,14 +4,17 @@ import { loadAndPreprocess } from '../image/preprocess.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
 import { parseLoraSettings } from '../lowrank/settings.js';
 import type { FamilyModel } from '../models/family.js';
+import { locoopLoadOptions, resolveLocoopCkpt } from '../config/run-config.js';
 import { resolveFamily } from '../models/registry.js';
 import { concatBatch, tensor, type Tensor } from '../tensor.js';
-import { CLIP_CKPT_HELP, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, LOCOOP_CKPT_HELP, N_CTX_HELP, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
 interface EmbedFlags {
   model: string;
   revision?: string;
   clipCkpt?: string;
+  locoopCkpt?: string;
+  nCtx?: number;
   images?: string[];
   pixelValues?: string;
   texts?: string;
@@ -57,6 +60,8 @@ export function registerEmbed(program: Command): void {
     .requiredOption('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout), or a hub id ORG/NAME')
     .option('--revision <rev>', REVISION_HELP)
     .option('--clip-ckpt <file>', CLIP_CKPT_HELP)
+    .option('--locoop-ckpt <file>', `${LOCOOP_CKPT_HELP}: --texts then gives LoCoOp text features`)
+    .option('--n-ctx <n>', N_CTX_HELP, positiveInt('--n-ctx'))
     .option('--images <files...>', 'image files to preprocess and encode')
     .option('--pixel-values <file>', "safetensors file holding 'pixel_values' [B, 3, H, W], already preprocessed")
     .option('--texts <file>', 'prompts: a JSON array of strings, or one prompt per line')
@@ -72,12 +77,13 @@ export function registerEmbed(program: Command): void {
       if (!flags.images && !flags.pixelValues && !flags.texts) throw new UsageError('nothing to embed: give --images, --pixel-values and/or --texts');
       if (!['small', 'large', 'random'].includes(flags.pruneMode)) throw new UsageError(`--prune-mode must be small, large or random, got '${flags.pruneMode}'`);
       const dir = (await resolveModelFlag(flags.model, flags.revision))!;
-      const family = resolveFamily(dir);
+      const locoop = locoopLoadOptions(resolveLocoopCkpt({}, flags));
+      const family = resolveFamily(dir, locoop);
       const texts = flags.texts ? await readStringList(flags.texts, 'texts file', { allowEmptyEntries: true }) : null;
       if (texts && !family.towers.some((t) => t.tower === 'text')) throw new UsageError(`--texts: the ${family.displayName} model in '${flags.model}' has no text tower`);
       const settings = flags.loraSettings ? parseLoraSettings(await readJson(flags.loraSettings, 'lora settings file'), flags.loraSettings) : [];
       const pixels = flags.pixelValues ? readPixelValues(flags.pixelValues) : null;
-      const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt });
+      const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt, ...locoop });
       try {
         if (settings.length) await applyLoraSettings(model, settings, { mode: flags.pruneMode, seed: flags.seed });
         // image outputs first, then the text ones and the model's constants (CLIP: text_embeds, logit_scale)

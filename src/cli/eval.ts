@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { resolveEvalConfig, type EvalFlags } from '../eval/config.js';
 import { runEval } from '../eval/run-eval.js';
-import { CLIP_CKPT_HELP, configModelName, finiteNumber, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, LOCOOP_CKPT_HELP, N_CTX_HELP, TEMPLATE_HELP, configModelName, finiteNumber, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 import { ProgressBar } from './progress.js';
 
 interface EvalCliFlags {
@@ -9,6 +9,8 @@ interface EvalCliFlags {
   model?: string;
   revision?: string;
   clipCkpt?: string;
+  locoopCkpt?: string;
+  nCtx?: number;
   id?: string;
   benchmark?: string;
   dataRoot?: string;
@@ -39,6 +41,8 @@ export function registerEval(program: Command): void {
     .option('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout), or a hub id ORG/NAME')
     .option('--revision <rev>', REVISION_HELP)
     .option('--clip-ckpt <file>', `${CLIP_CKPT_HELP} (config key clip_ckpt)`)
+    .option('--locoop-ckpt <file>', LOCOOP_CKPT_HELP)
+    .option('--n-ctx <n>', N_CTX_HELP, positiveInt('--n-ctx'))
     .option('--id <name=dir>', 'ID data: DIR holds one sub-folder per class (sorted names give the labels)')
     .option('--benchmark <name>', 'built-in ID benchmark: imagenet1k | voc | coco (with --data-root)')
     .option('--data-root <dir>', 'benchmark root: DATA_ROOT/ID_ImageNet1K/{val,test}, DATA_ROOT/OOD_iNaturalist/test, …')
@@ -52,7 +56,7 @@ export function registerEval(program: Command): void {
     .option('--prune-mode <mode>', 'small | large | random (lora_svd_init_type)')
     .option('--batch-size <n>', 'images per forward pass', positiveInt('--batch-size'))
     .option('--seed <n>', "seed of the 'random' prune mode", (v) => Number(v))
-    .option('--template <text>', "prompt template; '{}' is the class name", 'a photo of a {}')
+    .option('--template <text>', TEMPLATE_HELP)
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
     .option('--workers <n>', 'image decoding threads', positiveInt('--workers'))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
@@ -61,7 +65,7 @@ export function registerEval(program: Command): void {
       const json = f.config ? await readJson(f.config, 'config file') : null;
       if (json !== null && (typeof json !== 'object' || Array.isArray(json))) throw new UsageError(`config file '${f.config}' must hold a JSON object`);
       const flags: EvalFlags = {
-        model: await resolveModelFlag(f.model ?? configModelName(json), f.revision), clipCkpt: f.clipCkpt, id: f.id, benchmark: f.benchmark, dataRoot: f.dataRoot, ood: f.ood,
+        model: await resolveModelFlag(f.model ?? configModelName(json), f.revision), clipCkpt: f.clipCkpt, locoopCkpt: f.locoopCkpt, nCtx: f.nCtx, id: f.id, benchmark: f.benchmark, dataRoot: f.dataRoot, ood: f.ood,
         labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
         scorers: f.scorers?.split(',').map((s) => s.trim()).filter(Boolean),
         temperature: f.temperature, recallLevel: f.recallLevel, split: f.split,

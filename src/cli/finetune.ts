@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { resolveFinetuneConfig, type FinetuneFlags } from '../train/config.js';
 import { runFinetune } from '../train/finetune.js';
-import { configModelName, finiteNumber, nonNegativeInt, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { LOCOOP_CKPT_HELP, TEMPLATE_HELP, configModelName, finiteNumber, nonNegativeInt, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
 
 
@@ -10,14 +10,19 @@ interface FinetuneCliFlags extends Omit<FinetuneFlags, 'labels' | 'loraSettings'
   config?: string; revision?: string; labels?: string; loraSettings?: string; targetModules?: string; scorers?: string;
 }
 
-/** `setar finetune`: SeTAR+FT or plain LoRA, with the LoCoOp loss (SPEC §7). */
+/** `setar finetune`: SeTAR+FT or plain LoRA (SPEC §7), or LoCoOp prompt training (SPEC §9), all with the LoCoOp loss. */
 export function registerFinetune(program: Command): void {
   program
     .command('finetune')
-    .description('SeTAR+FT (LoRA on the pruned minor part) or plain LoRA, trained with the LoCoOp loss; saves the merged model')
+    .description('SeTAR+FT (LoRA on the pruned minor part), plain LoRA, or LoCoOp (a learned prompt context), trained with the LoCoOp loss; saves the merged model, or the context')
     .option('--config <file>', 'an official fine-tune config (SeTAR+FT.json, LoRA.json); flags override it')
+    .option('--method <name>', 'setar-ft (default; SeTAR+FT from --lora-settings) | lora (--lora-r …) | locoop (train a LoCoOp context: SPEC §9\'s recipe as defaults)')
     .option('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout), or a hub id ORG/NAME')
     .option('--revision <rev>', REVISION_HELP)
+    .option('--locoop-ckpt <file>', `${LOCOOP_CKPT_HELP}; setar-ft and lora keep it fixed, locoop continues training it`)
+    .option('--n-ctx <n>', 'LoCoOp: context vectors (locoop: to train, default 16 or the --ctx-init phrase\'s tokens; else: what --locoop-ckpt must hold)', positiveInt('--n-ctx'))
+    .option('--ctx-init <phrase>', 'locoop: start the context from this phrase\'s token embeddings, e.g. "a photo of a" (n_ctx = its tokens); default random N(0, 0.02²)')
+    .option('--shots <k>', 'locoop: training images per class, drawn with --seed (default 16)', positiveInt('--shots'))
     .option('--id <name=dir>', 'ID training images: DIR holds one sub-folder per class')
     .option('--benchmark <name>', 'built-in benchmark (with --data-root; uses its val split)')
     .option('--data-root <dir>', 'benchmark root')
@@ -27,25 +32,25 @@ export function registerFinetune(program: Command): void {
     .option('--lora-r <r>', 'plain LoRA rank', positiveInt('--lora-r'))
     .option('--lora-alpha <a>', 'plain LoRA alpha (scaling = alpha / r)', finiteNumber('--lora-alpha'))
     .option('--target-modules <list>', 'plain LoRA: comma-separated module names, e.g. mlp.fc1')
-    .option('--num-train-epochs <n>', 'epochs (default 5)', nonNegativeInt('--num-train-epochs'))
+    .option('--num-train-epochs <n>', 'epochs (default 5; locoop 50, the warm-up epoch included)', nonNegativeInt('--num-train-epochs'))
     .option('--max-train-steps <n>', 'optimiser steps instead of epochs (0: no step)', nonNegativeInt('--max-train-steps'))
-    .option('--learning-rate <lr>', 'base learning rate (default 0.01)', finiteNumber('--learning-rate'))
+    .option('--learning-rate <lr>', 'base learning rate (default 0.01; locoop 0.002, after 1 warm-up epoch at 1e-5)', finiteNumber('--learning-rate'))
     .option('--momentum <m>', 'SGD momentum (default 0.9)', finiteNumber('--momentum'))
     .option('--weight-decay <wd>', 'weight decay (default 5e-4)', finiteNumber('--weight-decay'))
     .option('--lr-scheduler-type <name>', 'cosine | linear | constant | constant_with_warmup')
     .option('--num-warmup-steps <n>', 'linear warm-up steps', nonNegativeInt('--num-warmup-steps'))
     .option('--gradient-accumulation-steps <n>', 'batches per optimiser step', positiveInt('--gradient-accumulation-steps'))
-    .option('--batch-size <n>', 'images per batch (default 100)', positiveInt('--batch-size'))
+    .option('--batch-size <n>', 'images per batch (default 100; locoop 32)', positiveInt('--batch-size'))
     .option('--seed <n>', 'seed of initialisation, augmentation and batch order', finiteNumber('--seed'))
-    .option('--locoop-lambda <x>', 'weight of loss_ood', finiteNumber('--locoop-lambda'))
-    .option('--locoop-top-k <k>', 'top-K of the OOD-patch test', positiveInt('--locoop-top-k'))
+    .option('--locoop-lambda <x>', 'weight of loss_ood (locoop default 0.25)', finiteNumber('--locoop-lambda'))
+    .option('--locoop-top-k <k>', 'top-K of the OOD-patch test (locoop default: 200 for 1,000 classes, the same share of fewer)', positiveInt('--locoop-top-k'))
     .option('--use-pred-label', 'choose OOD patches with the predicted class')
-    .option('--template <text>', "prompt template; '{}' is the class name", 'a photo of a {}')
+    .option('--template <text>', TEMPLATE_HELP)
     .option('--test-id <name=dir>', 'ID test images for the final evaluation')
     .option('--test-ood <name=dir>', 'OOD test set for the final evaluation (repeat the flag)', (v: string, acc: string[] = []) => [...acc, v])
     .option('--scorers <list>', 'scorers of the final evaluation (default mcm_score,gl_mcm_score)')
     .option('--threads <n>', 'ONNX Runtime threads', positiveInt('--threads'))
-    .option('--out <dir>', 'output folder; the merged model goes to OUT/model (a re-run resumes from the last epoch)')
+    .option('--out <dir>', 'output folder; the merged model goes to OUT/model, a LoCoOp context to OUT/prompt_learner/model.pth.tar-<epoch> and OUT/ctx.safetensors (a re-run resumes from the last epoch)')
     .action(async (f: FinetuneCliFlags) => {
       const json = f.config ? await readJson(f.config, 'config file') : null;
       if (json !== null && (typeof json !== 'object' || Array.isArray(json))) throw new UsageError(`config file '${f.config}' must hold a JSON object`);
@@ -74,7 +79,8 @@ export function registerFinetune(program: Command): void {
           },
         });
         bar?.stop();
-        process.stdout.write(`${r.steps} optimiser steps; merged model in ${r.modelDir}\n`);
+        if (config.adapters.kind === 'context') process.stdout.write(`${r.steps} optimiser steps (locoop_top_k ${r.locoopTopK}); LoCoOp context in ${r.context!.checkpoint} and ${r.context!.safetensors}, for the CLIP model ${r.modelDir}\n`);
+        else process.stdout.write(`${r.steps} optimiser steps; merged model in ${r.modelDir}${r.context ? ` with its LoCoOp context ${r.context.safetensors}` : ''}\n`);
       } finally {
         bar?.stop();
       }

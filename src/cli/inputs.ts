@@ -89,6 +89,13 @@ export const REVISION_HELP = 'branch, tag or commit of a hub id given to --model
 /** Help of `--clip-ckpt`, shared by the commands that load a model for inference. */
 export const CLIP_CKPT_HELP = 'a state dict saved by torch.save (e.g. the official finetuned_model.pth) or a safetensors file, loaded over --model';
 
+/** Help of `--locoop-ckpt`, shared by every command that takes a CLIP `--model`. */
+export const LOCOOP_CKPT_HELP = "a LoCoOp prompt context — LoCoOp's prompt_learner/model.pth.tar-<epoch> (Dassl) or a ctx.safetensors — that makes the CLIP --model a LoCoOp model (config key locoop_ckpt)";
+/** Help of `--n-ctx` on the inference commands. */
+export const N_CTX_HELP = 'the number of context vectors the --locoop-ckpt must hold (read from the checkpoint; config key n_ctx)';
+/** Help of `--template`, whose default is the model's (CLIP: "a photo of a {}", LoCoOp: "{}."). */
+export const TEMPLATE_HELP = "prompt template; '{}' is the class name (default \"a photo of a {}\" for CLIP, \"{}.\" for LoCoOp, where the context replaces \"a photo of a\")";
+
 /** A config file's `model_name`, when it is a string. */
 export function configModelName(json: unknown): string | undefined {
   const v = json && typeof json === 'object' ? (json as Record<string, unknown>).model_name : undefined;

@@ -2,10 +2,10 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { resolveSearchConfig, type SearchFlags } from '../search/config.js';
 import { runSearch } from '../search/greedy.js';
-import { CLIP_CKPT_HELP, configModelName, finiteNumber, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, LOCOOP_CKPT_HELP, N_CTX_HELP, TEMPLATE_HELP, configModelName, finiteNumber, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
 interface SearchCliFlags {
-  config?: string; model?: string; revision?: string; clipCkpt?: string; id?: string; benchmark?: string; dataRoot?: string; labels?: string; split?: string;
+  config?: string; model?: string; revision?: string; clipCkpt?: string; locoopCkpt?: string; nCtx?: number; id?: string; benchmark?: string; dataRoot?: string; labels?: string; split?: string;
   searcher?: string; candiRatios?: string; weightType?: string; freezeProj?: boolean; loraSvdInitType?: string; seed?: number;
   bestScorer?: string; bestMetric?: string; locoopLambda?: number; locoopTopK?: number; usePredLabel?: boolean;
   temperature?: number; recallLevel?: number; batchSize?: number; cache?: boolean; template?: string; out?: string;
@@ -22,6 +22,8 @@ export function registerSearch(program: Command): void {
     .option('--model <dir>', 'CLIP or Swin V2 checkpoint directory (Hugging Face layout), or a hub id ORG/NAME')
     .option('--revision <rev>', REVISION_HELP)
     .option('--clip-ckpt <file>', `${CLIP_CKPT_HELP} (config key clip_ckpt)`)
+    .option('--locoop-ckpt <file>', `${LOCOOP_CKPT_HELP}; the context stays fixed during the search`)
+    .option('--n-ctx <n>', N_CTX_HELP, positiveInt('--n-ctx'))
     .option('--id <name=dir>', 'ID validation images: DIR holds one sub-folder per class')
     .option('--benchmark <name>', 'built-in benchmark: imagenet1k | voc | coco (with --data-root; uses its val split)')
     .option('--data-root <dir>', 'benchmark root, laid out as the reference expects')
@@ -42,7 +44,7 @@ export function registerSearch(program: Command): void {
     .option('--recall-level <r>', 'recall of the pseudo-OOD FPR', finiteNumber('--recall-level'))
     .option('--batch-size <n>', 'images per decoding batch', positiveInt('--batch-size'))
     .option('--no-cache', 'recompute both towers from the images for every candidate, as the reference does')
-    .option('--template <text>', "prompt template; '{}' is the class name", 'a photo of a {}')
+    .option('--template <text>', TEMPLATE_HELP)
     .option('--test-id <name=dir>', 'ID test images for the final evaluation')
     .option('--test-ood <name=dir>', 'OOD test set for the final evaluation (repeat the flag)', (v: string, acc: string[] = []) => [...acc, v])
     .option('--scorers <list>', 'scorers of the final evaluation (default mcm_score,gl_mcm_score)')

@@ -2,8 +2,9 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { IdSource } from '../data/datasets.js';
 import { ConfigError } from '../models/common/config.js';
+import { readLocoopContext } from '../models/locoop/context.js';
 import { familyOfOfficialType, listFamilies, resolveFamily } from '../models/registry.js';
-import type { ModelFamily } from '../models/family.js';
+import type { FamilyLoadOptions, ModelFamily } from '../models/family.js';
 
 /**
  * What every run's configuration resolves the same way — `setar eval`, `search`, `finetune` —
@@ -28,10 +29,12 @@ export function parseNamedDir(value: string, flag: string): { name: string; root
 
 /**
  * The model folder — the flag, else the config's `model_name`, which must be a local folder
- * (setar never downloads weights) — and its family. An official `model_type` must name the
- * folder's family.
+ * (setar never downloads weights) — and its family, given the load options (a LoCoOp context
+ * makes a CLIP folder a LoCoOp model). An official `model_type` must name that family, or the
+ * family it builds on when a flag selected it; a `model_type` of a family that builds on another
+ * (`"LoCoOp"`) needs what selects it.
  */
-export function resolveModel(j: Record<string, unknown>, flag: string | undefined, configFile = 'config'): { model: string; family: ModelFamily } {
+export function resolveModel(j: Record<string, unknown>, flag: string | undefined, configFile = 'config', load: FamilyLoadOptions = {}): { model: string; family: ModelFamily } {
   const officialType = j.model_type;
   const model = flag ?? (typeof j.model_name === 'string' ? j.model_name : undefined);
   if (officialType !== undefined && (typeof officialType !== 'string' || !familyOfOfficialType(officialType))) {
@@ -43,8 +46,14 @@ export function resolveModel(j: Record<string, unknown>, flag: string | undefine
     throw new ConfigError(`model "${model}" is not a local directory; resolve a hub id to its cached folder first (resolveModel), or pass --model DIR`);
   }
   const dir = resolve(model);
-  const family = resolveFamily(dir);
+  const family = resolveFamily(dir, load);
   if (typeof officialType === 'string' && !family.officialModelTypes.includes(officialType)) {
+    const named = familyOfOfficialType(officialType)!;
+    if (named.buildsOn?.family === family.name) {
+      throw new ConfigError(`${configFile}: model_type "${officialType}" needs ${named.buildsOn.given}; '${dir}' alone is a ${family.displayName} model`, configFile, 'model_type');
+    }
+    // e.g. "CLIP" and --locoop-ckpt: the flag makes the CLIP folder a LoCoOp model
+    if (family.buildsOn?.family === named.name) return { model: dir, family };
     throw new ConfigError(`${configFile}: model_type "${officialType}" is not supported but the model '${dir}' is a ${family.displayName} model; supported: ${family.officialModelTypes.map((t) => `"${t}"`).join(', ')}`, configFile, 'model_type');
   }
   return { model: dir, family };
@@ -55,6 +64,47 @@ export function resolveClipCkpt(j: Record<string, unknown>, flag: string | undef
   const v = flag ?? j.clip_ckpt ?? undefined;
   if (!(v === undefined || (typeof v === 'string' && v !== ''))) throw new ConfigError(`config key "clip_ckpt" must be a checkpoint file path (or null), got ${JSON.stringify(v)}`, undefined, 'clip_ckpt');
   return v === undefined ? undefined : resolve(v as string);
+}
+
+/** A LoCoOp context for a run: the file (absolute) and its n_ctx, both checked ({@link resolveLocoopCkpt}). */
+export interface LocoopCkpt {
+  readonly locoop_ckpt: string;
+  readonly n_ctx: number;
+}
+
+/**
+ * The LoCoOp context of a run (SPEC §9): `--locoop-ckpt` / `"locoop_ckpt"` and `--n-ctx` /
+ * `"n_ctx"` (flags win). The file is read here, so a bad file or an n_ctx that disagrees with it
+ * fails before any work, naming the flag or key the user gave and both numbers. `n_ctx` alone
+ * is an error (unless `nCtxAlone`: a context to train takes its own count). A `"locoop_ckpt"` in
+ * a config whose `model_type` is not LoCoOp's is refused: the official code reads it for
+ * `"model_type": "LoCoOp"` only.
+ */
+export function resolveLocoopCkpt(j: Record<string, unknown>, flags: { locoopCkpt?: string; nCtx?: number }, configFile = 'config', options: { nCtxAlone?: boolean } = {}): LocoopCkpt | undefined {
+  const key = j.locoop_ckpt ?? undefined;
+  if (!(key === undefined || (typeof key === 'string' && key !== ''))) throw new ConfigError(`${configFile}: config key "locoop_ckpt" must be a checkpoint file path (or null), got ${JSON.stringify(key)}`, configFile, 'locoop_ckpt');
+  const nKey = j.n_ctx ?? undefined;
+  if (!(nKey === undefined || (Number.isInteger(nKey) && (nKey as number) >= 1))) throw new ConfigError(`${configFile}: config key "n_ctx" must be a positive integer (or null), got ${JSON.stringify(nKey)}`, configFile, 'n_ctx');
+  const file = flags.locoopCkpt ?? (key as string | undefined);
+  const nCtx = flags.nCtx ?? (nKey as number | undefined);
+  const nCtxName = flags.nCtx !== undefined ? '--n-ctx' : `config key "n_ctx"`;
+  if (file === undefined) {
+    if (nCtx !== undefined && !options.nCtxAlone) throw new ConfigError(`${nCtxName} ${nCtx} needs a LoCoOp context: give --locoop-ckpt FILE (or "locoop_ckpt" in the config)`, configFile, 'n_ctx');
+    return undefined;
+  }
+  const officialType = j.model_type;
+  if (flags.locoopCkpt === undefined && typeof officialType === 'string' && familyOfOfficialType(officialType)?.buildsOn === undefined) {
+    const locoop = listFamilies().find((f) => f.buildsOn?.selectedBy.includes('locoopCkpt'));
+    throw new ConfigError(`${configFile}: "locoop_ckpt" is set but model_type is "${officialType}"; the official code reads locoop_ckpt only for "model_type": "${locoop?.officialModelTypes[0]}" — set that (or drop locoop_ckpt)`, configFile, 'model_type');
+  }
+  const path = resolve(file);
+  const c = readLocoopContext(path, { nCtx, nCtxName });
+  return { locoop_ckpt: path, n_ctx: c.n };
+}
+
+/** The family load options of a resolved LoCoOp context (none without one). */
+export function locoopLoadOptions(c: Partial<LocoopCkpt> | undefined): Pick<FamilyLoadOptions, 'locoopCkpt' | 'nCtx'> {
+  return c?.locoop_ckpt ? { locoopCkpt: c.locoop_ckpt, nCtx: c.n_ctx } : {};
 }
 
 /** The ID data: `--id NAME=DIR`, else a benchmark (`--benchmark`/`id_dataset`) under `--data-root`/`data_root`. */

@@ -1,4 +1,4 @@
-import { ConfigError, parseNamedDir, resolveClipCkpt, resolveIdSource, resolveModel, resolveOut } from '../config/run-config.js';
+import { ConfigError, locoopLoadOptions, parseNamedDir, resolveClipCkpt, resolveIdSource, resolveLocoopCkpt, resolveModel, resolveOut } from '../config/run-config.js';
 import type { IdSource } from '../data/datasets.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { parseLoraSettings, type LowRankSetting } from '../lowrank/settings.js';
@@ -9,6 +9,9 @@ export interface EvalConfig {
   readonly model: string;
   /** A whole state dict loaded over the model's weights (official `clip_ckpt`), absolute; absent when none. */
   readonly clip_ckpt?: string;
+  /** A LoCoOp context (official `locoop_ckpt`), absolute, and its n_ctx; absent for other models. */
+  readonly locoop_ckpt?: string;
+  readonly n_ctx?: number;
   readonly id: IdSource;
   /** Class names from a file (folder datasets); presets carry their own. */
   readonly labels?: readonly string[];
@@ -37,6 +40,7 @@ export interface EvalConfig {
 export const EVAL_KEYS = [
   'data_root', 'id_dataset', 'split', 'batch_size', 'seed', 'scorers', 'temperature', 'recall_level', 'exp_name',
   'log_directory', 'model_name', 'model_type', 'lora_svd_init', 'lora_svd_init_type', 'lora_settings', 'device', 'clip_ckpt',
+  'locoop_ckpt', 'n_ctx',
 ] as const;
 
 /** Official keys that `setar eval` accepts and ignores (search, fine-tuning, the device). */
@@ -50,6 +54,8 @@ export const IGNORED_KEYS = [
 export interface EvalFlags {
   model?: string;
   clipCkpt?: string;
+  locoopCkpt?: string;
+  nCtx?: number;
   id?: string;
   benchmark?: string;
   dataRoot?: string;
@@ -85,7 +91,8 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
   if (unknown.length) {
     throw new ConfigError(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${[...EVAL_KEYS].join(', ')} (ignored by eval: ${IGNORED_KEYS.join(', ')})`);
   }
-  const { model, family } = resolveModel(j, flags.model, configFile);
+  const locoop = resolveLocoopCkpt(j, flags, configFile);
+  const { model, family } = resolveModel(j, flags.model, configFile, locoopLoadOptions(locoop));
   const clip_ckpt = resolveClipCkpt(j, flags.clipCkpt);
   const id = resolveIdSource(j, flags);
   const ood = (flags.ood ?? []).map((o) => parseNamedDir(o, '--ood'));
@@ -121,8 +128,8 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
 
   const out = resolveOut(j, flags.out, id, 'eval');
   return {
-    model, ...(clip_ckpt ? { clip_ckpt } : {}), id, labels: flags.labels, ood, scorers, temperature, recall_level, split, batch_size, seed,
-    lora_settings, lora_svd_init_type: mode as PruneMode, template: flags.template ?? 'a photo of a {}', strict: flags.strict ?? false,
+    model, ...(clip_ckpt ? { clip_ckpt } : {}), ...locoop, id, labels: flags.labels, ood, scorers, temperature, recall_level, split, batch_size, seed,
+    lora_settings, lora_svd_init_type: mode as PruneMode, template: flags.template ?? family.defaults.template ?? 'a photo of a {}', strict: flags.strict ?? false,
     out, workers: flags.workers, threads: flags.threads,
   };
 }

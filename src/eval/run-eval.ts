@@ -6,11 +6,12 @@ import { loadImageBatches, type SkippedImage } from '../data/loader.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
 import type { Classifier, FamilyModel } from '../models/family.js';
-import { resolveFamily } from '../models/registry.js';
+import { loadModel } from '../models/registry.js';
 import { oodMetrics, benchmarkTable, type BenchmarkRow } from '../ood/metrics.js';
 import { getScorer, computeScores } from '../ood/scores.js';
 import { writeEvalReport } from '../report/html-report.js';
 import type { EvalConfig } from './config.js';
+import { locoopLoadOptions } from '../config/run-config.js';
 
 /** Progress of one dataset's pass, for a progress bar. */
 export interface EvalProgress {
@@ -177,7 +178,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
  * CLIP zero-shot over prompts of `labels`, a Swin V2 classifier over its own outputs.
  */
 async function openClassifier(config: EvalConfig, labels: readonly string[], log: (line: string) => void): Promise<{ model: FamilyModel; classifier: Classifier }> {
-  const model = await resolveFamily(config.model).load(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt });
+  const model = await loadModel(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt, ...locoopLoadOptions(config) });
   try {
     model.checkLabels(labels);
     if (config.lora_settings?.length) {

@@ -1,4 +1,5 @@
 import type { PreprocessOptions } from '../image/clip-transform.js';
+import type { SaveValue } from '../io/torch-save.js';
 import type { LayerId, LowRankTarget, Tower } from '../lowrank/settings.js';
 import type { SessionOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
@@ -31,12 +32,70 @@ export interface FamilyDefaults {
   readonly scorers: readonly string[];
   /** λ and K of the LoCoOp objective (SPEC §5) on a benchmark preset (`null`: a folder of classes). */
   locoop(benchmark: string | null): { readonly lambda: number; readonly topK: number };
+  /** The recipe for training a prompt context (`setar finetune --method locoop`); absent where the family has none. */
+  readonly contextTraining?: ContextTrainingRecipe;
+}
+
+/** How a prompt context trains by default (LoCoOp, SPEC §9). */
+export interface ContextTrainingRecipe {
+  /** λ and K of the LoCoOp loss. */
+  readonly lambda: number;
+  readonly topK: number;
+  /** Context vectors when no phrase sets the count. */
+  readonly nCtx: number;
+  /** Training images per class. */
+  readonly shots: number;
+  readonly learningRate: number;
+  readonly momentum: number;
+  readonly weightDecay: number;
+  /** Epochs in all, the warm-up included (Dassl's MAX_EPOCH). */
+  readonly epochs: number;
+  /** Epochs at the constant warm-up rate first. */
+  readonly warmupEpochs: number;
+  readonly warmupLr: number;
+  readonly batchSize: number;
+  /** Random-resized-crop scale range of the training augmentation (with flips). */
+  readonly cropScale: readonly [number, number];
 }
 
 /** Options every family's loader takes. */
 export interface FamilyLoadOptions extends SessionOptions {
   /** A whole state dict loaded over the folder's weights (the official `clip_ckpt`); names and shapes are checked. */
   readonly clipCkpt?: string;
+  /**
+   * A LoCoOp prompt context (SPEC §9): LoCoOp's `prompt_learner/model.pth.tar-<epoch>` or a
+   * `ctx.safetensors`. Selects the LoCoOp family over a CLIP folder ({@link FamilyBase}).
+   */
+  readonly locoopCkpt?: string;
+  /** A fresh LoCoOp context instead of a file, to train one (`setar finetune --method locoop`); selects LoCoOp too. */
+  readonly locoopInit?: LocoopInit;
+  /** The number of context vectors the caller expects (`--n-ctx`, `n_ctx`); a context with another count is an error naming both. */
+  readonly nCtx?: number;
+  /** How the caller spelled n_ctx, for messages (default `n_ctx`), e.g. `--n-ctx` or `config key "n_ctx"`. */
+  readonly nCtxName?: string;
+}
+
+/**
+ * How a fresh LoCoOp context starts (SPEC §9): the token embeddings of a phrase's tokens (n = the
+ * phrase's token count, `"a photo of a"` → 4), or else n vectors (`nCtx`, default 16) drawn from
+ * N(0, 0.02²) with the seed.
+ */
+export interface LocoopInit {
+  readonly phrase?: string | null;
+  readonly seed: number;
+}
+
+/**
+ * What a family builds on when its checkpoints are another family's folders plus something given
+ * at load time (LoCoOp: a CLIP folder and a prompt context). {@link ModelFamily.buildsOn}.
+ */
+export interface FamilyBase {
+  /** Registry name of the family whose folders this one loads, e.g. `clip`. */
+  readonly family: string;
+  /** Load options that select this family over its base when set, e.g. `locoopCkpt`. */
+  readonly selectedBy: readonly (keyof FamilyLoadOptions)[];
+  /** How a user selects it, for messages, e.g. `--locoop-ckpt FILE (config key "locoop_ckpt")`. */
+  readonly given: string;
 }
 
 /** A model family: static facts, defaults and the loader. One registry row. */
@@ -51,6 +110,12 @@ export interface ModelFamily {
   readonly untyped?: boolean;
   /** `model_type` values of the official experiment configs (the first is written back). */
   readonly officialModelTypes: readonly string[];
+  /**
+   * Set when this family's checkpoints are another family's folders plus a load option: the
+   * registry resolves such a folder to this family when one of `selectedBy` is given. Its own
+   * `modelTypes` is then empty.
+   */
+  readonly buildsOn?: FamilyBase;
   readonly towers: readonly FamilyTower[];
   /** How settings name layers: an encoder index, or `[stage, block]`. */
   readonly layerIds: 'index' | 'stage-block';
@@ -160,6 +225,8 @@ export interface FamilyModel extends LowRankTarget {
   /** Linear layers (HF prefixes) that PEFT-style `target_modules` select; throws naming unmatched targets. */
   matchTargetModules(targets: readonly string[]): string[];
   bundleParts(labels: readonly string[], templates: readonly string[]): Promise<BundleParts>;
+  /** The learned prompt context the model carries (LoCoOp), absent for other models. */
+  readonly promptContext?: PromptContext;
   /** Whether a weight is a graph input (training feeds it as {@link matrix}). */
   isSwappable(name: string): boolean;
   /** A graph-input matrix in [in, out] layout. */
@@ -167,4 +234,42 @@ export interface FamilyModel extends LowRankTarget {
   /** Writes the model, replacements applied, as an HF folder. */
   save(dir: string): void;
   dispose(): Promise<void>;
+}
+
+/** What {@link PromptContext.save} records besides the context: Dassl's checkpoint entries. */
+export interface PromptContextSaveInfo {
+  /** Epochs trained; the file is `prompt_learner/model.pth.tar-<epoch>`. */
+  readonly epoch: number;
+  /** The class prompts' labels and template, for CoOp's `token_prefix` / `token_suffix` buffers. */
+  readonly labels: readonly string[];
+  readonly template: string;
+  /** SGD's state (`optimizer`): its hyper-parameters, the base lr and the momentum buffer [n, width]. */
+  readonly optimizer?: { readonly lr: number; readonly momentum: number; readonly weightDecay: number; readonly initialLr: number; readonly momentumBuffer?: Float32Array };
+  /** Dassl's `scheduler` entry, plain data only. */
+  readonly scheduler?: SaveValue;
+}
+
+/**
+ * A learned prompt context (LoCoOp, SPEC §9: n vectors of the text width inserted after the start
+ * token of every class prompt) and its training: only the context trains, through the frozen text
+ * tower. Search and SeTAR+FT never change it.
+ */
+export interface PromptContext {
+  readonly n: number;
+  readonly width: number;
+  /** Where it came from, for messages: its file, or how a fresh one was initialised. */
+  readonly source: string;
+  /** Dassl's epoch, when the checkpoint recorded one. */
+  readonly epoch?: number;
+  /** A copy of the context, [n, width] row-major, raw (no position embeddings). */
+  value(): Float32Array;
+  /** Replaces the context (after training); text features follow. */
+  set(ctx: Float32Array): void;
+  /**
+   * The training graph whose one trainable input is `ctx` [n, width] (gradient output in
+   * `graph.gradients`), with the class prompts' fixed parts as feeds.
+   */
+  trainSetup(loss: TrainLossOptions, prompts: { readonly labels: readonly string[]; readonly template: string }): Promise<TrainSetup>;
+  /** Writes the context: Dassl's `OUT/prompt_learner/model.pth.tar-<epoch>` (+ `checkpoint`) and `OUT/ctx.safetensors`. */
+  save(out: string, info: PromptContextSaveInfo): { readonly checkpoint: string; readonly safetensors: string };
 }

@@ -1,4 +1,4 @@
-import { benchmarkOf, fail, parseNamedDir, resolveClipCkpt, resolveIdSource, resolveModel, resolveOut } from '../config/run-config.js';
+import { benchmarkOf, fail, locoopLoadOptions, parseNamedDir, resolveClipCkpt, resolveIdSource, resolveLocoopCkpt, resolveModel, resolveOut } from '../config/run-config.js';
 import type { IdSource } from '../data/datasets.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { WEIGHT_TYPES, type WeightType } from '../lowrank/settings.js';
@@ -11,6 +11,9 @@ export interface SearchConfig {
   readonly model: string;
   /** A whole state dict loaded over the model's weights (official `clip_ckpt`); absent when none. */
   readonly clip_ckpt?: string;
+  /** A LoCoOp context (official `locoop_ckpt`) and its n_ctx; it stays fixed during the search. */
+  readonly locoop_ckpt?: string;
+  readonly n_ctx?: number;
   /** The model's family (its registry name), from the model folder's config.json. */
   readonly arch: string;
   readonly id: IdSource;
@@ -49,6 +52,7 @@ export const SEARCH_KEYS = [
   'data_root', 'id_dataset', 'split', 'batch_size', 'seed', 'device', 'scorers', 'temperature', 'exp_name', 'log_directory',
   'recall_level', 'model_name', 'model_type', 'lora_svd_init', 'lora_svd_init_type', 'lora_settings', 'searcher', 'candi_ratios',
   'weight_type', 'best_scorer', 'best_metric', 'locoop_lambda', 'locoop_top_k', 'use_pred_label', 'freeze_proj', 'clip_ckpt',
+  'locoop_ckpt', 'n_ctx',
 ] as const;
 const IGNORED = ['learning_rate', 'num_train_epochs', 'lr_scheduler_type', 'num_warmup_steps', 'gradient_accumulation_steps', 'momentum', 'weight_decay', 'lora_r', 'lora_alpha', 'target_modules'];
 
@@ -56,6 +60,8 @@ const IGNORED = ['learning_rate', 'num_train_epochs', 'lr_scheduler_type', 'num_
 export interface SearchFlags {
   model?: string;
   clipCkpt?: string;
+  locoopCkpt?: string;
+  nCtx?: number;
   id?: string;
   benchmark?: string;
   dataRoot?: string;
@@ -96,7 +102,8 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
   const j = json ?? {};
   const unknown = Object.keys(j).filter((k) => !(SEARCH_KEYS as readonly string[]).includes(k) && !IGNORED.includes(k));
   if (unknown.length) fail(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${SEARCH_KEYS.join(', ')}`);
-  const { model, family } = resolveModel(j, flags.model, configFile);
+  const locoop = resolveLocoopCkpt(j, flags, configFile);
+  const { model, family } = resolveModel(j, flags.model, configFile, locoopLoadOptions(locoop));
   const clip_ckpt = resolveClipCkpt(j, flags.clipCkpt);
   const id = resolveIdSource(j, flags);
 
@@ -170,11 +177,12 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
     use_pred_label: flags.usePredLabel ?? (j.use_pred_label as boolean | undefined) ?? false, freeze_proj: freezeProj,
     scorers: j.scorers ?? ['loss'],
     ...(clip_ckpt ? { clip_ckpt } : {}),
+    ...locoop,
   };
   return {
-    model, ...(clip_ckpt ? { clip_ckpt } : {}), arch: family.name, id, labels: flags.labels, split, searcher, candi_ratios: [...ratios], weight_type: weight, freeze_proj: freezeProj,
+    model, ...(clip_ckpt ? { clip_ckpt } : {}), ...locoop, arch: family.name, id, labels: flags.labels, split, searcher, candi_ratios: [...ratios], weight_type: weight, freeze_proj: freezeProj,
     lora_svd_init_type: mode, seed, objective, locoop_lambda: lambda, locoop_top_k: topK, use_pred_label: official.use_pred_label as boolean,
-    temperature, recall_level: recall, batch_size: batch, cache: flags.cache ?? true, template: flags.template ?? 'a photo of a {}',
+    temperature, recall_level: recall, batch_size: batch, cache: flags.cache ?? true, template: flags.template ?? family.defaults.template ?? 'a photo of a {}',
     out, test, scorers: scorers.length ? scorers : [...family.defaults.scorers], strict: flags.strict ?? false,
     workers: flags.workers, threads: flags.threads, official,
   };

@@ -1,6 +1,7 @@
 import type { WeightSlot } from '../lowrank/settings.js';
 import type { FamilyModel } from '../models/family.js';
-import { resolveFamily } from '../models/registry.js';
+import { loadModel } from '../models/registry.js';
+import { locoopLoadOptions } from '../config/run-config.js';
 import type { Tensor } from '../tensor.js';
 import type { SearchConfig } from './config.js';
 import { Evaluator } from './evaluator.js';
@@ -25,7 +26,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
   const log = (line: string) => run.log(line);
   const row = searcherRow(config.searcher);
 
-  const model = await resolveFamily(config.model).load(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt });
+  const model = await loadModel(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt, ...locoopLoadOptions(config) });
   try {
     hooks.onPhase?.('load');
     const subject = await model.searchSubject(labels, { template: config.template });

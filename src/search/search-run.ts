@@ -69,7 +69,7 @@ export const STATE_FILE = 'search_state.json';
 /** Everything that changes the search's decisions, hashed: resuming under other settings is refused. */
 export function fingerprint(c: SearchConfig): string {
   const keys = {
-    model: c.model, clipCkpt: c.clip_ckpt, id: c.id, labels: c.labels, split: c.split, searcher: c.searcher, candi_ratios: c.candi_ratios, weight_type: c.weight_type,
+    model: c.model, clipCkpt: c.clip_ckpt, ...(c.locoop_ckpt ? { locoopCkpt: c.locoop_ckpt, nCtx: c.n_ctx } : {}), id: c.id, labels: c.labels, split: c.split, searcher: c.searcher, candi_ratios: c.candi_ratios, weight_type: c.weight_type,
     freeze_proj: c.freeze_proj, mode: c.lora_svd_init_type, seed: c.seed, objective: c.objective, lambda: c.locoop_lambda, topK: c.locoop_top_k,
     usePred: c.use_pred_label, temperature: c.temperature, recall: c.recall_level, template: c.template,
   };
@@ -228,7 +228,7 @@ export class SearchRun {
     this.hooks.onPhase?.('final-eval');
     this.log('final evaluation on the test data with the chosen settings');
     const evalConfig = resolveEvalConfig(null, {
-      model: config.model, clipCkpt: config.clip_ckpt,
+      model: config.model, clipCkpt: config.clip_ckpt, locoopCkpt: config.locoop_ckpt,
       ...(config.test.id.kind === 'folder' ? { id: `${config.test.id.name}=${config.test.id.root}`, ood: config.test.ood.map((o) => `${o.name}=${o.root}`) } : { benchmark: config.test.id.benchmark, dataRoot: config.test.id.dataRoot }),
       labels: config.test.id.kind === 'folder' ? config.labels : undefined, scorers: config.scorers, temperature: config.temperature, recallLevel: config.recall_level, split: 'test', loraSettings: lora_settings,
       pruneMode: config.lora_svd_init_type, batchSize: config.batch_size, seed: config.seed, template: config.template, strict: config.strict,

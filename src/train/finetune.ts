@@ -8,7 +8,9 @@ import { runEval, type EvalResult } from '../eval/run-eval.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { LoraAdapter } from '../models/common/layers.js';
-import { resolveFamily } from '../models/registry.js';
+import { loadModel } from '../models/registry.js';
+import { locoopLoadOptions } from '../config/run-config.js';
+import { runLocoopTraining } from './locoop.js';
 import { Session } from '../runtime/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { setarAdapters, loraAdapters, mergeAdapter, type Adapter } from './adapters.js';
@@ -18,48 +20,15 @@ import { Sgd, type Param } from './optimizer.js';
 import { SeededRng } from '../rng.js';
 import { learningRate } from './schedule.js';
 import { writeTrainingReport } from '../report/training-report.js';
+import { NonFiniteLossError, writeTrainLogs, type FinetuneHooks, type FinetuneResult, type TrainLogRow } from './train-log.js';
 
-/** One optimiser step's figures: a row of train_log.csv / train_log.jsonl. */
-export interface TrainLogRow {
-  step: number;
-  epoch: number;
-  lr: number;
-  locoop_loss: number;
-  loss_id: number;
-  loss_ood: number;
-  acc: number;
-  ood_patch_percent: number;
-}
-
-/** Progress hooks of {@link runFinetune}. */
-export interface FinetuneHooks {
-  readonly onStep?: (step: number, total: number, row: TrainLogRow) => void;
-  readonly log?: (line: string) => void;
-}
-
-/** What {@link runFinetune} did. */
-export interface FinetuneResult {
-  readonly steps: number;
-  readonly resumedFromEpoch: number;
-  readonly log: readonly TrainLogRow[];
-  readonly modelDir: string;
-  readonly evaluation: EvalResult | null;
-}
-
-/** The training loss became NaN or infinite; the last good checkpoint is kept. */
-export class NonFiniteLossError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'NonFiniteLossError';
-  }
-}
+export type { TrainLogRow, FinetuneHooks, FinetuneResult } from './train-log.js';
+export { NonFiniteLossError } from './train-log.js';
 
 function fingerprint(c: FinetuneConfig): string {
   const { out: _o, threads: _t, test: _x, scorers: _s, official: _f, ...rest } = c;
   return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16);
 }
-
-const CSV_COLUMNS: readonly (keyof TrainLogRow)[] = ['step', 'epoch', 'lr', 'locoop_loss', 'loss_id', 'loss_ood', 'acc', 'ood_patch_percent'];
 
 /**
  * SeTAR+FT and plain LoRA (SPEC §7): trains only the adapters' A and B with the LoCoOp loss by
@@ -67,9 +36,12 @@ const CSV_COLUMNS: readonly (keyof TrainLogRow)[] = ['step', 'epoch', 'lr', 'loc
  * images with random-resized-crop and flips. Forward, loss and gradients run as one ONNX graph
  * per step. Saves a checkpoint after every epoch (a re-run resumes from it), then the merged
  * model (base + scaling·B·A) in HF layout under `OUT/model`, a log, a report, and evaluates the
- * merged model when test data is configured.
+ * merged model when test data is configured. On a LoCoOp model the context stays fixed and is
+ * written beside the merged model (`OUT/ctx.safetensors`, `OUT/prompt_learner/…`), unchanged.
+ * `--method locoop` (a `context` plan) trains a LoCoOp context instead: {@link runLocoopTraining}.
  */
 export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
+  if (config.adapters.kind === 'context') return runLocoopTraining(config, config.adapters, hooks);
   mkdirSync(config.out, { recursive: true });
   const log = (line: string) => {
     appendFileSync(join(config.out, 'finetune.log'), `${new Date().toISOString()} ${line}\n`);
@@ -79,7 +51,7 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
   const { dataset: data, labels } = loadIdDataset(config.id, config.split, config.labels);
   if (config.locoop_top_k > labels.length) throw new RangeError(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}); it must be in [1, ${labels.length}]`);
 
-  const model = await resolveFamily(config.model).load(config.model, { threads: config.threads });
+  const model = await loadModel(config.model, { threads: config.threads, ...locoopLoadOptions(config) });
   try {
     model.checkLabels(labels);
   } catch (e) {
@@ -165,10 +137,7 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
       writeFileAtomic(join(ckptDir, 'state.json'), JSON.stringify({ fingerprint: fp, epoch, step, rng: rng.state, log: trainLog, adapters: file }));
       for (const old of readdirSync(ckptDir)) if (/^adapters(-epoch\d+)?\.safetensors$/.test(old) && old !== file) rmSync(join(ckptDir, old), { force: true });
     };
-    const writeLogs = () => {
-      writeFileAtomic(join(config.out, 'train_log.csv'), [CSV_COLUMNS.join(','), ...trainLog.map((r) => CSV_COLUMNS.map((c) => r[c]).join(','))].join('\n') + '\n');
-      writeFileAtomic(join(config.out, 'train_log.jsonl'), trainLog.map((r) => JSON.stringify(r)).join('\n') + (trainLog.length ? '\n' : ''));
-    };
+    const writeLogs = () => writeTrainLogs(config.out, trainLog);
 
     // SPEC §1: the family's random-resized-crop scale, flips and (Swin) colour jitter.
     const { size, ...augment } = model.augment;
@@ -235,6 +204,10 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
     const modelDir = join(config.out, 'model');
     rmSync(modelDir, { recursive: true, force: true });
     model.save(modelDir);
+    // a LoCoOp model's context never trains here: written as it came, so OUT is the whole fine-tuned LoCoOp model
+    const pc = model.promptContext;
+    const context = pc?.save(config.out, { epoch: pc.epoch ?? 0, labels, template: config.template });
+    if (context) log(`the LoCoOp context (unchanged) is in ${context.safetensors} and ${context.checkpoint}`);
     writeTrainingReport(join(config.out, 'report_finetune.html'), { title: `setar finetune — ${data.name}`, rows: trainLog, config: { ...config, labels: undefined, official: undefined } as unknown as Record<string, unknown> });
     log(`saved the merged model to ${modelDir}`);
     await session.release();
@@ -247,7 +220,7 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
       const presetTest = config.test.id.kind === 'benchmark' ? join(config.test.id.dataRoot, data.name, 'test') : null;
       if ((root && existsSync(root)) || (presetTest && existsSync(presetTest))) {
         const ev = resolveEvalConfig(null, {
-          model: modelDir,
+          model: modelDir, locoopCkpt: context?.safetensors,
           ...(config.test.id.kind === 'folder' ? { id: `${config.test.id.name}=${config.test.id.root}`, ood: config.test.ood.map((o) => `${o.name}=${o.root}`), labels: config.labels } : { benchmark: config.test.id.benchmark, dataRoot: config.test.id.dataRoot }),
           scorers: config.scorers, temperature: config.temperature, recallLevel: config.recall_level, split: 'test', template: config.template, out: config.out, threads: config.threads,
         });
@@ -256,7 +229,7 @@ export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks =
         log('no test data found: skipping the final evaluation');
       }
     }
-    return { steps: step, resumedFromEpoch: startEpoch, log: trainLog, modelDir, evaluation };
+    return { steps: step, resumedFromEpoch: startEpoch, log: trainLog, modelDir, ...(context ? { context } : {}), locoopTopK: config.locoop_top_k, evaluation };
   } finally {
     await session?.release();
     await model.dispose().catch(() => undefined);

@@ -14,3 +14,14 @@ export function learningRate(schedule: LrSchedule, base: number, step: number, t
   if (schedule === 'linear') return base * Math.max(0, (total - step) / Math.max(1, total - warmup));
   return base * Math.max(0, 0.5 * (1 + Math.cos(Math.PI * progress)));
 }
+
+/**
+ * The learning rate of epoch `epoch` (0-based) under Dassl's constant warm-up scheduler wrapping
+ * `CosineAnnealingLR(T_max = epochs)`, stepped once per epoch (LoCoOp's trainer, SPEC §9):
+ * `warmupLr` for the first `warmupEpochs` epochs, then `base·(1 + cos(π·(epoch − warmupEpochs) / epochs)) / 2`
+ * — the cosine starts at `base` right after the warm-up and runs with Dassl's T_max of all epochs.
+ */
+export function dasslEpochLr(base: number, epoch: number, epochs: number, warmupEpochs: number, warmupLr: number): number {
+  if (epoch < warmupEpochs) return warmupLr;
+  return (base * (1 + Math.cos((Math.PI * (epoch - warmupEpochs)) / Math.max(1, epochs)))) / 2;
+}

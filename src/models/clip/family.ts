@@ -8,20 +8,26 @@ import type { BundleParts, Classifier, FamilyLoadOptions, FamilyModel, ModelFami
 import { clipImageEncoderOnnx } from './image-encoder.js';
 import { clipLogits, ClipLogitsHead, l2Normalize } from './logits.js';
 import { DEFAULT_TEMPLATE, fillTemplate, ClipPipeline } from './pipeline.js';
+import { plainPromptEncoder, type ClipPromptEncoder } from './prompts.js';
 import { clipSearchSubject } from './search-subject.js';
 import { clipTrainGraph } from './train-graph.js';
 
 /**
  * A CLIP model (HF `CLIPModel`) as setar's commands use it: zero-shot over prompts of the class
  * names, two towers to search, LoRA on either tower, a bundle of the image tower and the
- * prompts' features.
+ * prompts' features. Prompts enter the text tower through `prompts` (plain CLIP's token
+ * embeddings; a family building on CLIP, such as LoCoOp, passes its own encoder and row).
  */
-class ClipFamilyModel implements FamilyModel {
-  readonly family = clipFamily;
+export class ClipFamilyModel implements FamilyModel {
   readonly preprocess;
   readonly augment;
 
-  constructor(readonly clip: ClipPipeline, private readonly options: FamilyLoadOptions) {
+  constructor(
+    readonly clip: ClipPipeline,
+    protected readonly options: FamilyLoadOptions,
+    readonly family: ModelFamily = clipFamily,
+    protected readonly prompts: ClipPromptEncoder = plainPromptEncoder(clip),
+  ) {
     const size = clip.model.config.vision_config.image_size;
     this.preprocess = { resizeTo: size, cropSize: size, mean: CLIP_MEAN, std: CLIP_STD };
     // SPEC §1: random-resized-crop scale (0.9, 1) and flips, CLIP's normalisation (trainTransform's defaults)
@@ -71,7 +77,7 @@ class ClipFamilyModel implements FamilyModel {
   async classifier(labels: readonly string[], options: { template: string }): Promise<Classifier> {
     this.checkLabels(labels);
     const model = this.clip.model;
-    const text = await this.clip.encodeTexts(labels.map((l) => fillTemplate(options.template, l)));
+    const text = await this.prompts.encode(labels.map((l) => fillTemplate(options.template, l)));
     const head = await ClipLogitsHead.create(text, model.logitScale, { threads: this.options.threads });
     return {
       classes: head.classes,
@@ -97,31 +103,27 @@ class ClipFamilyModel implements FamilyModel {
       out.image_embeds = f.image_embeds;
       if (f.image_embeds_local) out.image_embeds_local = f.image_embeds_local;
     }
-    if (inputs.texts) out.text_embeds = await this.clip.encodeTexts(inputs.texts);
+    if (inputs.texts) out.text_embeds = await this.prompts.encode(inputs.texts);
     out.logit_scale = tensor('float32', Float32Array.of(model.logitScale), [], 'logit_scale');
     return out;
   }
 
-  searchSubject(labels: readonly string[], options: { template: string }): Promise<SearchSubject> {
-    return clipSearchSubject(this.clip, labels, options.template, this.options.threads);
+  async searchSubject(labels: readonly string[], options: { template: string }): Promise<SearchSubject> {
+    this.checkLabels(labels);
+    return clipSearchSubject(this.clip.model, await this.prompts.layer0(labels.map((l) => fillTemplate(options.template, l))), this.options.threads);
   }
 
   async trainSetup(adapters: ReadonlyMap<string, LoraAdapter>, loss: TrainLossOptions, prompts: { labels: readonly string[]; template: string }): Promise<TrainSetup> {
     const model = this.clip.model;
     const graph = clipTrainGraph(model.config, model.source, adapters, model.logitScale, loss);
     // Prompts: the text tower runs in the graph only if an adapter is on it.
-    const rows = this.clip.tokenize(prompts.labels.map((l) => fillTemplate(prompts.template, l)));
-    const length = Math.max(...rows.map((r) => r.length));
-    const ids = new Int32Array(rows.length * length).fill(model.config.text_config.eos_token_id);
-    rows.forEach((r, i) => ids.set(r, i * length));
-    const tokens = { ids, batch: rows.length, length };
+    const { hidden, positions } = await this.prompts.layer0(prompts.labels.map((l) => fillTemplate(prompts.template, l)));
     const feeds: Record<string, Tensor> = {};
     if (graph.textInGraph) {
-      feeds.text_hidden = await model.textEmbeddings(tokens);
-      const pos = model.poolPositions(tokens);
-      feeds.pool_index = tensor('int64', BigInt64Array.from(pos, (p, i) => BigInt(i * length + p)), [rows.length], 'pool_index');
+      feeds.text_hidden = hidden;
+      feeds.pool_index = poolIndex(hidden, positions);
     } else {
-      feeds.text_embeds = await model.encodeTokenIds(tokens);
+      feeds.text_embeds = await model.textFrom(hidden, 0, positions);
     }
     return { graph, feeds, patchesPerImage: model.grid ** 2 };
   }
@@ -137,7 +139,7 @@ class ClipFamilyModel implements FamilyModel {
     const p = model.config.projection_dim;
     const text = new Float32Array(c * p);
     for (const t of templates) {
-      const e = l2Normalize(await this.clip.encodeTexts(labels.map((l) => fillTemplate(t, l)))).data;
+      const e = l2Normalize(await this.prompts.encode(labels.map((l) => fillTemplate(t, l)))).data;
       for (let i = 0; i < e.length; i++) text[i] = text[i]! + e[i]! / templates.length;
     }
     return {
@@ -154,6 +156,12 @@ class ClipFamilyModel implements FamilyModel {
   dispose(): Promise<void> {
     return this.clip.dispose();
   }
+}
+
+/** The flat row index [N] (int64, `pool_index` of the graphs) of each prompt's pooled row in hidden states [N, L, D]. */
+export function poolIndex(hidden: Tensor<'float32'>, positions: Int32Array): Tensor<'int64'> {
+  const length = hidden.dims[1]!;
+  return tensor('int64', BigInt64Array.from(positions, (p, i) => BigInt(i * length + p)), [positions.length], 'pool_index');
 }
 
 /** CLIP (HF `CLIPModel`): SPEC §1's vision and text towers. */

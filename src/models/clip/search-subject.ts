@@ -1,25 +1,18 @@
 import { sliceBatch, type Tensor } from '../../tensor.js';
 import type { SearchSubject, SearchTower } from '../family.js';
 import { ClipLogitsHead } from './logits.js';
-import type { ClipModel, ImageFeatures, TokenIds } from './model.js';
-import type { ClipPipeline } from './pipeline.js';
-import { fillTemplate } from './pipeline.js';
+import type { ClipModel, ImageFeatures } from './model.js';
+import type { TextLayer0 } from './prompts.js';
 
 /**
  * CLIP's two towers as block chains for the search: the vision tower reads the validation
- * images, the text tower the class prompts (one padded batch, pooled at each prompt's end token);
- * logits are exp(logit_scale)·cos of the image (global and per patch) and prompt features.
+ * images, the text tower the class prompts (one padded batch at the entry of text layer 0, as the
+ * model's prompt encoder builds it, pooled at each prompt's end token); logits are
+ * exp(logit_scale)·cos of the image (global and per patch) and prompt features.
  */
-export async function clipSearchSubject(clip: ClipPipeline, labels: readonly string[], template: string, threads?: number): Promise<SearchSubject> {
-  const model: ClipModel = clip.model;
-  const rows = clip.tokenize(labels.map((l) => fillTemplate(template, l)));
-  const length = Math.max(...rows.map((r) => r.length));
-  const ids = new Int32Array(rows.length * length).fill(model.config.text_config.eos_token_id);
-  rows.forEach((r, i) => ids.set(r, i * length));
-  const tokens: TokenIds = { ids, batch: rows.length, length };
-  const positions = model.poolPositions(tokens);
-  const textEmbeddings = await model.textEmbeddings(tokens);
-  const head = await ClipLogitsHead.create(await model.encodeTokenIds(tokens), model.logitScale, { threads });
+export async function clipSearchSubject(model: ClipModel, prompts: TextLayer0, threads?: number): Promise<SearchSubject> {
+  const { hidden: textEmbeddings, positions } = prompts;
+  const head = await ClipLogitsHead.create(await model.textFrom(textEmbeddings, 0, positions), model.logitScale, { threads });
   let headText: Tensor<'float32'> | null = null;
 
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);

@@ -1,4 +1,4 @@
-import { GraphBuilder } from '../../onnx/graph-builder.js';
+import { GraphBuilder, type Dim } from '../../onnx/graph-builder.js';
 import type { LoraAdapter } from '../common/layers.js';
 import { locoopLossAndGradients, type TrainGraph, type TrainLossOptions } from '../common/locoop-train-graph.js';
 import type { ClipConfig } from './config.js';
@@ -23,22 +23,38 @@ function run(src: TensorSource, c: ClipConfig, tower: Tower, n: number): LayerRu
 }
 
 /**
+ * A text side built inside the training graph instead of fed (LoCoOp: a trainable context
+ * spliced into the fixed parts of the class prompts).
+ */
+export interface TrainTextInput {
+  /** Adds the hidden states entering text layer 0, [C, L, D]; returns their value name. */
+  build(g: GraphBuilder): string;
+  /** The trainable graph inputs it declared, with their dims; the graph outputs their gradients. */
+  readonly params: ReadonlyMap<string, readonly Dim[]>;
+}
+
+/**
  * The SeTAR+FT / LoRA training graph of a CLIP model. Inputs: `pixel_values` [B, 3, S, S],
  * `labels_onehot` [B, C] (float), the text side (`text_hidden` [C, L, D] + `pool_index` [C] when an
  * adapter is on the text tower, else `text_embeds` [C, P]), every weight matrix by its HF name in
  * MatMul layout (as the inference graphs), and each adapter's `<prefix>.lora_A` [in, r] /
  * `<prefix>.lora_B` [r, out]. Outputs: `locoop_loss`, `loss_id`, `loss_ood`, `n_ood` (OOD
- * patches), `n_correct`, and the gradients.
+ * patches), `n_correct`, and the gradients. With `options.text` the text tower always runs in the
+ * graph, from the hidden states that input builds (fed `pool_index` [C] as usual), and the
+ * gradients of its trainable inputs are outputs too.
  *
  * The loss and gradients are {@link locoopLossAndGradients}.
  */
-export function clipTrainGraph(c: ClipConfig, src: TensorSource, adapters: ReadonlyMap<string, LoraAdapter>, logitScale: number, loss: TrainLossOptions, options: { gradients?: boolean } = {}): TrainGraph {
+export function clipTrainGraph(
+  c: ClipConfig, src: TensorSource, adapters: ReadonlyMap<string, LoraAdapter>, logitScale: number, loss: TrainLossOptions,
+  options: { gradients?: boolean; text?: TrainTextInput } = {},
+): TrainGraph {
   const g = new GraphBuilder('clip_train');
   const v = c.vision_config;
   const t = c.text_config;
   const grid = v.image_size / v.patch_size;
   const p = c.projection_dim;
-  const textInGraph = [...adapters.keys()].some((k) => k.startsWith('text_model.') || k === 'text_projection');
+  const textInGraph = options.text !== undefined || [...adapters.keys()].some((k) => k.startsWith('text_model.') || k === 'text_projection');
 
   const px = g.input('pixel_values', 'FLOAT', ['batch', v.num_channels, v.image_size, v.image_size]);
   const onehot = g.input('labels_onehot', 'FLOAT', ['batch', 'classes']);
@@ -48,7 +64,7 @@ export function clipTrainGraph(c: ClipConfig, src: TensorSource, adapters: Reado
 
   let text: string;
   if (textInGraph) {
-    const hidden = g.input('text_hidden', 'FLOAT', ['classes', 'length', t.hidden_size]);
+    const hidden = options.text ? options.text.build(g) : g.input('text_hidden', 'FLOAT', ['classes', 'length', t.hidden_size]);
     const pool = g.input('pool_index', 'INT64', ['classes']);
     const tOpts = { heads: t.num_attention_heads, eps: t.layer_norm_eps, act: t.hidden_act, causal: true, lora: adapters };
     text = textTower(g, hidden, pool, run(src, c, 'text', t.num_hidden_layers), textHeadWeights(src, c), tOpts);
@@ -63,7 +79,7 @@ export function clipTrainGraph(c: ClipConfig, src: TensorSource, adapters: Reado
   const localFeatures = g.op('Reshape', [img.image_embeds_local!, g.constInt64([0, grid * grid, p])]);
   const local = g.op('Mul', [g.op('MatMul', [normalize(g, localFeatures), textT]), scale]);
 
-  const gradients = locoopLossAndGradients(g, global, local, onehot, adapters, loss, options);
+  const gradients = locoopLossAndGradients(g, global, local, onehot, adapters, loss, { gradients: options.gradients, params: options.text?.params });
   return { bytes: g.toBytes(), gradients, textInGraph };
 }
 

@@ -1,5 +1,5 @@
 import { addGradients } from '../../autodiff/gradients.js';
-import type { GraphBuilder } from '../../onnx/graph-builder.js';
+import type { Dim, GraphBuilder } from '../../onnx/graph-builder.js';
 import type { LoraAdapter } from './layers.js';
 
 /** What the LoCoOp training loss needs (SPEC §5, §7). */
@@ -12,7 +12,7 @@ export interface TrainLossOptions {
 /** A built training graph: forward, LoCoOp loss and the gradients of every LoRA matrix, in one run. */
 export interface TrainGraph {
   readonly bytes: Uint8Array;
-  /** Gradient output name of each trainable input (`<prefix>.lora_A`, `<prefix>.lora_B`). */
+  /** Gradient output name of each trainable input (`<prefix>.lora_A`, `<prefix>.lora_B`, a prompt context's `ctx`). */
   readonly gradients: ReadonlyMap<string, string>;
   /** Whether the text tower runs in the graph (some adapter is on it); else `text_embeds` is an input. */
   readonly textInGraph: boolean;
@@ -21,7 +21,8 @@ export interface TrainGraph {
 /**
  * The LoCoOp training loss (SPEC §5) on a graph's global [B, C] and per-patch [B, G, C] logits,
  * its parts as outputs (`locoop_loss`, `loss_id`, `loss_ood`, `n_ood`, `n_correct`) and, unless
- * `gradients: false`, the gradients of every adapter's lora_A / lora_B as `grad:<name>` outputs.
+ * `gradients: false`, the gradients of every adapter's lora_A / lora_B and of the other trainable
+ * inputs in `params` (name → dims, e.g. a prompt context's `ctx`) as `grad:<name>` outputs.
  * Shared by every family's training graph.
  *
  * The OOD-patch mask (label not among a patch's top-K classes) comes from comparisons, so it
@@ -29,7 +30,8 @@ export interface TrainGraph {
  * logit ties others counts as in the top K.
  */
 export function locoopLossAndGradients(
-  g: GraphBuilder, global: string, local: string, onehot: string, adapters: ReadonlyMap<string, LoraAdapter>, loss: TrainLossOptions, options: { gradients?: boolean } = {},
+  g: GraphBuilder, global: string, local: string, onehot: string, adapters: ReadonlyMap<string, LoraAdapter>, loss: TrainLossOptions,
+  options: { gradients?: boolean; params?: ReadonlyMap<string, readonly Dim[]> } = {},
 ): Map<string, string> {
   // loss_id: mean cross-entropy of the global logits (no temperature, as the reference).
   const ce = g.op('ReduceSum', [g.op('Mul', [onehot, g.op('LogSoftmax', [global], { axis: -1 })]), g.constInt64([-1])], { keepdims: 0 });
@@ -50,7 +52,8 @@ export function locoopLossAndGradients(
   const locoop = g.op('Add', [lossId, g.op('Mul', [lossOod, g.constFloat([loss.lambda])])]);
   const correct = g.op('ReduceSum', [g.op('Mul', [onehot, argmax])], { keepdims: 0 });
 
-  const trainable = [...adapters.keys()].flatMap((k) => [`${k}.lora_A`, `${k}.lora_B`]);
+  const params = options.params ?? new Map<string, readonly Dim[]>();
+  const trainable = [...[...adapters.keys()].flatMap((k) => [`${k}.lora_A`, `${k}.lora_B`]), ...params.keys()];
   // gradients: false gives the same forward and loss alone (benchmarks compare the two)
   const grads = options.gradients === false ? [] : addGradients(g, locoop, trainable);
   g.output(locoop, 'locoop_loss', 'FLOAT', []);
@@ -62,7 +65,7 @@ export function locoopLossAndGradients(
   if (options.gradients !== false) {
     trainable.forEach((name, i) => {
       const out = `grad:${name}`;
-      g.output(grads[i]!, out, 'FLOAT', name.endsWith('lora_A') ? ['in', 'rank'] : ['rank', 'out']);
+      g.output(grads[i]!, out, 'FLOAT', params.get(name) ?? (name.endsWith('lora_A') ? ['in', 'rank'] : ['rank', 'out']));
       gradients.set(name, out);
     });
   }

@@ -28,6 +28,8 @@ export interface LocoopContext {
 export interface ReadLocoopOptions {
   /** The `n_ctx` the caller expects (`--n-ctx`, config `"n_ctx"`); a checkpoint with another count is an error naming both. */
   readonly nCtx?: number;
+  /** How the caller spelled it, for that message (default `n_ctx`), e.g. `--n-ctx` or `config key "n_ctx"`. */
+  readonly nCtxName?: string;
 }
 
 /** A LoCoOp checkpoint that cannot be used; the message names the file and what was expected. */
@@ -54,12 +56,13 @@ const FLOAT_TYPES = ['F32', 'F16', 'BF16', 'F64'] as const;
  */
 export function readLocoopContext(file: string, options: ReadLocoopOptions = {}): LocoopContext {
   const { nCtx } = options;
+  const name = options.nCtxName ?? 'n_ctx';
   if (nCtx !== undefined && !(Number.isInteger(nCtx) && nCtx >= 1)) {
-    throw new RangeError(`n_ctx must be a positive integer, got ${nCtx}`);
+    throw new RangeError(`${name} must be a positive integer, got ${nCtx}`);
   }
   const c = isSafetensors(file) ? fromSafetensors(file) : fromTorch(file);
   if (nCtx !== undefined && nCtx !== c.n) {
-    throw new LocoopCheckpointError(`'${file}': the checkpoint's context has ${c.n} vectors (n_ctx ${c.n}), but n_ctx ${nCtx} was given`, file);
+    throw new LocoopCheckpointError(`'${file}': the checkpoint's context has ${c.n} vectors (n_ctx ${c.n}), but ${name} ${nCtx} was given`, file);
   }
   return c;
 }

@@ -1,0 +1,51 @@
+import { join } from 'node:path';
+import type { EvalResult } from '../eval/run-eval.js';
+import { writeFileAtomic } from '../io/atomic.js';
+
+/** One optimiser step's figures: a row of train_log.csv / train_log.jsonl. */
+export interface TrainLogRow {
+  step: number;
+  epoch: number;
+  lr: number;
+  locoop_loss: number;
+  loss_id: number;
+  loss_ood: number;
+  acc: number;
+  ood_patch_percent: number;
+}
+
+/** Progress hooks of the trainers (`runFinetune`). */
+export interface FinetuneHooks {
+  readonly onStep?: (step: number, total: number, row: TrainLogRow) => void;
+  readonly log?: (line: string) => void;
+}
+
+/** What a training run did. */
+export interface FinetuneResult {
+  readonly steps: number;
+  readonly resumedFromEpoch: number;
+  readonly log: readonly TrainLogRow[];
+  /** The merged model (SeTAR+FT, LoRA); for `--method locoop`, the CLIP folder the context belongs to (unchanged). */
+  readonly modelDir: string;
+  /** The LoCoOp context written: Dassl's `prompt_learner/model.pth.tar-<epoch>` and `ctx.safetensors` (LoCoOp models only). */
+  readonly context?: { readonly checkpoint: string; readonly safetensors: string };
+  /** K of the LoCoOp loss used (with `--method locoop` and no K given: SPEC §9's 200 scaled to the class count). */
+  readonly locoopTopK: number;
+  readonly evaluation: EvalResult | null;
+}
+
+/** The training loss became NaN or infinite; the last good checkpoint is kept. */
+export class NonFiniteLossError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NonFiniteLossError';
+  }
+}
+
+const CSV_COLUMNS: readonly (keyof TrainLogRow)[] = ['step', 'epoch', 'lr', 'locoop_loss', 'loss_id', 'loss_ood', 'acc', 'ood_patch_percent'];
+
+/** Writes `out/train_log.csv` and `out/train_log.jsonl` (atomically). */
+export function writeTrainLogs(out: string, rows: readonly TrainLogRow[]): void {
+  writeFileAtomic(join(out, 'train_log.csv'), [CSV_COLUMNS.join(','), ...rows.map((r) => CSV_COLUMNS.map((c) => r[c]).join(','))].join('\n') + '\n');
+  writeFileAtomic(join(out, 'train_log.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''));
+}
