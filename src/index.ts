@@ -6,9 +6,9 @@
 // Model families: one interface, a registry keyed by config.json's model_type.
 export type {
   ModelFamily, FamilyModel, FamilyDefaults, FamilyTower, FamilyLoadOptions, Classifier, Logits, SearchSubject, SearchTower, TrainSetup,
-  TrainAugment, BundleParts,
+  TrainAugment, BundleParts, FamilyBase, LocoopInit, ContextTrainingRecipe, PromptContext, PromptContextSaveInfo,
 } from './models/family.js';
-export { registerFamily, resolveFamily, listFamilies } from './models/registry.js';
+export { registerFamily, resolveFamily, listFamilies, loadModel } from './models/registry.js';
 export { ConfigError } from './models/common/config.js';
 
 // CLIP
@@ -20,6 +20,7 @@ export { clipLogits, l2Normalize } from './models/clip/logits.js';
 export { clipWeightName } from './models/clip/weights.js';
 export { writeRandomClip, VIT_B16_CONFIG } from './models/clip/random.js';
 export { clipFamily } from './models/clip/family.js';
+export type { ClipPromptEncoder, TextLayer0 } from './models/clip/prompts.js';
 
 // LoCoOp prompt models (CLIP with a learned context, SPEC §9)
 export { readLocoopContext, checkLocoopContext, LocoopCheckpointError, type LocoopContext, type ReadLocoopOptions } from './models/locoop/context.js';
@@ -27,6 +28,8 @@ export { LOCOOP_CLASS_TEMPLATE, locoopClassPrompts, truncateLocoopIds, locoopInp
 export { encodeLocoopTexts, encodeLocoopTokenRows } from './models/locoop/text.js';
 export { coopTokenBuffers, type CoopTokenBuffers } from './models/locoop/coop-buffers.js';
 export { writeLocoopCheckpoint, sgdStateDict, type LocoopCheckpointContents, type LocoopCheckpointFiles, type SgdGroup } from './models/locoop/checkpoint-writer.js';
+export { initLocoopContext, type LocoopContextInit } from './models/locoop/init.js';
+export { locoopFamily } from './models/locoop/family.js';
 
 // Swin Transformer V2
 export { SwinV2Model, type SwinV2Outputs } from './models/swinv2/model.js';

@@ -7,7 +7,7 @@ import { finiteNumber, positiveInt } from './inputs.js';
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('the whole method on the shipped demo CLIP: vanilla MCM/GL-MCM, SeTAR search, SeTAR+FT, one table (resumable)')
+    .description('the whole method on the shipped demo CLIP: vanilla MCM/GL-MCM, SeTAR search, SeTAR+FT, LoCoOp and SeTAR on LoCoOp, one table (resumable)')
     .option('--out <dir>', 'output folder (nothing is written elsewhere)', 'demo-out')
     .action(async (f: { out: string }) => {
       const t0 = performance.now();
