@@ -181,6 +181,7 @@ async function openClassifier(config: EvalConfig, labels: readonly string[], log
   const model = await loadModel(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt, ...locoopLoadOptions(config) });
   try {
     model.checkLabels(labels);
+    if (model.promptContext) log(`LoCoOp context: ${model.promptContext.source} (n_ctx ${model.promptContext.n}); class prompts ${JSON.stringify(config.template)}`);
     if (config.lora_settings?.length) {
       const changed = await applyLoraSettings(model, config.lora_settings, { mode: config.lora_svd_init_type, seed: config.seed });
       log(`low-rank settings (${config.lora_svd_init_type}): ${changed.length} weights replaced`);

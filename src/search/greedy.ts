@@ -29,6 +29,7 @@ export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): 
   const model = await loadModel(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt, ...locoopLoadOptions(config) });
   try {
     hooks.onPhase?.('load');
+    if (model.promptContext) log(`LoCoOp context: ${model.promptContext.source} (n_ctx ${model.promptContext.n}), fixed during the search`);
     const subject = await model.searchSubject(labels, { template: config.template });
     try {
       // The validation images, preprocessed once, in dataset order.
