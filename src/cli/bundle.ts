@@ -30,6 +30,7 @@ export function registerBundle(program: Command): void {
         labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
         loraSettings: f.loraSettings ? parseLoraSettings(await readJson(f.loraSettings, 'lora settings file'), f.loraSettings) : undefined,
       });
-      process.stdout.write(`bundle written to ${f.out}: ${m.labels.length} labels, ${m.scorer} threshold ${m.threshold} (TPR ${m.tpr} on ${m.validation_images} ID validation images)\n`);
+      process.stdout.write(`bundle written to ${f.out}: ${m.labels.length} labels, ${m.scorer} threshold ${m.threshold.toPrecision(4)} (TPR ${m.tpr} on ${m.validation_images} ID validation images)\n`);
+      process.stdout.write(`\nnext:\n  setar serve --bundle ${/^[\w@%+=:,./-]+$/.test(f.out) ? f.out : `'${f.out}'`}\n`);
     });
 }

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { resolveEvalConfig, type EvalFlags } from '../eval/config.js';
 import { runEval } from '../eval/run-eval.js';
-import { CLIP_CKPT_HELP, configModelName, finiteNumber, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { fprColumn } from '../ood/metrics.js';
+import { CLIP_CKPT_HELP, configModelName, finiteNumber, positiveInt, PRUNE_MODE_HELP, pruneModeOf, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 import { ProgressBar } from './progress.js';
 
 interface EvalCliFlags {
@@ -19,6 +20,7 @@ interface EvalCliFlags {
   recallLevel?: number;
   split?: string;
   loraSettings?: string;
+  loraSvdInitType?: string;
   pruneMode?: string;
   batchSize?: number;
   seed?: number;
@@ -49,7 +51,8 @@ export function registerEval(program: Command): void {
     .option('--recall-level <r>', 'recall at which FPR is reported', finiteNumber('--recall-level'))
     .option('--split <name>', 'split name used in file names (and the benchmark folder)')
     .option('--lora-settings <file>', 'low-rank settings: [["visual","W_up",11,0.15], …] or a config_best.json')
-    .option('--prune-mode <mode>', 'small | large | random (lora_svd_init_type)')
+    .option('--lora-svd-init-type <mode>', PRUNE_MODE_HELP)
+    .option('--prune-mode <mode>', 'alias of --lora-svd-init-type')
     .option('--batch-size <n>', 'images per forward pass', positiveInt('--batch-size'))
     .option('--seed <n>', "seed of the 'random' prune mode", (v) => Number(v))
     .option('--template <text>', "prompt template; '{}' is the class name", 'a photo of a {}')
@@ -66,23 +69,33 @@ export function registerEval(program: Command): void {
         scorers: f.scorers?.split(',').map((s) => s.trim()).filter(Boolean),
         temperature: f.temperature, recallLevel: f.recallLevel, split: f.split,
         loraSettings: f.loraSettings ? await readJson(f.loraSettings, 'lora settings file') : undefined,
-        pruneMode: f.pruneMode, batchSize: f.batchSize, seed: f.seed, template: f.template, strict: f.strict, out: f.out,
+        loraSvdInitType: pruneModeOf(f), batchSize: f.batchSize, seed: f.seed, template: f.template, strict: f.strict, out: f.out,
         workers: f.workers, threads: f.threads,
       };
       const config = resolveEvalConfig(json as Record<string, unknown> | null, flags, f.config ?? 'config');
       const bar = new ProgressBar();
+      const skips: string[] = [];
       const result = await runEval(config, {
         onDatasetStart: (name, total) => bar.begin(name, total),
         onProgress: (p) => bar.update(p.done),
-        onDatasetEnd: () => bar.end(),
+        onDatasetEnd: (name, skipped, file) => {
+          bar.end();
+          if (!skipped) return;
+          // said after the bar (and again in the summary): a bar that reaches N/N hides them
+          const line = `${name}: skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'}, listed in ${file}`;
+          skips.push(line);
+          process.stderr.write(`${line}\n`);
+        },
         log: (line) => {
           if (!process.stderr.isTTY) process.stderr.write(`${line}\n`);
         },
       });
       for (const [scorer, rows] of Object.entries(result.metrics)) {
-        process.stdout.write(`\n${scorer} (${config.split})\n${'OOD dataset'.padEnd(20)}  FPR95   AUROC    AUPR\n`);
+        process.stdout.write(`\n${scorer} (${config.split})\n${'OOD dataset'.padEnd(20)} ${fprColumn(config.recall_level).padStart(6)}   AUROC    AUPR\n`);
         for (const r of rows) process.stdout.write(`${r.name.padEnd(20)} ${r.FPR.toFixed(2).padStart(6)}  ${r.AUROC.toFixed(2).padStart(6)}  ${r.AUPR.toFixed(2).padStart(6)}\n`);
       }
-      process.stdout.write(`\n${result.id.dataset.name} top-1 accuracy: ${result.id.accuracy!.toFixed(2)}%\nwrote ${result.files.length} files to ${config.out}\n`);
+      process.stdout.write(`\n${result.id.dataset.name} top-1 accuracy: ${result.id.accuracy!.toFixed(2)}%\n`);
+      for (const s of skips) process.stdout.write(`${s}\n`);
+      process.stdout.write(`wrote ${result.files.length} files to ${config.out}\n`);
     });
 }

@@ -2,12 +2,12 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { resolveFinetuneConfig, type FinetuneFlags } from '../train/config.js';
 import { runFinetune } from '../train/finetune.js';
-import { configModelName, finiteNumber, nonNegativeInt, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { configModelName, finiteNumber, nonNegativeInt, positiveInt, readJson, readStringList, PRUNE_MODE_HELP, pruneModeOf, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
 
 
 interface FinetuneCliFlags extends Omit<FinetuneFlags, 'labels' | 'loraSettings' | 'targetModules' | 'scorers'> {
-  config?: string; revision?: string; labels?: string; loraSettings?: string; targetModules?: string; scorers?: string;
+  config?: string; revision?: string; pruneMode?: string; labels?: string; loraSettings?: string; targetModules?: string; scorers?: string;
 }
 
 /** `setar finetune`: SeTAR+FT or plain LoRA, with the LoCoOp loss (SPEC §7). */
@@ -23,7 +23,8 @@ export function registerFinetune(program: Command): void {
     .option('--data-root <dir>', 'benchmark root')
     .option('--labels <file>', 'class names (JSON array or one per line)')
     .option('--lora-settings <file>', 'SeTAR+FT: [["visual","W_up",11,0.15], …] or a search\'s config_best.json')
-    .option('--lora-svd-init-type <mode>', 'small | large | random')
+    .option('--lora-svd-init-type <mode>', PRUNE_MODE_HELP)
+    .option('--prune-mode <mode>', 'alias of --lora-svd-init-type')
     .option('--lora-r <r>', 'plain LoRA rank', positiveInt('--lora-r'))
     .option('--lora-alpha <a>', 'plain LoRA alpha (scaling = alpha / r)', finiteNumber('--lora-alpha'))
     .option('--target-modules <list>', 'plain LoRA: comma-separated module names, e.g. mlp.fc1')
@@ -49,10 +50,11 @@ export function registerFinetune(program: Command): void {
     .action(async (f: FinetuneCliFlags) => {
       const json = f.config ? await readJson(f.config, 'config file') : null;
       if (json !== null && (typeof json !== 'object' || Array.isArray(json))) throw new UsageError(`config file '${f.config}' must hold a JSON object`);
-      const { revision, ...rest } = f;
+      const { revision, pruneMode: _alias, ...rest } = f;
       const flags: FinetuneFlags = {
         ...rest,
         model: await resolveModelFlag(f.model ?? configModelName(json), revision),
+        loraSvdInitType: pruneModeOf(f),
         labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
         loraSettings: f.loraSettings ? await readJson(f.loraSettings, 'lora settings file') : undefined,
         targetModules: f.targetModules?.split(',').map((s) => s.trim()).filter(Boolean),
@@ -71,6 +73,9 @@ export function registerFinetune(program: Command): void {
           },
           log: (line) => {
             if (!tty) process.stderr.write(`${line}\n`);
+          },
+          notice: (line) => {
+            if (tty) process.stderr.write(`${line}\n`);
           },
         });
         bar?.stop();

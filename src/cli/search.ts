@@ -1,17 +1,38 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { resolveSearchConfig, type SearchFlags } from '../search/config.js';
+import { join } from 'node:path';
+import { resolveSearchConfig, type SearchConfig, type SearchFlags } from '../search/config.js';
 import { runSearch } from '../search/greedy.js';
-import { CLIP_CKPT_HELP, configModelName, finiteNumber, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, configModelName, finiteNumber, positiveInt, readJson, readStringList, PRUNE_MODE_HELP, pruneModeOf, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
 interface SearchCliFlags {
   config?: string; model?: string; revision?: string; clipCkpt?: string; id?: string; benchmark?: string; dataRoot?: string; labels?: string; split?: string;
-  searcher?: string; candiRatios?: string; weightType?: string; freezeProj?: boolean; loraSvdInitType?: string; seed?: number;
+  searcher?: string; candiRatios?: string; weightType?: string; freezeProj?: boolean; loraSvdInitType?: string; pruneMode?: string; seed?: number;
   bestScorer?: string; bestMetric?: string; locoopLambda?: number; locoopTopK?: number; usePredLabel?: boolean;
   temperature?: number; recallLevel?: number; batchSize?: number; cache?: boolean; template?: string; out?: string;
   testId?: string; testOod?: string[]; scorers?: string; strict?: boolean; workers?: number; threads?: number;
 }
 
+
+/** A shell word, quoted when it needs to be. */
+function sh(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * The commands that follow a search: evaluate the chosen settings on TEST data (unless the
+ * search just did), and ship a detector whose threshold is set on the same VALIDATION images.
+ */
+function nextSteps(c: SearchConfig, best: string, evaluated: boolean): string[] {
+  const model = `--model ${sh(c.model)}`;
+  const steps: string[] = [];
+  if (!evaluated) {
+    const data = c.id.kind === 'benchmark' ? `--benchmark ${sh(c.id.benchmark)} --data-root ${sh(c.id.dataRoot)}` : '--id NAME=TEST_DIR --ood NAME=OOD_DIR';
+    steps.push(`setar eval --config ${sh(best)} ${model} ${data} --out ${sh(join(c.out, 'eval'))}`);
+  }
+  if (c.id.kind === 'folder') steps.push(`setar bundle ${model} --id ${sh(`${c.id.name}=${c.id.root}`)} --lora-settings ${sh(best)} --out ${sh(join(c.out, 'bundle'))}`);
+  return steps;
+}
 
 /** `setar search`: the greedy low-rank search (SPEC §6), resumable, with the reference's output files. */
 export function registerSearch(program: Command): void {
@@ -31,7 +52,8 @@ export function registerSearch(program: Command): void {
     .option('--candi-ratios <list>', 'comma-separated ratios in [0, 1) (default 0,0.05,…,0.4)')
     .option('--weight-type <w>', 'W_q | W_k | W_v | W_o | W_up | W_down')
     .option('--no-freeze-proj', 'also search the projections (W_p), first in each tower')
-    .option('--lora-svd-init-type <mode>', 'small | large | random')
+    .option('--lora-svd-init-type <mode>', PRUNE_MODE_HELP)
+    .option('--prune-mode <mode>', 'alias of --lora-svd-init-type')
     .option('--seed <n>', "seed of the 'random' mode", finiteNumber('--seed'))
     .option('--best-scorer <name>', "objective: 'loss', or a scorer on pseudo-OOD patches (mcm_score, gl_mcm_score, …)")
     .option('--best-metric <name>', 'locoop_loss | loss_id | loss_ood (loss), or auroc | fpr | aupr (a scorer)')
@@ -56,6 +78,7 @@ export function registerSearch(program: Command): void {
       const flags: SearchFlags = {
         ...f,
         model: await resolveModelFlag(f.model ?? configModelName(json), f.revision),
+        loraSvdInitType: pruneModeOf(f),
         labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
         candiRatios: f.candiRatios?.split(',').map((x) => {
           const v = Number(x);
@@ -89,9 +112,14 @@ export function registerSearch(program: Command): void {
           log: (line) => {
             if (!tty) process.stderr.write(`${line}\n`);
           },
+          notice: (line) => {
+            if (tty) process.stderr.write(`${line}\n`);
+          },
         });
         bars?.stop();
+        const best = join(config.out, 'config_best.json');
         process.stdout.write(`chosen lora_settings (${result.steps.length} steps):\n${JSON.stringify(result.lora_settings)}\nwrote config_best.json, search_results.json, search_best_results.csv to ${config.out}\n`);
+        process.stdout.write(`\nnext:\n${nextSteps(config, best, result.evaluation !== null).map((c) => `  ${c}`).join('\n')}\n`);
       } finally {
         bars?.stop();
       }

@@ -29,8 +29,13 @@ export interface FamilyDefaults {
   readonly searcher: string;
   /** Scorers of the evaluation that ends a search or a fine-tuning run. */
   readonly scorers: readonly string[];
-  /** λ and K of the LoCoOp objective (SPEC §5) on a benchmark preset (`null`: a folder of classes). */
-  locoop(benchmark: string | null): { readonly lambda: number; readonly topK: number };
+  /** λ of the LoCoOp objective (SPEC §5) on a benchmark preset (`null`: a folder of classes). */
+  locoopLambda(benchmark: string | null): number;
+  /**
+   * K of the LoCoOp objective as a share of the classes (SPEC §5: 300 of ImageNet's 1,000 for
+   * CLIP, 4 of VOC's 14; 700 of 1,000 for Swin): K = round(share × classes), at least 1.
+   */
+  readonly locoopTopKShare: number;
 }
 
 /** Options every family's loader takes. */

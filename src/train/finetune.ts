@@ -9,6 +9,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { LoraAdapter } from '../models/common/layers.js';
 import { resolveFamily } from '../models/registry.js';
+import { defaultTopK } from '../ood/locoop.js';
 import { Session } from '../runtime/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { setarAdapters, loraAdapters, mergeAdapter, type Adapter } from './adapters.js';
@@ -35,6 +36,8 @@ export interface TrainLogRow {
 export interface FinetuneHooks {
   readonly onStep?: (step: number, total: number, row: TrainLogRow) => void;
   readonly log?: (line: string) => void;
+  /** A line the user should see however the progress is shown (e.g. a default chosen from the data). */
+  readonly notice?: (line: string) => void;
 }
 
 /** What {@link runFinetune} did. */
@@ -69,14 +72,23 @@ const CSV_COLUMNS: readonly (keyof TrainLogRow)[] = ['step', 'epoch', 'lr', 'loc
  * model (base + scaling·B·A) in HF layout under `OUT/model`, a log, a report, and evaluates the
  * merged model when test data is configured.
  */
-export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
-  mkdirSync(config.out, { recursive: true });
+export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
+  mkdirSync(given.out, { recursive: true });
   const log = (line: string) => {
-    appendFileSync(join(config.out, 'finetune.log'), `${new Date().toISOString()} ${line}\n`);
+    appendFileSync(join(given.out, 'finetune.log'), `${new Date().toISOString()} ${line}\n`);
     hooks.log?.(line);
   };
 
-  const { dataset: data, labels } = loadIdDataset(config.id, config.split, config.labels);
+  const { dataset: data, labels } = loadIdDataset(given.id, given.split, given.labels);
+  // K: given, else the family's share of the classes (SPEC §5's 300 of ImageNet's 1,000 for CLIP)
+  let config = given as FinetuneConfig & { locoop_top_k: number };
+  if (given.locoop_top_k === null) {
+    const share = resolveFamily(given.model).defaults.locoopTopKShare;
+    config = { ...given, locoop_top_k: defaultTopK(share, labels.length) };
+    const note = `locoop_top_k ${config.locoop_top_k}: round(${share} × ${labels.length} classes), the reference's share of the classes (--locoop-top-k sets it)`;
+    log(note);
+    hooks.notice?.(note);
+  }
   if (config.locoop_top_k > labels.length) throw new RangeError(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}); it must be in [1, ${labels.length}]`);
 
   const model = await resolveFamily(config.model).load(config.model, { threads: config.threads });
