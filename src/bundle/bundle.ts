@@ -14,6 +14,7 @@ import { getScorer } from '../ood/scores.js';
 import { Session } from '../runtime/session.js';
 import { verdictsFromEmbeddings, verdictsFromLogits, type Verdict } from './verdict.js';
 import { tensor, type Tensor } from '../tensor.js';
+import { prepareOutDir } from '../io/out-dir.js';
 
 /** `bundle.json`: what a detector needs besides its two tensor files. */
 export interface BundleManifest {
@@ -73,6 +74,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
   getScorer(scorer);
   const tpr = o.tpr ?? 0.95;
   if (!(tpr > 0 && tpr < 1)) throw new RangeError(`--tpr must be in (0, 1), got ${tpr}`);
+  prepareOutDir(o.out);
   const family = resolveFamily(o.model);
   const { dataset, labels: classes } = loadIdDataset(o.id, 'val', o.labels);
   const model = await family.load(o.model, { threads: o.threads, clipCkpt: o.clipCkpt });

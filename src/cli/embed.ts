@@ -7,6 +7,7 @@ import type { FamilyModel } from '../models/family.js';
 import { resolveFamily } from '../models/registry.js';
 import { concatBatch, tensor, type Tensor } from '../tensor.js';
 import { CLIP_CKPT_HELP, positiveInt, PRUNE_MODE_HELP, pruneModeOf, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { prepareOutFile } from '../io/out-dir.js';
 
 interface EmbedFlags {
   model: string;
@@ -73,6 +74,7 @@ export function registerEmbed(program: Command): void {
       if (flags.images && flags.pixelValues) throw new UsageError('give either --images or --pixel-values, not both');
       if (!flags.images && !flags.pixelValues && !flags.texts) throw new UsageError('nothing to embed: give --images, --pixel-values and/or --texts');
       const mode = pruneModeOf(flags) ?? 'small';
+      prepareOutFile(flags.out);
       const dir = (await resolveModelFlag(flags.model, flags.revision))!;
       const family = resolveFamily(dir);
       const texts = flags.texts ? await readStringList(flags.texts, 'texts file', { allowEmptyEntries: true }) : null;

@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { benchmarkPreset, imageTree, loadIdDataset, type ImageDataset } from '../data/datasets.js';
@@ -11,6 +11,7 @@ import { oodMetrics, benchmarkTable, fprColumn, type BenchmarkRow } from '../ood
 import { getScorer, computeScores } from '../ood/scores.js';
 import { writeEvalReport } from '../report/html-report.js';
 import type { EvalConfig } from './config.js';
+import { prepareOutDir } from '../io/out-dir.js';
 
 /** Progress of one dataset's pass, for a progress bar. */
 export interface EvalProgress {
@@ -64,7 +65,7 @@ function fmt2(x: number): string {
  * config, a log and an HTML report into `config.out`, each atomically.
  */
 export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promise<EvalResult> {
-  mkdirSync(config.out, { recursive: true });
+  prepareOutDir(config.out);
   const logFile = join(config.out, 'eval.log');
   const files: string[] = [logFile];
   const log = (line: string) => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { loadIdDataset } from '../data/datasets.js';
@@ -15,6 +15,7 @@ import { defaultTopK } from '../ood/locoop.js';
 import type { SearchConfig } from './config.js';
 import type { SearchStats } from './evaluator.js';
 import { objectiveColumn, objectiveValue, type CandidateFigures } from './objective.js';
+import { prepareOutDir } from '../io/out-dir.js';
 
 /** One evaluated candidate: a row of search_results.json (its figures follow the five keys). */
 export type CandidateRecord = {
@@ -142,7 +143,7 @@ export class SearchRun {
 
   /** Resolves the validation data (never the test split) and loads a saved state of the same settings. */
   static open(given: SearchConfig, hooks: SearchHooks): SearchRun {
-    mkdirSync(given.out, { recursive: true });
+    prepareOutDir(given.out);
     const { dataset, labels } = loadIdDataset(given.id, given.split, given.labels);
     const { config, note } = withTopK(given, labels.length);
     if (config.locoop_top_k > labels.length) {

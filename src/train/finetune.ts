@@ -19,6 +19,7 @@ import { Sgd, type Param } from './optimizer.js';
 import { SeededRng } from '../rng.js';
 import { learningRate } from './schedule.js';
 import { writeTrainingReport } from '../report/training-report.js';
+import { prepareOutDir } from '../io/out-dir.js';
 
 /** One optimiser step's figures: a row of train_log.csv / train_log.jsonl. */
 export interface TrainLogRow {
@@ -73,7 +74,7 @@ const CSV_COLUMNS: readonly (keyof TrainLogRow)[] = ['step', 'epoch', 'lr', 'loc
  * merged model when test data is configured.
  */
 export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
-  mkdirSync(given.out, { recursive: true });
+  prepareOutDir(given.out);
   const log = (line: string) => {
     appendFileSync(join(given.out, 'finetune.log'), `${new Date().toISOString()} ${line}\n`);
     hooks.log?.(line);
