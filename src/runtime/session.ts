@@ -1,6 +1,9 @@
 import * as ort from 'onnxruntime-node';
+import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
 import { tensor, type DType, type Tensor } from '../tensor.js';
+import { TransferCounter } from './transfers.js';
 
 /**
  * The one module that talks to ONNX Runtime. Everything else builds graphs as bytes and
@@ -15,6 +18,11 @@ export interface SessionOptions {
   readonly memoryArena?: boolean;
   /** Execution providers in order of preference; default ['cpu']. */
   readonly executionProviders?: readonly string[];
+  /**
+   * Tallies the host tensors fed to and fetched from runs on a device other than the CPU (each
+   * one a copy between host and device memory); runs on the CPU move nothing and are not counted.
+   */
+  readonly transfers?: TransferCounter;
 }
 
 const ORT_DTYPE: Record<string, DType> = { float32: 'float32', float64: 'float64', int32: 'int32', int64: 'int64', uint8: 'uint8' };
@@ -26,7 +34,7 @@ export function defaultThreads(): number {
 
 /** A compiled graph ready to run. */
 export class Session {
-  private constructor(private readonly inner: ort.InferenceSession, readonly name: string) {}
+  private constructor(private readonly inner: ort.InferenceSession, readonly name: string, private readonly transfers: TransferCounter | null) {}
 
   /** Compiles ONNX model bytes. Weights baked in as initializers are pre-packed by ORT. */
   static async create(bytes: Uint8Array, name: string, options: SessionOptions = {}): Promise<Session> {
@@ -39,7 +47,8 @@ export class Session {
       enableCpuMemArena: options.memoryArena ?? false,
       enableMemPattern: options.memoryArena ?? false,
     });
-    return new Session(inner, name);
+    const onDevice = (options.executionProviders ?? ['cpu']).some((ep) => ep !== 'cpu');
+    return new Session(inner, name, onDevice ? (options.transfers ?? null) : null);
   }
 
   get inputNames(): readonly string[] {
@@ -62,6 +71,7 @@ export class Session {
       ortFeeds[n] = new ort.Tensor(t.dtype, t.data as never, t.dims as number[]);
     }
     const res = outputs ? await this.inner.run(ortFeeds, [...outputs]) : await this.inner.run(ortFeeds);
+    this.transfers?.count(Object.values(ortFeeds), Object.values(res));
     const out: Record<string, Tensor> = {};
     for (const [k, v] of Object.entries(res)) {
       const dtype = ORT_DTYPE[v.type];
@@ -74,4 +84,20 @@ export class Session {
   async release(): Promise<void> {
     await this.inner.release();
   }
+}
+
+/** The execution providers this onnxruntime-node build knows; `bundled: false` ones need binaries its install script downloads. */
+export function ortBackends(): readonly { readonly name: string; readonly bundled: boolean }[] {
+  return ort.listSupportedBackends();
+}
+
+/** The onnxruntime-node version (ONNX Runtime's own). */
+export function ortVersion(): string {
+  return ort.env.versions.node ?? ort.env.versions.common;
+}
+
+/** The folder of onnxruntime-node's native binaries for this platform, where provider libraries (CUDA, TensorRT) must lie. */
+export function ortBinaryDir(): string {
+  const main = createRequire(import.meta.url).resolve('onnxruntime-node');
+  return join(dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch);
 }
