@@ -1,0 +1,11 @@
+import * as ort from 'onnxruntime-node';
+import { installProfiling, created } from './profile-hook.mjs';
+installProfiling('/tmp/prof');
+const { GraphBuilder } = await import('../../dist/src/onnx/graph-builder.js');
+const g = new GraphBuilder('mm');
+const x = g.input('x', 'FLOAT', ['b', 4]);
+g.output(g.op('Erf', [g.op('MatMul', [x, g.constFloat(new Array(12).fill(0.1), [4, 3])])]), 'y', 'FLOAT', ['b', 3]);
+const s = await ort.InferenceSession.create(g.toBytes(), { executionProviders: ['webgpu'] });
+await s.run({ x: new ort.Tensor('float32', new Float32Array(8), [2, 4]) });
+await s.release();
+console.log(created.map((c) => c.file));

@@ -1,0 +1,2 @@
+import * as ort from 'onnxruntime-node';
+console.log(ort.listSupportedBackends(), ort.env.versions);
