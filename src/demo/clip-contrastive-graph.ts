@@ -1,5 +1,6 @@
 import { addGradients } from '../autodiff/gradients.js';
 import { GraphBuilder } from '../onnx/graph-builder.js';
+import { logSoftmax } from '../onnx/log-softmax.js';
 import type { ClipConfig } from '../models/clip/config.js';
 import { textTower, visionEmbeddings, visionTower, type LayerRun } from '../models/clip/graph.js';
 import {
@@ -66,7 +67,7 @@ export function clipContrastiveGraph(c: ClipConfig, src: TensorSource): Contrast
   const scale = g.op('Exp', [g.initializer('logit_scale', src('logit_scale'), [])]);
   const logits = g.op('Mul', [g.op('MatMul', [normalize(g, img), g.op('Transpose', [normalize(g, txt)], { perm: [1, 0] })]), scale]);
   const targets = g.input('targets', 'FLOAT', ['batch', 'batch']);
-  const ce = (x: string, tg: string) => g.op('Neg', [g.op('ReduceMean', [g.op('ReduceSum', [g.op('Mul', [tg, g.op('LogSoftmax', [x], { axis: -1 })]), g.constInt64([-1])], { keepdims: 0 })], { keepdims: 0 })]);
+  const ce = (x: string, tg: string) => g.op('Neg', [g.op('ReduceMean', [g.op('ReduceSum', [g.op('Mul', [tg, logSoftmax(g, x, -1)]), g.constInt64([-1])], { keepdims: 0 })], { keepdims: 0 })]);
   const loss = g.op('Mul', [g.op('Add', [ce(logits, targets), ce(g.op('Transpose', [logits], { perm: [1, 0] }), g.op('Transpose', [targets], { perm: [1, 0] }))]), g.constFloat([0.5])]);
 
   const params = new Map([...g.params].map(([k, p]) => [k, p.dims]));

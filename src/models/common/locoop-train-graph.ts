@@ -1,5 +1,6 @@
 import { addGradients } from '../../autodiff/gradients.js';
 import type { GraphBuilder } from '../../onnx/graph-builder.js';
+import { logSoftmax } from '../../onnx/log-softmax.js';
 import type { LoraAdapter } from './layers.js';
 
 /** What the LoCoOp training loss needs (SPEC §5, §7). */
@@ -32,7 +33,7 @@ export function locoopLossAndGradients(
   g: GraphBuilder, global: string, local: string, onehot: string, adapters: ReadonlyMap<string, LoraAdapter>, loss: TrainLossOptions, options: { gradients?: boolean } = {},
 ): Map<string, string> {
   // loss_id: mean cross-entropy of the global logits (no temperature, as the reference).
-  const ce = g.op('ReduceSum', [g.op('Mul', [onehot, g.op('LogSoftmax', [global], { axis: -1 })]), g.constInt64([-1])], { keepdims: 0 });
+  const ce = g.op('ReduceSum', [g.op('Mul', [onehot, logSoftmax(g, global, -1)]), g.constInt64([-1])], { keepdims: 0 });
   const lossId = g.op('Neg', [g.op('ReduceMean', [ce], { keepdims: 0 })]);
 
   // OOD patches: the (true or predicted) label has at least K classes scoring strictly above it.
