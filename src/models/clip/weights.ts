@@ -6,7 +6,7 @@ import { shapeString } from '../../tensor.js';
 import { show, TOWERS, WEIGHT_TYPES, type LowRankSetting, type WeightType } from '../../lowrank/settings.js';
 import type { ClipConfig } from './config.js';
 import type { LayerNormWeights, LinearShape } from '../common/layers.js';
-import type { EncoderLayerWeights, TextEmbeddingsWeights, TextHeadWeights, VisionEmbeddingsWeights, VisionHeadWeights } from './graph.js';
+import type { EncoderLayerWeights, LayerRun, TextEmbeddingsWeights, TextHeadWeights, VisionEmbeddingsWeights, VisionHeadWeights } from './graph.js';
 
 /** The two towers, by the prefix of their HF tensor names. */
 export type Tower = 'vision' | 'text';
@@ -152,6 +152,17 @@ export function encoderLayerWeights(src: TensorSource, c: ClipConfig, tower: Tow
     fc1: linearW(src, p('mlp.fc1'), f, d),
     fc2: linearW(src, p('mlp.fc2'), d, f),
   };
+}
+
+/** The weights and HF name prefixes of a tower's encoder layers [from, to), as the graph builders take them. */
+export function layerRun(src: TensorSource, c: ClipConfig, tower: Tower, from: number, to: number): LayerRun {
+  const layers = [];
+  const prefixes = [];
+  for (let i = from; i < to; i++) {
+    layers.push(encoderLayerWeights(src, c, tower, i));
+    prefixes.push(layerTensorName(tower, i, '').slice(0, -1));
+  }
+  return { layers, prefixes };
 }
 
 export function visionEmbeddingsWeights(src: TensorSource): VisionEmbeddingsWeights {
