@@ -15,6 +15,7 @@ import { getScorer } from '../ood/scores.js';
 import { Session } from '../runtime/session.js';
 import { verdictsFromEmbeddings, verdictsFromLogits, type Verdict } from './verdict.js';
 import { tensor, type Tensor } from '../tensor.js';
+import { prepareOutDir } from '../io/out-dir.js';
 
 /** `bundle.json`: what a detector needs besides its two tensor files. */
 export interface BundleManifest {
@@ -78,6 +79,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
   getScorer(scorer);
   const tpr = o.tpr ?? 0.95;
   if (!(tpr > 0 && tpr < 1)) throw new RangeError(`--tpr must be in (0, 1), got ${tpr}`);
+  prepareOutDir(o.out);
   const locoop: FamilyLoadOptions = o.locoopCkpt !== undefined ? { locoopCkpt: o.locoopCkpt, nCtx: o.nCtx } : {};
   const family = resolveFamily(o.model, locoop);
   const { dataset, labels: classes } = loadIdDataset(o.id, 'val', o.labels);

@@ -40,6 +40,7 @@ export function registerClassify(program: Command): void {
       const family = resolveFamily(dir, locoop);
       const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt, ...locoop });
       const preds: Prediction[][] = [];
+      const errors = new Map<number, string>();
       try {
         const labels = given ?? model.defaultLabels();
         if (!labels) throw new UsageError(`a ${family.displayName} model needs --labels FILE (the class names to compare the images with)`);
@@ -50,13 +51,24 @@ export function registerClassify(program: Command): void {
           const k = Math.min(flags.top, labels.length);
           for (let i = 0; i < images.length; i += BATCH) {
             const chunk = images.slice(i, i + BATCH);
+            // an unreadable image is reported and skipped: the others are still classified
+            const good: number[] = [];
             const data = new Float32Array(chunk.length * 3 * s * s);
-            for (let j = 0; j < chunk.length; j++) data.set(await loadAndPreprocess(chunk[j]!, pre), j * 3 * s * s);
-            const p = await classifier.probabilities(tensor('float32', data, [chunk.length, 3, s, s], 'pixel_values'));
             for (let j = 0; j < chunk.length; j++) {
-              const row = Array.from(p.subarray(j * labels.length, (j + 1) * labels.length), (probability, index) => ({ label: labels[index]!, index, probability }));
-              preds.push(row.sort((a, b) => b.probability - a.probability || a.index - b.index).slice(0, k));
+              try {
+                data.set(await loadAndPreprocess(chunk[j]!, pre), good.length * 3 * s * s);
+                good.push(i + j);
+              } catch (e) {
+                errors.set(i + j, (e as Error).message);
+                process.stderr.write(`setar: error: ${(e as Error).message}\n`);
+              }
             }
+            if (!good.length) continue;
+            const p = await classifier.probabilities(tensor('float32', data.subarray(0, good.length * 3 * s * s), [good.length, 3, s, s], 'pixel_values'));
+            good.forEach((at, j) => {
+              const row = Array.from(p.subarray(j * labels.length, (j + 1) * labels.length), (probability, index) => ({ label: labels[index]!, index, probability }));
+              preds[at] = row.sort((a, b) => b.probability - a.probability || a.index - b.index).slice(0, k);
+            });
           }
         } finally {
           await classifier.release();
@@ -65,13 +77,15 @@ export function registerClassify(program: Command): void {
         await model.dispose();
       }
       if (flags.json) {
-        process.stdout.write(JSON.stringify(images.map((image, i) => ({ image, top: preds[i] })), null, 2) + '\n');
-        return;
+        process.stdout.write(JSON.stringify(images.map((image, i) => (errors.has(i) ? { image, error: errors.get(i) } : { image, top: preds[i] })), null, 2) + '\n');
+      } else {
+        const width = Math.max(...preds.flat().map((p) => p.label.length), 5);
+        images.forEach((image, i) => {
+          if (errors.has(i)) return;
+          process.stdout.write(`${image}\n`);
+          preds[i]!.forEach((p, r) => process.stdout.write(`  ${r + 1}. ${p.label.padEnd(width)}  ${(p.probability * 100).toFixed(2).padStart(6)}%\n`));
+        });
       }
-      const width = Math.max(...preds.flat().map((p) => p.label.length), 5);
-      images.forEach((image, i) => {
-        process.stdout.write(`${image}\n`);
-        preds[i]!.forEach((p, r) => process.stdout.write(`  ${r + 1}. ${p.label.padEnd(width)}  ${(p.probability * 100).toFixed(2).padStart(6)}%\n`));
-      });
+      if (errors.size) throw new UsageError(`${errors.size} of ${images.length} image${images.length === 1 ? '' : 's'} could not be read (named above); the others are classified`);
     });
 }

@@ -18,11 +18,12 @@ export function registerDemo(program: Command): void {
     .command('train-clip')
     .description("train the demo CLIP from scratch on MNIST digits and Fashion-MNIST clothes (the recipe of models/setar-demo-clip)")
     .requiredOption('--out <dir>', 'output model folder (HF layout)')
-    .option('--steps <n>', 'optimiser steps', positiveInt('--steps'), 1500)
+    // the defaults are the recipe of models/setar-demo-clip (its TRAINING.md)
+    .option('--steps <n>', 'optimiser steps', positiveInt('--steps'), 1200)
     .option('--batch-size <n>', 'image/caption pairs per step', positiveInt('--batch-size'), 128)
-    .option('--learning-rate <lr>', 'AdamW peak learning rate (cosine schedule)', finiteNumber('--learning-rate'), 2e-3)
+    .option('--learning-rate <lr>', 'AdamW peak learning rate (cosine schedule)', finiteNumber('--learning-rate'), 1.5e-3)
     .option('--seed <n>', 'seed of initialisation and sampling', finiteNumber('--seed'), 0)
-    .option('--threads <n>', 'ONNX Runtime threads', positiveInt('--threads'))
+    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
     .action(async (f: { out: string; steps: number; batchSize: number; learningRate: number; seed: number; threads?: number }) => {
       const r = await trainDemoClip({ out: f.out, steps: f.steps, batchSize: f.batchSize, learningRate: f.learningRate, seed: f.seed, threads: f.threads, log: (l) => process.stderr.write(`${l}\n`) });
       process.stdout.write(`final contrastive loss ${r.finalLoss.toFixed(4)}; model written to ${f.out}\n`);

@@ -7,7 +7,8 @@ import type { FamilyModel } from '../models/family.js';
 import { locoopLoadOptions, resolveLocoopCkpt } from '../config/run-config.js';
 import { resolveFamily } from '../models/registry.js';
 import { concatBatch, tensor, type Tensor } from '../tensor.js';
-import { CLIP_CKPT_HELP, LOCOOP_CKPT_HELP, N_CTX_HELP, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, LOCOOP_CKPT_HELP, N_CTX_HELP, positiveInt, PRUNE_MODE_HELP, pruneModeOf, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { prepareOutFile } from '../io/out-dir.js';
 
 interface EmbedFlags {
   model: string;
@@ -19,7 +20,8 @@ interface EmbedFlags {
   pixelValues?: string;
   texts?: string;
   loraSettings?: string;
-  pruneMode: 'small' | 'large' | 'random';
+  loraSvdInitType?: string;
+  pruneMode?: string;
   seed: number;
   local: boolean;
   batchSize: number;
@@ -66,7 +68,8 @@ export function registerEmbed(program: Command): void {
     .option('--pixel-values <file>', "safetensors file holding 'pixel_values' [B, 3, H, W], already preprocessed")
     .option('--texts <file>', 'prompts: a JSON array of strings, or one prompt per line')
     .option('--lora-settings <file>', 'low-rank settings to apply first: [["visual","W_up",11,0.15], …] or {"lora_settings": […]}')
-    .option('--prune-mode <mode>', 'which singular components a setting drops: small | large | random', 'small')
+    .option('--lora-svd-init-type <mode>', PRUNE_MODE_HELP)
+    .option('--prune-mode <mode>', 'alias of --lora-svd-init-type')
     .option('--seed <n>', "seed of the 'random' prune mode", (v) => Number(v), 0)
     .option('--no-local', 'skip the local (per-patch) outputs: image_embeds_local / logits_local')
     .option('--batch-size <n>', 'images per forward pass', positiveInt('--batch-size'), 32)
@@ -75,7 +78,8 @@ export function registerEmbed(program: Command): void {
     .action(async (flags: EmbedFlags) => {
       if (flags.images && flags.pixelValues) throw new UsageError('give either --images or --pixel-values, not both');
       if (!flags.images && !flags.pixelValues && !flags.texts) throw new UsageError('nothing to embed: give --images, --pixel-values and/or --texts');
-      if (!['small', 'large', 'random'].includes(flags.pruneMode)) throw new UsageError(`--prune-mode must be small, large or random, got '${flags.pruneMode}'`);
+      const mode = pruneModeOf(flags) ?? 'small';
+      prepareOutFile(flags.out);
       const dir = (await resolveModelFlag(flags.model, flags.revision))!;
       const locoop = locoopLoadOptions(resolveLocoopCkpt({}, flags));
       const family = resolveFamily(dir, locoop);
@@ -85,7 +89,7 @@ export function registerEmbed(program: Command): void {
       const pixels = flags.pixelValues ? readPixelValues(flags.pixelValues) : null;
       const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt, ...locoop });
       try {
-        if (settings.length) await applyLoraSettings(model, settings, { mode: flags.pruneMode, seed: flags.seed });
+        if (settings.length) await applyLoraSettings(model, settings, { mode, seed: flags.seed });
         // image outputs first, then the text ones and the model's constants (CLIP: text_embeds, logit_scale)
         const images = pixels ? await model.embed({ pixels }, { local: flags.local }) : flags.images ? await embedFiles(model, flags.images, flags.batchSize, flags.local) : {};
         const rest = await model.embed(texts ? { texts } : {}, { local: flags.local });

@@ -20,23 +20,27 @@ async function readText(file: string, what: string): Promise<string> {
 
 /**
  * A list of strings from a file: a JSON array of strings, or else one entry per line (UTF-8;
- * `\r\n` accepted; one final newline does not make an extra empty entry).
+ * `\r\n` accepted; one final newline does not make an extra empty entry). A file whose first
+ * non-blank character is `[` is JSON: it parses as an array of strings or fails with the
+ * parser's message (a truncated array is never read as one line).
  */
 export async function readStringList(file: string, what: string, options: { allowEmptyEntries: boolean }): Promise<string[]> {
   const text = await readText(file, what);
-  const trimmed = text.trimStart();
-  if (trimmed.startsWith('[')) {
+  if (text.replace(/^\uFEFF/, '').trimStart().startsWith('[')) {
     let json: unknown;
     try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
+      json = JSON.parse(text.replace(/^\uFEFF/, ''));
+    } catch (e) {
+      throw new UsageError(`${what} '${file}' starts with '[' but is not a valid JSON array: ${jsonError(e as Error, text)}`);
     }
-    if (Array.isArray(json)) {
-      const bad = json.findIndex((x) => typeof x !== 'string');
-      if (bad >= 0) throw new UsageError(`${what} '${file}': entry ${bad} is ${JSON.stringify(json[bad])}, expected a string`);
-      return json as string[];
+    if (!Array.isArray(json)) throw new UsageError(`${what} '${file}' starts with '[' but is not a JSON array`);
+    const bad = json.findIndex((x) => typeof x !== 'string');
+    if (bad >= 0) throw new UsageError(`${what} '${file}': entry ${bad} is ${JSON.stringify(json[bad])}, expected a string`);
+    if (!options.allowEmptyEntries) {
+      const empty = json.findIndex((x) => (x as string).trim() === '');
+      if (empty >= 0) throw new UsageError(`${what} '${file}': entry ${empty} is empty`);
     }
+    return json as string[];
   }
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
   if (lines.length && lines[lines.length - 1] === '') lines.pop();
@@ -47,13 +51,22 @@ export async function readStringList(file: string, what: string, options: { allo
   return lines;
 }
 
-/** A JSON file, parsed; errors name the file. */
+/** JSON.parse's message with where it stopped as line and column (Node says only "position N", or nothing at the end). */
+function jsonError(e: Error, text: string): string {
+  const m = /position (\d+)/.exec(e.message);
+  const pos = m ? Number(m[1]) : /end of JSON/i.test(e.message) ? text.length : -1;
+  if (pos < 0) return e.message;
+  const before = text.slice(0, pos).split('\n');
+  return `${e.message}${m ? '' : ` at position ${pos}`} (line ${before.length}, column ${before.at(-1)!.length + 1})`;
+}
+
+/** A JSON file, parsed; errors name the file and where the parser stopped. */
 export async function readJson(file: string, what: string): Promise<unknown> {
   const text = await readText(file, what);
   try {
-    return JSON.parse(text);
+    return JSON.parse(text.replace(/^\uFEFF/, ''));
   } catch (e) {
-    throw new UsageError(`${what} '${file}' is not valid JSON: ${(e as Error).message}`);
+    throw new UsageError(`${what} '${file}' is not valid JSON: ${jsonError(e as Error, text)}`);
   }
 }
 
@@ -90,9 +103,9 @@ export const REVISION_HELP = 'branch, tag or commit of a hub id given to --model
 export const CLIP_CKPT_HELP = 'a state dict saved by torch.save (e.g. the official finetuned_model.pth) or a safetensors file, loaded over --model';
 
 /** Help of `--locoop-ckpt`, shared by every command that takes a CLIP `--model`. */
-export const LOCOOP_CKPT_HELP = "a LoCoOp prompt context — LoCoOp's prompt_learner/model.pth.tar-<epoch> (Dassl) or a ctx.safetensors — that makes the CLIP --model a LoCoOp model (config key locoop_ckpt)";
+export const LOCOOP_CKPT_HELP = "a LoCoOp prompt context — LoCoOp's prompt_learner/model.pth.tar-<epoch> (Dassl) or a ctx.safetensors — that makes the CLIP --model a LoCoOp model (config key locoop_ckpt) (default: none, plain CLIP)";
 /** Help of `--n-ctx` on the inference commands. */
-export const N_CTX_HELP = 'the number of context vectors the --locoop-ckpt must hold (read from the checkpoint; config key n_ctx)';
+export const N_CTX_HELP = 'the number of context vectors the --locoop-ckpt must hold; config key n_ctx (default: read from the checkpoint)';
 /** Help of `--template`, whose default is the model's (CLIP: "a photo of a {}", LoCoOp: "{}."). */
 export const TEMPLATE_HELP = "prompt template; '{}' is the class name (default \"a photo of a {}\" for CLIP, \"{}.\" for LoCoOp, where the context replaces \"a photo of a\")";
 
@@ -115,4 +128,21 @@ export async function resolveModelFlag(model: string | undefined, revision?: str
   } finally {
     bar.end();
   }
+}
+
+/** Which singular components a low-rank setting drops (SPEC §2). */
+const PRUNE_MODES = ['small', 'large', 'random'] as const;
+
+/** Help of `--lora-svd-init-type` (the official key's name; `--prune-mode` is its alias). */
+export const PRUNE_MODE_HELP = `which singular components a low-rank setting drops: ${PRUNE_MODES.join(' | ')} (default small)`;
+
+/** The prune mode given by either flag, checked; errors name the flag the user typed. */
+export function pruneModeOf(f: { loraSvdInitType?: string; pruneMode?: string }): (typeof PRUNE_MODES)[number] | undefined {
+  if (f.pruneMode !== undefined && f.loraSvdInitType !== undefined && f.pruneMode !== f.loraSvdInitType) {
+    throw new UsageError(`--prune-mode ${f.pruneMode} and --lora-svd-init-type ${f.loraSvdInitType} disagree; give one of them`);
+  }
+  const flag = f.pruneMode !== undefined ? '--prune-mode' : '--lora-svd-init-type';
+  const v = f.pruneMode ?? f.loraSvdInitType;
+  if (v !== undefined && !(PRUNE_MODES as readonly string[]).includes(v)) throw new UsageError(`${flag} must be one of ${PRUNE_MODES.join(', ')}, got '${v}'`);
+  return v as (typeof PRUNE_MODES)[number] | undefined;
 }

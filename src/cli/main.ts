@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Help } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
@@ -19,7 +19,11 @@ export function buildProgram(): Command {
   const program = new Command('setar')
     .description('SeTAR: out-of-distribution detection with selective low-rank approximation, for CLIP and Swin V2 on ONNX Runtime')
     .version(pkg.version)
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    // one error prefix for commander's own messages (unknown option, missing value…) and ours
+    .configureOutput({ outputError: (str, write) => write(`setar: ${str}`) })
+    // a required option says so in --help (inherited by every command registered below)
+    .configureHelp({ optionDescription: (o) => (o.mandatory ? `${new Help().optionDescription(o)} (required)` : new Help().optionDescription(o)) });
   registerClassify(program);
   registerEmbed(program);
   registerEval(program);

@@ -8,10 +8,10 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('serve a bundle: POST /v1/score, GET /v1/health, GET /v1/labels, and a web page at /')
     .requiredOption('--bundle <dir>', 'a folder written by setar bundle')
-    .option('--host <host>', 'address to bind (loopback by default)', '127.0.0.1')
+    .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--port <n>', 'port', positiveInt('--port'), 8080)
     .option('--max-mb <n>', 'largest upload in MB', positiveInt('--max-mb'), 10)
-    .option('--threads <n>', 'ONNX Runtime threads', positiveInt('--threads'))
+    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
     .action(async (f: { bundle: string; host: string; port: number; maxMb: number; threads?: number }) => {
       const s = await startServer({ bundle: f.bundle, host: f.host, port: f.port, maxBytes: f.maxMb * 1024 * 1024, threads: f.threads });
       process.stderr.write(`setar serve: ${s.url} (Ctrl-C to stop)\n`);

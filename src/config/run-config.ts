@@ -20,11 +20,36 @@ export function fail(message: string): never {
   throw new ConfigError(message);
 }
 
-/** Parses `NAME=DIR`. */
+/** A dataset name that can be part of a file name (`scores_{name}_{split}.csv`): letters, digits, `.`, `_`, `+`, `-`. */
+const DATASET_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
+
+/**
+ * Parses `NAME=DIR`. NAME names the dataset's output files, so it must be file-name safe (a `/`
+ * would make a sub-folder, `..` climb out of the output folder).
+ */
 export function parseNamedDir(value: string, flag: string): { name: string; root: string } {
   const i = value.indexOf('=');
   if (i <= 0 || i === value.length - 1) throw new ConfigError(`${flag} expects NAME=DIR, got '${value}'`);
-  return { name: value.slice(0, i), root: resolve(value.slice(i + 1)) };
+  const name = value.slice(0, i);
+  if (!DATASET_NAME.test(name)) {
+    throw new ConfigError(`${flag} ${value}: the dataset name "${name}" is not file-name safe; use letters, digits, '.', '_', '+' and '-' (it names the output files, e.g. scores_${name.replace(/[^A-Za-z0-9._+-]/g, '_')}_test.csv)`);
+  }
+  return { name, root: resolve(value.slice(i + 1)) };
+}
+
+/**
+ * Refuses two datasets of one run with the same name: their output files (scores_{name}_{split}.csv,
+ * metrics rows) would overwrite each other. `named` lists each dataset with the flag that gave it.
+ */
+export function checkUniqueNames(named: readonly { readonly name: string; readonly flag: string }[]): void {
+  const seen = new Map<string, string>();
+  for (const { name, flag } of named) {
+    const first = seen.get(name);
+    if (first !== undefined) {
+      throw new ConfigError(`${flag}: the dataset name "${name}" is already used by ${first}; give every dataset its own name (each one's scores go to scores_${name}_<split>.csv)`);
+    }
+    seen.set(name, flag);
+  }
 }
 
 /**
@@ -134,4 +159,53 @@ export function resolveOut(j: Record<string, unknown>, flag: string | undefined,
 /** The benchmark preset's name, or null for a folder of classes. */
 export function benchmarkOf(id: IdSource): string | null {
   return id.kind === 'benchmark' ? id.benchmark : null;
+}
+
+/**
+ * Reads a run's settings: each from its flag (which wins), else the config file's key, else a
+ * default, and checks it. An error names where the bad value came from — the flag the user typed
+ * (`--locoop-top-k must be a positive integer, got 0`) or the file and key
+ * (`my.json: config key "locoop_top_k" must be …`) — never a key the user did not write.
+ * Flags are the official keys with dashes (`locoop_top_k` ↔ `--locoop-top-k`).
+ */
+export class SettingsReader {
+  constructor(private readonly j: Record<string, unknown>, private readonly configFile: string) {}
+
+  /** `--locoop-top-k` for a flag value, `my.json: config key "locoop_top_k"` for a config value. */
+  origin(key: string, fromFlag: boolean): string {
+    return fromFlag ? `--${key.replaceAll('_', '-')}` : `${this.configFile}: config key "${key}"`;
+  }
+
+  /** The value and where it came from (`flag`, `config` or `default`). */
+  pick<T>(flag: T | undefined, key: string, dflt: T): { value: T; from: 'flag' | 'config' | 'default' } {
+    if (flag !== undefined) return { value: flag, from: 'flag' };
+    if (this.j[key] !== undefined && this.j[key] !== null) return { value: this.j[key] as T, from: 'config' };
+    return { value: dflt, from: 'default' };
+  }
+
+  /** Throws naming the value's origin unless `ok`. */
+  check(ok: boolean, key: string, from: 'flag' | 'config' | 'default', expected: string, got: unknown): void {
+    if (!ok) throw new ConfigError(`${this.origin(key, from === 'flag')} must be ${expected}, got ${JSON.stringify(got)}`, from === 'config' ? this.configFile : undefined, key);
+  }
+
+  /** A number that `ok` accepts. */
+  num(flag: number | undefined, key: string, dflt: number, ok: (x: number) => boolean, expected: string): number {
+    const { value, from } = this.pick<unknown>(flag, key, dflt);
+    this.check(typeof value === 'number' && ok(value), key, from, expected, value);
+    return value as number;
+  }
+
+  /** One of `allowed`. */
+  oneOf<T extends string>(flag: string | undefined, key: string, dflt: T, allowed: readonly T[]): T {
+    const { value, from } = this.pick<unknown>(flag, key, dflt);
+    this.check(allowed.includes(value as T), key, from, `one of ${allowed.join(', ')}`, value);
+    return value as T;
+  }
+
+  /** A boolean. */
+  bool(flag: boolean | undefined, key: string, dflt: boolean): boolean {
+    const { value, from } = this.pick<unknown>(flag, key, dflt);
+    this.check(typeof value === 'boolean', key, from, 'true or false', value);
+    return value as boolean;
+  }
 }

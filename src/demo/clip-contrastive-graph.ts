@@ -1,10 +1,9 @@
 import { addGradients } from '../autodiff/gradients.js';
 import { GraphBuilder } from '../onnx/graph-builder.js';
+import { logSoftmax } from '../onnx/log-softmax.js';
 import type { ClipConfig } from '../models/clip/config.js';
-import { textTower, visionEmbeddings, visionTower, type LayerRun } from '../models/clip/graph.js';
-import {
-  encoderLayerWeights, expectedClipTensors, layerTensorName, textHeadWeights, visionEmbeddingsWeights, visionHeadWeights, type TensorSource, type Tower,
-} from '../models/clip/weights.js';
+import { textTower, visionEmbeddings, visionTower } from '../models/clip/graph.js';
+import { expectedClipTensors, layerRun, textHeadWeights, visionEmbeddingsWeights, visionHeadWeights, type TensorSource } from '../models/clip/weights.js';
 
 /** The contrastive (CLIP pre-training) graph: every parameter an input, loss and all gradients in one run. */
 export interface ContrastiveGraph {
@@ -17,15 +16,6 @@ export interface ContrastiveGraph {
   readonly gradients: ReadonlyMap<string, string>;
 }
 
-function run(src: TensorSource, c: ClipConfig, tower: Tower, n: number): LayerRun {
-  const layers = [];
-  const prefixes = [];
-  for (let i = 0; i < n; i++) {
-    layers.push(encoderLayerWeights(src, c, tower, i));
-    prefixes.push(layerTensorName(tower, i, '').slice(0, -1));
-  }
-  return { layers, prefixes };
-}
 
 function normalize(g: GraphBuilder, x: string): string {
   return g.op('Div', [x, g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.constInt64([-1])], { keepdims: 1 })])]);
@@ -51,7 +41,7 @@ export function clipContrastiveGraph(c: ClipConfig, src: TensorSource): Contrast
   const px = g.input('pixel_values', 'FLOAT', ['batch', v.num_channels, v.image_size, v.image_size]);
   const h0 = visionEmbeddings(g, px, visionEmbeddingsWeights(src), { hidden: v.hidden_size, channels: v.num_channels, patch: v.patch_size, grid, eps: v.layer_norm_eps });
   const vOpts = { heads: v.num_attention_heads, eps: v.layer_norm_eps, act: v.hidden_act, causal: false };
-  const img = visionTower(g, h0, run(src, c, 'vision', v.num_hidden_layers), visionHeadWeights(src, c), vOpts, { grid, local: false }).image_embeds;
+  const img = visionTower(g, h0, layerRun(src, c, 'vision', 0, v.num_hidden_layers), visionHeadWeights(src, c), vOpts, { grid, local: false }).image_embeds;
 
   // ids padded to the full context, so the position table is added whole (a Slice of it by the
   // run-time length would have no gradient rule; padding after the end token never matters).
@@ -61,12 +51,12 @@ export function clipContrastiveGraph(c: ClipConfig, src: TensorSource): Contrast
   const positions = g.initializer('text_model.embeddings.position_embedding.weight', src('text_model.embeddings.position_embedding.weight'), [t.max_position_embeddings, t.hidden_size]);
   const hidden = g.op('Add', [tok, positions]);
   const tOpts = { heads: t.num_attention_heads, eps: t.layer_norm_eps, act: t.hidden_act, causal: true };
-  const txt = textTower(g, hidden, pool, run(src, c, 'text', t.num_hidden_layers), textHeadWeights(src, c), tOpts);
+  const txt = textTower(g, hidden, pool, layerRun(src, c, 'text', 0, t.num_hidden_layers), textHeadWeights(src, c), tOpts);
 
   const scale = g.op('Exp', [g.initializer('logit_scale', src('logit_scale'), [])]);
   const logits = g.op('Mul', [g.op('MatMul', [normalize(g, img), g.op('Transpose', [normalize(g, txt)], { perm: [1, 0] })]), scale]);
   const targets = g.input('targets', 'FLOAT', ['batch', 'batch']);
-  const ce = (x: string, tg: string) => g.op('Neg', [g.op('ReduceMean', [g.op('ReduceSum', [g.op('Mul', [tg, g.op('LogSoftmax', [x], { axis: -1 })]), g.constInt64([-1])], { keepdims: 0 })], { keepdims: 0 })]);
+  const ce = (x: string, tg: string) => g.op('Neg', [g.op('ReduceMean', [g.op('ReduceSum', [g.op('Mul', [tg, logSoftmax(g, x, -1)]), g.constInt64([-1])], { keepdims: 0 })], { keepdims: 0 })]);
   const loss = g.op('Mul', [g.op('Add', [ce(logits, targets), ce(g.op('Transpose', [logits], { perm: [1, 0] }), g.op('Transpose', [targets], { perm: [1, 0] }))]), g.constFloat([0.5])]);
 
   const params = new Map([...g.params].map(([k, p]) => [k, p.dims]));

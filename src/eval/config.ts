@@ -1,4 +1,5 @@
-import { ConfigError, locoopLoadOptions, parseNamedDir, resolveClipCkpt, resolveIdSource, resolveLocoopCkpt, resolveModel, resolveOut } from '../config/run-config.js';
+import { checkUniqueNames, ConfigError, locoopLoadOptions, parseNamedDir, resolveClipCkpt, resolveIdSource, resolveLocoopCkpt, resolveModel, resolveOut, SettingsReader } from '../config/run-config.js';
+import { benchmarkIdName } from '../data/datasets.js';
 import type { IdSource } from '../data/datasets.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { parseLoraSettings, type LowRankSetting } from '../lowrank/settings.js';
@@ -66,7 +67,7 @@ export interface EvalFlags {
   recallLevel?: number;
   split?: string;
   loraSettings?: unknown;
-  pruneMode?: string;
+  loraSvdInitType?: string;
   batchSize?: number;
   seed?: number;
   template?: string;
@@ -74,10 +75,6 @@ export interface EvalFlags {
   out?: string;
   workers?: number;
   threads?: number;
-}
-
-function check<T>(cond: boolean, key: string, expected: string, got: unknown): asserts cond {
-  if (!cond) throw new ConfigError(`config key "${key}" must be ${expected}, got ${JSON.stringify(got)}`);
 }
 
 /**
@@ -97,39 +94,34 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
   const id = resolveIdSource(j, flags);
   const ood = (flags.ood ?? []).map((o) => parseNamedDir(o, '--ood'));
   if (id.kind === 'folder' && ood.length === 0) throw new ConfigError('no OOD data: give --ood NAME=DIR at least once');
+  checkUniqueNames([{ name: id.kind === 'folder' ? id.name : benchmarkIdName(id.benchmark), flag: id.kind === 'folder' ? `--id ${flags.id}` : `the benchmark ${id.benchmark}` }, ...ood.map((o, i) => ({ name: o.name, flag: `--ood ${flags.ood![i]}` }))]);
 
-  const given = flags.scorers ?? (j.scorers as string[] | undefined) ?? ['mcm_score'];
-  check(Array.isArray(given) && given.length > 0, 'scorers', 'a non-empty list of scorer names', given);
+  const settings = new SettingsReader(j, configFile);
+  const { value: given, from: scorersFrom } = settings.pick<unknown>(flags.scorers, 'scorers', ['mcm_score']);
+  settings.check(Array.isArray(given) && given.length > 0 && given.every((s) => typeof s === 'string'), 'scorers', scorersFrom, 'a non-empty list of scorer names', given);
   // "loss" is the search objective of the official SeTAR configs, not a score: evaluating a
   // search's config_best.json then reports the paper's two scores.
-  const withoutLoss = given.filter((s) => s !== 'loss');
+  const withoutLoss = (given as string[]).filter((s) => s !== 'loss');
   const scorers = withoutLoss.length ? withoutLoss : ['mcm_score', 'gl_mcm_score'];
   const bad = scorers.filter((s) => !SCORER_NAMES.includes(s as never));
-  if (bad.length) throw new ConfigError(`unknown scorer(s) ${bad.map((b) => `"${b}"`).join(', ')}; valid scorers: ${SCORER_NAMES.join(', ')}`);
+  if (bad.length) throw new ConfigError(`${settings.origin('scorers', scorersFrom === 'flag')}: unknown scorer(s) ${bad.map((b) => `"${b}"`).join(', ')}; valid scorers: ${SCORER_NAMES.join(', ')}`);
 
-  const num = (flag: number | undefined, key: string, dflt: number, ok: (x: number) => boolean, expected: string) => {
-    const v = flag ?? (j[key] as number | undefined) ?? dflt;
-    check(typeof v === 'number' && ok(v), key, expected, v);
-    return v;
-  };
   // SPEC §3: CLIP logits already include exp(logit_scale), T = 100; classifier logits (Swin V2), T = 1.
-  const temperature = num(flags.temperature, 'temperature', family.defaults.temperature, (x) => x > 0, 'a positive number');
-  const recall_level = num(flags.recallLevel, 'recall_level', 0.95, (x) => x > 0 && x < 1, 'in (0, 1)');
-  const batch_size = num(flags.batchSize, 'batch_size', 32, (x) => Number.isInteger(x) && x > 0, 'a positive integer');
-  const seed = num(flags.seed, 'seed', 5, Number.isInteger, 'an integer');
-  const split = flags.split ?? (j.split as string | undefined) ?? 'test';
-  check(typeof split === 'string' && /^[\w.-]+$/.test(split), 'split', 'a split name such as "test"', split);
-
-  const mode = flags.pruneMode ?? (j.lora_svd_init_type as string | undefined) ?? 'small';
-  check(PRUNE_MODES.includes(mode as PruneMode), 'lora_svd_init_type', `one of ${PRUNE_MODES.join(', ')}`, mode);
+  const temperature = settings.num(flags.temperature, 'temperature', family.defaults.temperature, (x) => x > 0, 'a positive number');
+  const recall_level = settings.num(flags.recallLevel, 'recall_level', 0.95, (x) => x > 0 && x < 1, 'in (0, 1)');
+  const batch_size = settings.num(flags.batchSize, 'batch_size', 32, (x) => Number.isInteger(x) && x > 0, 'a positive integer');
+  const seed = settings.num(flags.seed, 'seed', 5, Number.isInteger, 'an integer');
+  const { value: split, from: splitFrom } = settings.pick<unknown>(flags.split, 'split', 'test');
+  settings.check(typeof split === 'string' && /^[\w.-]+$/.test(split), 'split', splitFrom, 'a split name such as "test"', split);
+  const mode = settings.oneOf(flags.loraSvdInitType, 'lora_svd_init_type', 'small', PRUNE_MODES);
   let lora_settings: LowRankSetting[] | null = null;
   if (flags.loraSettings !== undefined) lora_settings = parseLoraSettings(flags.loraSettings, '--lora-settings');
   else if (j.lora_settings != null && j.lora_svd_init !== false) lora_settings = parseLoraSettings(j.lora_settings, `${configFile} "lora_settings"`);
 
   const out = resolveOut(j, flags.out, id, 'eval');
   return {
-    model, ...(clip_ckpt ? { clip_ckpt } : {}), ...locoop, id, labels: flags.labels, ood, scorers, temperature, recall_level, split, batch_size, seed,
-    lora_settings, lora_svd_init_type: mode as PruneMode, template: flags.template ?? family.defaults.template ?? 'a photo of a {}', strict: flags.strict ?? false,
+    model, ...(clip_ckpt ? { clip_ckpt } : {}), ...locoop, id, labels: flags.labels, ood, scorers, temperature, recall_level, split: split as string, batch_size, seed,
+    lora_settings, lora_svd_init_type: mode, template: flags.template ?? family.defaults.template ?? 'a photo of a {}', strict: flags.strict ?? false,
     out, workers: flags.workers, threads: flags.threads,
   };
 }

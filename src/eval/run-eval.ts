@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { benchmarkPreset, imageTree, loadIdDataset, type ImageDataset } from '../data/datasets.js';
@@ -7,10 +7,11 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
 import type { Classifier, FamilyModel } from '../models/family.js';
 import { loadModel } from '../models/registry.js';
-import { oodMetrics, benchmarkTable, type BenchmarkRow } from '../ood/metrics.js';
+import { oodMetrics, benchmarkTable, fprColumn, type BenchmarkRow } from '../ood/metrics.js';
 import { getScorer, computeScores } from '../ood/scores.js';
 import { writeEvalReport } from '../report/html-report.js';
 import type { EvalConfig } from './config.js';
+import { prepareOutDir } from '../io/out-dir.js';
 import { locoopLoadOptions } from '../config/run-config.js';
 
 /** Progress of one dataset's pass, for a progress bar. */
@@ -24,7 +25,8 @@ export interface EvalProgress {
 export interface EvalHooks {
   readonly onDatasetStart?: (dataset: string, total: number) => void;
   readonly onProgress?: (p: EvalProgress) => void;
-  readonly onDatasetEnd?: (dataset: string) => void;
+  /** A dataset's pass ended; `skipped` images could not be read and are listed in `skippedFile` (under the output folder). */
+  readonly onDatasetEnd?: (dataset: string, skipped: number, skippedFile: string | null) => void;
   readonly log?: (line: string) => void;
 }
 
@@ -64,8 +66,9 @@ function fmt2(x: number): string {
  * config, a log and an HTML report into `config.out`, each atomically.
  */
 export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promise<EvalResult> {
-  mkdirSync(config.out, { recursive: true });
+  prepareOutDir(config.out);
   const logFile = join(config.out, 'eval.log');
+  const files: string[] = [logFile];
   const log = (line: string) => {
     appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`);
     hooks.log?.(line);
@@ -78,7 +81,6 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
   log(`ID ${id.name}: ${id.files.length} images, ${labels.length} classes; OOD: ${oods.map((o) => `${o.name} (${o.files.length})`).join(', ')}`);
 
   const { model, classifier } = await openClassifier(config, labels, log);
-  const files: string[] = [];
   const write = (name: string, data: string) => {
     const p = join(config.out, name);
     writeFileAtomic(p, data);
@@ -116,9 +118,10 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
           });
         }
       }
-      hooks.onDatasetEnd?.(ds.name);
-      if (indices.length === 0) throw new Error(`dataset ${ds.name}: none of its ${ds.files.length} images could be read (see skipped_${ds.name}_${config.split}.txt)`);
-      if (skipped.length) write(`skipped_${ds.name}_${config.split}.txt`, skipped.map((s) => `${ds.relPaths[s.index]}\t${oneLine(s.reason)}\n`).join(''));
+      const skippedFile = `skipped_${ds.name}_${config.split}.txt`;
+      if (skipped.length) write(skippedFile, skipped.map((s) => `${ds.relPaths[s.index]}\t${oneLine(s.reason)}\n`).join(''));
+      hooks.onDatasetEnd?.(ds.name, skipped.length, skipped.length ? join(config.out, skippedFile) : null);
+      if (indices.length === 0) throw new Error(`dataset ${ds.name}: none of its ${ds.files.length} images could be read (see ${join(config.out, skippedFile)})`);
       const result: DatasetScores = {
         dataset: ds,
         indices: Int32Array.from(indices),
@@ -144,9 +147,9 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
       const rows = oodScores.map((o) => ({ name: o.dataset.name, ...oodMetrics(idScores.scores[s]!, o.scores[s]!, { recallLevel: config.recall_level }) }));
       const table = benchmarkTable(rows);
       metrics[s] = table;
-      write(`metrics_${s}_${config.split}.csv`, stringify([['OOD dataset', 'FPR95', 'AUROC', 'AUPR'], ...table.map((r) => [r.name, fmt2(r.FPR), fmt2(r.AUROC), fmt2(r.AUPR)])]));
+      write(`metrics_${s}_${config.split}.csv`, stringify([['OOD dataset', fprColumn(config.recall_level), 'AUROC', 'AUPR'], ...table.map((r) => [r.name, fmt2(r.FPR), fmt2(r.AUROC), fmt2(r.AUPR)])]));
       write(`cutoffs_${s}_${config.split}.csv`, stringify([['OOD dataset', 'Cutoff'], ...rows.map((r) => [r.name, String(r.cutoff)])]));
-      for (const r of table) log(`${s} ${r.name}: FPR95 ${fmt2(r.FPR)} AUROC ${fmt2(r.AUROC)} AUPR ${fmt2(r.AUPR)}`);
+      for (const r of table) log(`${s} ${r.name}: ${fprColumn(config.recall_level)} ${fmt2(r.FPR)} AUROC ${fmt2(r.AUROC)} AUPR ${fmt2(r.AUPR)}`);
     }
     const resolved = { ...config, id_dataset: id.name, labels: undefined, ood: oods.map((o) => ({ name: o.name, root: o.root })) };
     write('config.json', JSON.stringify(resolved, null, 2) + '\n');

@@ -9,7 +9,11 @@ import { basename, dirname, join } from 'node:path';
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array | readonly Uint8Array[]): void {
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true });
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new Error(`cannot write '${path}': cannot create its folder '${dir}' (${fsReason(e)})`);
+  }
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.tmp`);
   try {
     const fd = openSync(tmp, 'w');
@@ -23,6 +27,18 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | readon
     renameSync(tmp, path);
   } catch (e) {
     try { unlinkSync(tmp); } catch { /* already gone */ }
-    throw e;
+    // name the file the caller asked for, not the temporary one
+    throw new Error(`cannot write '${path}': ${fsReason(e)}`);
   }
+}
+
+/** A file-system error in words (`permission denied`, `no space left on the device`, …). */
+export function fsReason(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  const words: Record<string, string> = {
+    EACCES: 'permission denied', EPERM: 'operation not permitted', EROFS: 'read-only file system', ENOSPC: 'no space left on the device',
+    EISDIR: 'it is a folder', ENOTDIR: 'a part of the path is a file, not a folder', ENOENT: 'no such file or folder', EEXIST: 'it exists already',
+    EDQUOT: 'disk quota exceeded', ENAMETOOLONG: 'the name is too long',
+  };
+  return (code && words[code]) ?? (e as Error).message;
 }

@@ -30,17 +30,23 @@ export interface FamilyDefaults {
   readonly searcher: string;
   /** Scorers of the evaluation that ends a search or a fine-tuning run. */
   readonly scorers: readonly string[];
-  /** λ and K of the LoCoOp objective (SPEC §5) on a benchmark preset (`null`: a folder of classes). */
-  locoop(benchmark: string | null): { readonly lambda: number; readonly topK: number };
+  /** λ of the LoCoOp objective (SPEC §5) on a benchmark preset (`null`: a folder of classes). */
+  locoopLambda(benchmark: string | null): number;
+  /**
+   * K of the LoCoOp objective as a share of the classes (SPEC §5: 300 of ImageNet's 1,000 for
+   * CLIP, 4 of VOC's 14; 700 of 1,000 for Swin): K = round(share × classes), at least 1.
+   */
+  readonly locoopTopKShare: number;
   /** The recipe for training a prompt context (`setar finetune --method locoop`); absent where the family has none. */
   readonly contextTraining?: ContextTrainingRecipe;
 }
 
 /** How a prompt context trains by default (LoCoOp, SPEC §9). */
 export interface ContextTrainingRecipe {
-  /** λ and K of the LoCoOp loss. */
+  /** λ of the LoCoOp loss. */
   readonly lambda: number;
-  readonly topK: number;
+  /** K as a share of the classes (SPEC §9: 200 of ImageNet's 1,000): K = round(share × classes), at least 1. */
+  readonly topKShare: number;
   /** Context vectors when no phrase sets the count. */
   readonly nCtx: number;
   /** Training images per class. */

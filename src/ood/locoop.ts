@@ -1,3 +1,4 @@
+import { pythonRound } from '../lowrank/lowrank.js';
 /**
  * The LoCoOp objective of the SeTAR search (SPEC §5) and the pseudo-OOD detection metrics the
  * search can use instead, matching SeTAR's `LoCoOpLoss` and `CLIP.compute_metrics_loss`
@@ -351,4 +352,13 @@ export function pseudoOodMetrics(
     out[s] = oodMetrics(id, ood, { recallLevel: options.recallLevel ?? 0.95 });
   }
   return out;
+}
+
+/**
+ * The default K of the OOD-patch rule (SPEC §5) for a dataset of `classes` classes: the
+ * reference's share of the classes (0.3 for CLIP: 300 of ImageNet's 1,000, 4 of VOC's 14),
+ * rounded half to even as Python's round(), at least 1.
+ */
+export function defaultTopK(share: number, classes: number): number {
+  return Math.max(1, Math.min(classes, pythonRound(share * classes)));
 }

@@ -334,3 +334,8 @@ export function benchmarkTable(rows: readonly BenchmarkRow[]): BenchmarkRow[] {
   const n = rows.length;
   return [...rows.map((r) => ({ ...r })), { name: 'Avg', FPR: fpr / n, AUROC: au / n, AUPR: ap / n }];
 }
+
+/** The FPR column's name at a recall level: `FPR95` at 0.95, `FPR90` at 0.9, `FPR92.5` at 0.925. */
+export function fprColumn(recallLevel: number): string {
+  return `FPR${Number((recallLevel * 100).toFixed(6))}`;
+}

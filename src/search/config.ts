@@ -1,4 +1,4 @@
-import { benchmarkOf, fail, locoopLoadOptions, parseNamedDir, resolveClipCkpt, resolveIdSource, resolveLocoopCkpt, resolveModel, resolveOut } from '../config/run-config.js';
+import { benchmarkOf, checkUniqueNames, fail, locoopLoadOptions, parseNamedDir, resolveClipCkpt, resolveIdSource, resolveLocoopCkpt, resolveModel, resolveOut, SettingsReader } from '../config/run-config.js';
 import type { IdSource } from '../data/datasets.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { WEIGHT_TYPES, type WeightType } from '../lowrank/settings.js';
@@ -27,7 +27,8 @@ export interface SearchConfig {
   readonly seed: number;
   readonly objective: Objective;
   readonly locoop_lambda: number;
-  readonly locoop_top_k: number;
+  /** K of the OOD-patch rule; null: the family's share of the classes, resolved when the data is listed. */
+  readonly locoop_top_k: number | null;
   readonly use_pred_label: boolean;
   readonly temperature: number;
   readonly recall_level: number;
@@ -107,49 +108,47 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
   const clip_ckpt = resolveClipCkpt(j, flags.clipCkpt);
   const id = resolveIdSource(j, flags);
 
-  const searcher = flags.searcher ?? (j.searcher as string | undefined) ?? family.defaults.searcher;
+  const settings = new SettingsReader(j, configFile);
+  const { value: searcher, from: searcherFrom } = settings.pick(flags.searcher, 'searcher', family.defaults.searcher);
   const valid = SEARCHER_TABLE.filter((r) => searcherApplies(r, family)).map((r) => r.name);
   if (!valid.includes(searcher)) {
     const known = SEARCHER_TABLE.some((r) => r.name === searcher);
-    fail(`${known ? `searcher "${searcher}" does not apply to the ${family.displayName} model '${model}'` : `unknown searcher "${searcher}"`}; valid: ${valid.join(', ')}`);
+    fail(`${settings.origin('searcher', searcherFrom === 'flag')}: ${known ? `searcher "${searcher}" does not apply to the ${family.displayName} model '${model}'` : `unknown searcher "${searcher}"`}; valid: ${valid.join(', ')}`);
   }
-  const ratios = flags.candiRatios ?? (j.candi_ratios as number[] | undefined) ?? [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4];
-  if (!Array.isArray(ratios) || ratios.length === 0) fail('candi_ratios must be a non-empty list of ratios in [0, 1)');
+  const { value: ratios, from: ratiosFrom } = settings.pick<unknown>(flags.candiRatios, 'candi_ratios', [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]);
+  const ratiosAt = settings.origin('candi_ratios', ratiosFrom === 'flag');
+  if (!Array.isArray(ratios) || ratios.length === 0) fail(`${ratiosAt} must be a non-empty list of ratios in [0, 1)`);
   const badRatio = ratios.find((r) => typeof r !== 'number' || !(r >= 0 && r < 1));
-  if (badRatio !== undefined) fail(`candi_ratios: ${JSON.stringify(badRatio)} is outside [0, 1)`);
-  if (new Set(ratios).size !== ratios.length) fail(`candi_ratios has duplicates: ${JSON.stringify(ratios)}`);
-  const weight = (flags.weightType ?? (j.weight_type as string | undefined) ?? 'W_up') as WeightType;
-  if (!WEIGHT_TYPES.includes(weight) || weight === 'W_p') fail(`unknown weight_type "${weight}"; valid: ${WEIGHT_TYPES.filter((w) => w !== 'W_p').join(', ')} (projections are searched with --no-freeze-proj)`);
-  const freezeProj = flags.freezeProj ?? (j.freeze_proj as boolean | undefined) ?? true;
-  if (!freezeProj && !family.towers.some((t) => t.projection)) fail(`freeze_proj false (searching W_p) does not apply to the ${family.displayName} model '${model}': it has no projection`);
-  const mode = (flags.loraSvdInitType ?? (j.lora_svd_init_type as string | undefined) ?? 'small') as PruneMode;
-  if (!PRUNE_MODES.includes(mode)) fail(`lora_svd_init_type "${mode}" is not one of ${PRUNE_MODES.join(', ')}`);
+  if (badRatio !== undefined) fail(`${ratiosAt}: ${JSON.stringify(badRatio)} is outside [0, 1)`);
+  if (new Set(ratios).size !== ratios.length) fail(`${ratiosAt} has duplicates: ${JSON.stringify(ratios)}`);
+  const { value: weight, from: weightFrom } = settings.pick(flags.weightType as WeightType | undefined, 'weight_type', 'W_up' as WeightType);
+  if (!WEIGHT_TYPES.includes(weight) || weight === 'W_p') fail(`${settings.origin('weight_type', weightFrom === 'flag')}: unknown weight_type "${weight}"; valid: ${WEIGHT_TYPES.filter((w) => w !== 'W_p').join(', ')} (projections are searched with --no-freeze-proj)`);
+  const freezeProj = settings.bool(flags.freezeProj, 'freeze_proj', true);
+  if (!freezeProj && !family.towers.some((t) => t.projection)) fail(`${flags.freezeProj === false ? '--no-freeze-proj' : `${configFile}: freeze_proj false`} (searching W_p) does not apply to the ${family.displayName} model '${model}': it has no projection`);
+  const mode = settings.oneOf(flags.loraSvdInitType as PruneMode | undefined, 'lora_svd_init_type', 'small', PRUNE_MODES);
 
-  const bestScorer = flags.bestScorer ?? (j.best_scorer as string | undefined) ?? 'loss';
-  const bestMetric = flags.bestMetric ?? (j.best_metric as string | undefined) ?? (bestScorer === 'loss' ? 'locoop_loss' : 'auroc');
+  const { value: bestScorer, from: scorerFrom } = settings.pick(flags.bestScorer, 'best_scorer', 'loss');
+  const { value: bestMetric, from: metricFrom } = settings.pick(flags.bestMetric, 'best_metric', bestScorer === 'loss' ? 'locoop_loss' : 'auroc');
+  const metricAt = settings.origin('best_metric', metricFrom === 'flag');
   let objective: Objective;
   if (bestScorer === 'loss') {
-    if (!['locoop_loss', 'loss_id', 'loss_ood'].includes(bestMetric)) fail(`best_metric "${bestMetric}" with best_scorer "loss" must be one of locoop_loss, loss_id, loss_ood`);
+    if (!['locoop_loss', 'loss_id', 'loss_ood'].includes(bestMetric)) fail(`${metricAt}: best_metric "${bestMetric}" with best_scorer "loss" must be one of locoop_loss, loss_id, loss_ood`);
     objective = { kind: 'loss', metric: bestMetric as 'locoop_loss' };
   } else {
-    if (!SCORER_NAMES.includes(bestScorer as never)) fail(`unknown best_scorer "${bestScorer}"; valid: loss, ${SCORER_NAMES.join(', ')}`);
+    if (!SCORER_NAMES.includes(bestScorer as never)) fail(`${settings.origin('best_scorer', scorerFrom === 'flag')}: unknown best_scorer "${bestScorer}"; valid: loss, ${SCORER_NAMES.join(', ')}`);
     const m = bestMetric.toLowerCase().replace(/^fpr95$/, 'fpr');
-    if (!['auroc', 'fpr', 'aupr'].includes(m)) fail(`best_metric "${bestMetric}" with best_scorer "${bestScorer}" must be one of auroc, fpr, aupr`);
+    if (!['auroc', 'fpr', 'aupr'].includes(m)) fail(`${metricAt}: best_metric "${bestMetric}" with best_scorer "${bestScorer}" must be one of auroc, fpr, aupr`);
     objective = { kind: 'scorer', scorer: bestScorer, metric: m as 'auroc' };
   }
 
-  const defaults = family.defaults.locoop(benchmarkOf(id));
-  const num = (v: unknown, key: string, ok: (x: number) => boolean, expected: string): number => {
-    if (typeof v !== 'number' || !ok(v)) fail(`${key} must be ${expected}, got ${JSON.stringify(v)}`);
-    return v;
-  };
-  const lambda = num(flags.locoopLambda ?? j.locoop_lambda ?? defaults.lambda, 'locoop_lambda', (x) => x >= 0, 'a number >= 0');
-  const topK = num(flags.locoopTopK ?? j.locoop_top_k ?? defaults.topK, 'locoop_top_k', (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
-  const temperature = num(flags.temperature ?? j.temperature ?? family.defaults.temperature, 'temperature', (x) => x > 0, 'a positive number');
-  const recall = num(flags.recallLevel ?? j.recall_level ?? 0.95, 'recall_level', (x) => x > 0 && x < 1, 'in (0, 1)');
-  const batch = num(flags.batchSize ?? j.batch_size ?? 32, 'batch_size', (x) => Number.isInteger(x) && x > 0, 'a positive integer');
-  const seed = num(flags.seed ?? j.seed ?? 5, 'seed', Number.isInteger, 'an integer');
-  const split = flags.split ?? (j.split as string | undefined) ?? 'val';
+  const lambda = settings.num(flags.locoopLambda, 'locoop_lambda', family.defaults.locoopLambda(benchmarkOf(id)), (x) => x >= 0, 'a number >= 0');
+  // K: the flag or the config, else the family's share of the classes, known once the data is listed (SearchRun)
+  const topK = flags.locoopTopK !== undefined || j.locoop_top_k != null ? settings.num(flags.locoopTopK, 'locoop_top_k', 0, (x) => Number.isInteger(x) && x >= 1, 'a positive integer') : null;
+  const temperature = settings.num(flags.temperature, 'temperature', family.defaults.temperature, (x) => x > 0, 'a positive number');
+  const recall = settings.num(flags.recallLevel, 'recall_level', 0.95, (x) => x > 0 && x < 1, 'in (0, 1)');
+  const batch = settings.num(flags.batchSize, 'batch_size', 32, (x) => Number.isInteger(x) && x > 0, 'a positive integer');
+  const seed = settings.num(flags.seed, 'seed', 5, Number.isInteger, 'an integer');
+  const { value: split } = settings.pick(flags.split, 'split', 'val');
 
   // Test data for the final evaluation: explicit folders, or the benchmark's test split if present.
   let test: SearchConfig['test'] = null;
@@ -158,13 +157,14 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
     if (!flags.testOod?.length) fail('--test-id needs at least one --test-ood NAME=DIR');
     const tid = parseNamedDir(flags.testId, '--test-id');
     test = { id: { kind: 'folder', name: tid.name, root: tid.root }, ood: flags.testOod.map((o) => parseNamedDir(o, '--test-ood')) };
+    checkUniqueNames([{ name: tid.name, flag: `--test-id ${flags.testId}` }, ...test.ood.map((o, i) => ({ name: o.name, flag: `--test-ood ${flags.testOod![i]}` }))]);
   } else if (id.kind === 'benchmark') {
     test = { id, ood: [] };
   }
 
   const scorers = (flags.scorers ?? (j.scorers as string[] | undefined) ?? []).filter((s) => s !== 'loss');
   const badScorer = scorers.find((s) => !SCORER_NAMES.includes(s as never));
-  if (badScorer) fail(`unknown scorer "${badScorer}"; valid: ${SCORER_NAMES.join(', ')}`);
+  if (badScorer) fail(`${settings.origin('scorers', flags.scorers !== undefined)}: unknown scorer "${badScorer}"; valid: ${SCORER_NAMES.join(', ')}`);
 
   const out = resolveOut(j, flags.out, id, 'search');
 

@@ -20,8 +20,9 @@ import { SearchRun, type CandidateRecord, type SearchHooks, type SearchResult } 
  * computed once ever (disk cache), and ratio 0 — the best so far — is never recomputed.
  * `cache: false` recomputes every tower from the images for every candidate, like the reference.
  */
-export async function runSearch(config: SearchConfig, hooks: SearchHooks = {}): Promise<SearchResult> {
-  const run = SearchRun.open(config, hooks);
+export async function runSearch(given: SearchConfig, hooks: SearchHooks = {}): Promise<SearchResult> {
+  const run = SearchRun.open(given, hooks);
+  const config = run.config;
   const { id, labels, loader } = run;
   const log = (line: string) => run.log(line);
   const row = searcherRow(config.searcher);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { loadIdDataset } from '../data/datasets.js';
@@ -10,9 +10,13 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { lowRankApprox } from '../lowrank/lowrank.js';
 import type { LowRankSetting, LowRankTarget, WeightSlot } from '../lowrank/settings.js';
 import { getSvd } from '../lowrank/svd-cache.js';
+import { resolveFamily } from '../models/registry.js';
+import { locoopLoadOptions } from '../config/run-config.js';
+import { defaultTopK } from '../ood/locoop.js';
 import type { SearchConfig } from './config.js';
 import type { SearchStats } from './evaluator.js';
 import { objectiveColumn, objectiveValue, type CandidateFigures } from './objective.js';
+import { prepareOutDir } from '../io/out-dir.js';
 
 /** One evaluated candidate: a row of search_results.json (its figures follow the five keys). */
 export type CandidateRecord = {
@@ -41,6 +45,8 @@ export interface SearchHooks {
   readonly onStepEnd?: (step: number) => void;
   readonly onPhase?: (phase: 'load' | 'search' | 'final-eval') => void;
   readonly log?: (line: string) => void;
+  /** A line the user should see however the progress is shown (e.g. a default chosen from the data). */
+  readonly notice?: (line: string) => void;
   /** Replaces the image loader (tests record which files a run reads). */
   readonly loader?: typeof loadImageBatches;
 }
@@ -66,8 +72,23 @@ export interface SearchState {
 
 export const STATE_FILE = 'search_state.json';
 
+/** A search configuration whose K is known. */
+export type ResolvedSearchConfig = SearchConfig & { readonly locoop_top_k: number };
+
+/**
+ * The configuration with K resolved: the one given, else the family's share of the classes
+ * (SPEC §5's 300 of ImageNet's 1,000 for CLIP), said to the user and written into config_best.json.
+ */
+function withTopK(config: SearchConfig, classes: number): { config: ResolvedSearchConfig; note?: string } {
+  if (config.locoop_top_k !== null) return { config: config as ResolvedSearchConfig };
+  const share = resolveFamily(config.model, locoopLoadOptions(config)).defaults.locoopTopKShare;
+  const k = defaultTopK(share, classes);
+  const note = `locoop_top_k ${k}: round(${share} × ${classes} classes), the reference's share of the classes (--locoop-top-k sets it)`;
+  return { config: { ...config, locoop_top_k: k, official: { ...config.official, locoop_top_k: k } }, note };
+}
+
 /** Everything that changes the search's decisions, hashed: resuming under other settings is refused. */
-export function fingerprint(c: SearchConfig): string {
+export function fingerprint(c: ResolvedSearchConfig): string {
   const keys = {
     model: c.model, clipCkpt: c.clip_ckpt, ...(c.locoop_ckpt ? { locoopCkpt: c.locoop_ckpt, nCtx: c.n_ctx } : {}), id: c.id, labels: c.labels, split: c.split, searcher: c.searcher, candi_ratios: c.candi_ratios, weight_type: c.weight_type,
     freeze_proj: c.freeze_proj, mode: c.lora_svd_init_type, seed: c.seed, objective: c.objective, lambda: c.locoop_lambda, topK: c.locoop_top_k,
@@ -87,7 +108,7 @@ export function slotKey(s: WeightSlot): string {
 }
 
 /** Writes search_best_results.csv (one row per decided step) and search_results.json (every candidate). */
-export function writeSearchOutputs(config: SearchConfig, state: SearchState): void {
+export function writeSearchOutputs(config: ResolvedSearchConfig, state: SearchState): void {
   const col = objectiveColumn(config.objective);
   const figureCols = ['locoop_loss', 'loss_id', 'loss_ood', 'acc', 'ood_patch_percent'];
   if (!figureCols.includes(col)) figureCols.splice(0, 0, col);
@@ -111,7 +132,7 @@ export class SearchRun {
   private readonly factors = new Map<string, Awaited<ReturnType<typeof getSvd>>>();
 
   private constructor(
-    readonly config: SearchConfig,
+    readonly config: ResolvedSearchConfig,
     readonly hooks: SearchHooks,
     readonly id: ReturnType<typeof loadIdDataset>['dataset'],
     readonly labels: string[],
@@ -122,9 +143,10 @@ export class SearchRun {
   }
 
   /** Resolves the validation data (never the test split) and loads a saved state of the same settings. */
-  static open(config: SearchConfig, hooks: SearchHooks): SearchRun {
-    mkdirSync(config.out, { recursive: true });
-    const { dataset, labels } = loadIdDataset(config.id, config.split, config.labels);
+  static open(given: SearchConfig, hooks: SearchHooks): SearchRun {
+    prepareOutDir(given.out);
+    const { dataset, labels } = loadIdDataset(given.id, given.split, given.labels);
+    const { config, note } = withTopK(given, labels.length);
     if (config.locoop_top_k > labels.length) {
       throw new Error(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}) of ${dataset.name}; it must be in [1, ${labels.length}]`);
     }
@@ -139,6 +161,10 @@ export class SearchRun {
       state = saved;
     }
     const run = new SearchRun(config, hooks, dataset, labels, statePath, state);
+    if (note) {
+      run.log(note);
+      hooks.notice?.(note);
+    }
     if (state.steps.length) run.log(`resuming after step ${state.steps.length - 1} (${state.steps.length} steps done)`);
     return run;
   }
@@ -231,7 +257,7 @@ export class SearchRun {
       model: config.model, clipCkpt: config.clip_ckpt, locoopCkpt: config.locoop_ckpt,
       ...(config.test.id.kind === 'folder' ? { id: `${config.test.id.name}=${config.test.id.root}`, ood: config.test.ood.map((o) => `${o.name}=${o.root}`) } : { benchmark: config.test.id.benchmark, dataRoot: config.test.id.dataRoot }),
       labels: config.test.id.kind === 'folder' ? config.labels : undefined, scorers: config.scorers, temperature: config.temperature, recallLevel: config.recall_level, split: 'test', loraSettings: lora_settings,
-      pruneMode: config.lora_svd_init_type, batchSize: config.batch_size, seed: config.seed, template: config.template, strict: config.strict,
+      loraSvdInitType: config.lora_svd_init_type, batchSize: config.batch_size, seed: config.seed, template: config.template, strict: config.strict,
       out: config.out, workers: config.workers, threads: config.threads,
     });
     return runEval(evalConfig, { log: this.hooks.log });

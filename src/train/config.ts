@@ -1,4 +1,4 @@
-import { benchmarkOf, fail, locoopLoadOptions, parseNamedDir, resolveIdSource, resolveLocoopCkpt, resolveModel, resolveOut } from '../config/run-config.js';
+import { benchmarkOf, checkUniqueNames, fail, locoopLoadOptions, parseNamedDir, resolveIdSource, resolveLocoopCkpt, resolveModel, resolveOut, SettingsReader } from '../config/run-config.js';
 import type { FamilyLoadOptions } from '../models/family.js';
 import type { IdSource } from '../data/datasets.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
@@ -24,8 +24,8 @@ export type AdapterPlan =
     /** How the user gave n_ctx (`--n-ctx`, `config key "n_ctx"`), for messages. */
     readonly n_ctx_name: string | null;
     readonly warmup_epochs: number; readonly warmup_lr: number; readonly crop_scale: readonly [number, number];
-    /** K was not given: SPEC §9's 200, scaled down for fewer than 1,000 classes (see `locoopTopK`). */
-    readonly default_top_k: boolean;
+    /** K as a share of the classes when `locoop_top_k` is null (SPEC §9: 200 of ImageNet's 1,000). */
+    readonly top_k_share: number;
   };
 
 /** Everything `setar finetune` needs, resolved. */
@@ -50,7 +50,8 @@ export interface FinetuneConfig {
   readonly batch_size: number;
   readonly seed: number;
   readonly locoop_lambda: number;
-  readonly locoop_top_k: number;
+  /** K of the OOD-patch rule; null: the family's share of the classes, resolved when the data is listed. */
+  readonly locoop_top_k: number | null;
   readonly use_pred_label: boolean;
   readonly template: string;
   readonly out: string;
@@ -111,48 +112,41 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
   if (context && !recipe) fail(`--method locoop trains a prompt context, which the ${family.displayName} model '${model}' cannot carry`);
 
 
-  const num = (v: unknown, key: string, ok: (x: number) => boolean, expected: string): number => {
-    if (typeof v !== 'number' || !ok(v)) fail(`${key} must be ${expected}, got ${JSON.stringify(v)}`);
-    return v;
-  };
+  const settings = new SettingsReader(j, configFile);
   const int = (x: number) => Number.isInteger(x);
 
   let adapters: AdapterPlan;
   const settingsSource = flags.loraSettings !== undefined ? flags.loraSettings : j.lora_svd_init !== false ? j.lora_settings : undefined;
-  const mode = (flags.loraSvdInitType ?? (j.lora_svd_init_type as string | undefined) ?? 'small') as PruneMode;
-  if (!PRUNE_MODES.includes(mode)) fail(`lora_svd_init_type "${mode}" is not one of ${PRUNE_MODES.join(', ')}`);
+  const mode = settings.oneOf(flags.loraSvdInitType as PruneMode | undefined, 'lora_svd_init_type', 'small', PRUNE_MODES);
   if (method === 'lora' && flags.loraSettings !== undefined) fail('--lora-settings belongs to --method setar-ft; --method lora takes --lora-r R --lora-alpha A --target-modules …');
   if (context) {
     adapters = {
       kind: 'context', n_ctx: locoop?.n_ctx ?? (load.nCtx ?? null), n_ctx_name: load.nCtxName ?? null, ctx_init: flags.ctxInit ?? null,
-      shots: num(flags.shots ?? recipe!.shots, '--shots', (x) => int(x) && x > 0, 'a positive integer'),
-      warmup_epochs: recipe!.warmupEpochs, warmup_lr: recipe!.warmupLr, crop_scale: recipe!.cropScale,
-      default_top_k: (flags.locoopTopK ?? j.locoop_top_k) === undefined,
+      shots: settings.num(flags.shots, 'shots', recipe!.shots, (x) => int(x) && x > 0, 'a positive integer'),
+      warmup_epochs: recipe!.warmupEpochs, warmup_lr: recipe!.warmupLr, crop_scale: recipe!.cropScale, top_k_share: recipe!.topKShare,
     };
   } else if (method === 'setar-ft' && settingsSource !== undefined && settingsSource !== null) {
     adapters = { kind: 'setar', settings: parseLoraSettings(settingsSource, flags.loraSettings !== undefined ? '--lora-settings' : `${configFile} "lora_settings"`), mode };
   } else {
-    const r = flags.loraR ?? (j.lora_r as number | undefined);
-    if (r === undefined) fail(method === 'lora' ? '--method lora needs --lora-r R (and --lora-alpha A, --target-modules mlp.fc1)' : 'no adapters: give --lora-settings FILE (SeTAR+FT) or --lora-r R --lora-alpha A --target-modules mlp.fc1 (LoRA)');
-    const targets = flags.targetModules ?? (j.target_modules as string[] | undefined) ?? ['mlp.fc1'];
-    if (!Array.isArray(targets) || targets.length === 0 || targets.some((t) => typeof t !== 'string')) fail(`target_modules must be a non-empty list of module names, got ${JSON.stringify(targets)}`);
-    adapters = { kind: 'lora', r: num(r, 'lora_r', (x) => int(x) && x > 0, 'a positive integer'), alpha: num(flags.loraAlpha ?? j.lora_alpha ?? r, 'lora_alpha', (x) => x > 0, 'a positive number'), targetModules: targets };
+    if (flags.loraR === undefined && j.lora_r == null) fail(method === 'lora' ? '--method lora needs --lora-r R (and --lora-alpha A, --target-modules mlp.fc1)' : 'no adapters: give --lora-settings FILE (SeTAR+FT) or --lora-r R --lora-alpha A --target-modules mlp.fc1 (LoRA)');
+    const r = settings.num(flags.loraR, 'lora_r', 0, (x) => int(x) && x > 0, 'a positive integer');
+    const { value: targets, from: targetsFrom } = settings.pick<unknown>(flags.targetModules, 'target_modules', ['mlp.fc1']);
+    settings.check(Array.isArray(targets) && targets.length > 0 && targets.every((t) => typeof t === 'string'), 'target_modules', targetsFrom, 'a non-empty list of module names', targets);
+    adapters = { kind: 'lora', r, alpha: settings.num(flags.loraAlpha, 'lora_alpha', r, (x) => x > 0, 'a positive number'), targetModules: targets as string[] };
   }
 
-  const schedule = (flags.lrSchedulerType ?? (j.lr_scheduler_type as string | undefined) ?? 'cosine') as LrSchedule;
-  if (!LR_SCHEDULES.includes(schedule)) fail(`lr_scheduler_type "${schedule}" is not one of ${LR_SCHEDULES.join(', ')}`);
-  const maxSteps = flags.maxTrainSteps ?? (j.max_train_steps as number | undefined) ?? null;
-  if (maxSteps !== null) num(maxSteps, 'max_train_steps', (x) => int(x) && x >= 0, 'an integer >= 0');
-  const defaults = context ? { lambda: recipe!.lambda, topK: recipe!.topK } : family.defaults.locoop(benchmarkOf(id));
+  const schedule = settings.oneOf(flags.lrSchedulerType as LrSchedule | undefined, 'lr_scheduler_type', 'cosine', LR_SCHEDULES);
+  const maxSteps = flags.maxTrainSteps !== undefined || j.max_train_steps != null ? settings.num(flags.maxTrainSteps, 'max_train_steps', 0, (x) => int(x) && x >= 0, 'an integer >= 0') : null;
   const scorers = (flags.scorers ?? (j.scorers as string[] | undefined) ?? ['mcm_score', 'gl_mcm_score']).filter((s) => s !== 'loss');
   const bad = scorers.find((s) => !SCORER_NAMES.includes(s as never));
-  if (bad) fail(`unknown scorer "${bad}"; valid: ${SCORER_NAMES.join(', ')}`);
+  if (bad) fail(`${settings.origin('scorers', flags.scorers !== undefined)}: unknown scorer "${bad}"; valid: ${SCORER_NAMES.join(', ')}`);
 
   let test: FinetuneConfig['test'] = null;
   if (flags.testId || flags.testOod?.length) {
     if (!flags.testId || !flags.testOod?.length) fail('the final evaluation needs both --test-id NAME=DIR and --test-ood NAME=DIR');
     const tid = parseNamedDir(flags.testId, '--test-id');
     test = { id: { kind: 'folder', name: tid.name, root: tid.root }, ood: flags.testOod.map((o) => parseNamedDir(o, '--test-ood')) };
+    checkUniqueNames([{ name: tid.name, flag: `--test-id ${flags.testId}` }, ...test.ood.map((o, i) => ({ name: o.name, flag: `--test-ood ${flags.testOod![i]}` }))]);
   } else if (id.kind === 'benchmark') {
     test = { id, ood: [] };
   }
@@ -161,23 +155,24 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
 
   const config: FinetuneConfig = {
     model, ...locoop, id, labels: flags.labels, split: flags.split ?? (j.split as string | undefined) ?? (context ? 'train' : 'val'), adapters,
-    num_train_epochs: num(flags.numTrainEpochs ?? j.num_train_epochs ?? (context ? recipe!.epochs : 5), 'num_train_epochs', (x) => int(x) && x >= 0, 'an integer >= 0'),
+    num_train_epochs: settings.num(flags.numTrainEpochs, 'num_train_epochs', context ? recipe!.epochs : 5, (x) => int(x) && x >= 0, 'an integer >= 0'),
     max_train_steps: maxSteps,
-    learning_rate: num(flags.learningRate ?? j.learning_rate ?? (context ? recipe!.learningRate : 0.01), 'learning_rate', (x) => x >= 0, 'a number >= 0'),
-    momentum: num(flags.momentum ?? j.momentum ?? (context ? recipe!.momentum : 0.9), 'momentum', (x) => x >= 0 && x < 1, 'in [0, 1)'),
-    weight_decay: num(flags.weightDecay ?? j.weight_decay ?? (context ? recipe!.weightDecay : 5e-4), 'weight_decay', (x) => x >= 0, 'a number >= 0'),
+    learning_rate: settings.num(flags.learningRate, 'learning_rate', context ? recipe!.learningRate : 0.01, (x) => x >= 0, 'a number >= 0'),
+    momentum: settings.num(flags.momentum, 'momentum', context ? recipe!.momentum : 0.9, (x) => x >= 0 && x < 1, 'in [0, 1)'),
+    weight_decay: settings.num(flags.weightDecay, 'weight_decay', context ? recipe!.weightDecay : 5e-4, (x) => x >= 0, 'a number >= 0'),
     lr_scheduler_type: schedule,
-    num_warmup_steps: num(flags.numWarmupSteps ?? j.num_warmup_steps ?? 0, 'num_warmup_steps', (x) => int(x) && x >= 0, 'an integer >= 0'),
-    gradient_accumulation_steps: num(flags.gradientAccumulationSteps ?? j.gradient_accumulation_steps ?? 1, 'gradient_accumulation_steps', (x) => int(x) && x > 0, 'a positive integer'),
-    batch_size: num(flags.batchSize ?? j.batch_size ?? (context ? recipe!.batchSize : 100), 'batch_size', (x) => int(x) && x > 0, 'a positive integer'),
-    seed: num(flags.seed ?? j.seed ?? 5, 'seed', int, 'an integer'),
-    locoop_lambda: num(flags.locoopLambda ?? j.locoop_lambda ?? defaults.lambda, 'locoop_lambda', (x) => x >= 0, 'a number >= 0'),
-    locoop_top_k: num(flags.locoopTopK ?? j.locoop_top_k ?? defaults.topK, 'locoop_top_k', (x) => int(x) && x >= 1, 'a positive integer'),
+    num_warmup_steps: settings.num(flags.numWarmupSteps, 'num_warmup_steps', 0, (x) => int(x) && x >= 0, 'an integer >= 0'),
+    gradient_accumulation_steps: settings.num(flags.gradientAccumulationSteps, 'gradient_accumulation_steps', 1, (x) => int(x) && x > 0, 'a positive integer'),
+    batch_size: settings.num(flags.batchSize, 'batch_size', context ? recipe!.batchSize : 100, (x) => int(x) && x > 0, 'a positive integer'),
+    seed: settings.num(flags.seed, 'seed', 5, int, 'an integer'),
+    locoop_lambda: settings.num(flags.locoopLambda, 'locoop_lambda', context ? recipe!.lambda : family.defaults.locoopLambda(benchmarkOf(id)), (x) => x >= 0, 'a number >= 0'),
+    // null: a share of the classes (the family's; LoCoOp training: SPEC §9's 200 of 1,000), resolved when the data is listed
+    locoop_top_k: flags.locoopTopK !== undefined || j.locoop_top_k != null ? settings.num(flags.locoopTopK, 'locoop_top_k', 0, (x) => int(x) && x >= 1, 'a positive integer') : null,
     use_pred_label: flags.usePredLabel ?? (j.use_pred_label as boolean | undefined) ?? false,
     template: flags.template ?? family.defaults.template ?? 'a photo of a {}',
     out, test, scorers: scorers.length ? scorers : ['mcm_score', 'gl_mcm_score'],
-    temperature: num(j.temperature ?? family.defaults.temperature, 'temperature', (x) => x > 0, 'a positive number'),
-    recall_level: num(j.recall_level ?? 0.95, 'recall_level', (x) => x > 0 && x < 1, 'in (0, 1)'),
+    temperature: settings.num(undefined, 'temperature', family.defaults.temperature, (x) => x > 0, 'a positive number'),
+    recall_level: settings.num(undefined, 'recall_level', 0.95, (x) => x > 0 && x < 1, 'in (0, 1)'),
     threads: flags.threads, official: j,
   };
   return config;

@@ -8,8 +8,9 @@ import { runEval, type EvalResult } from '../eval/run-eval.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { LoraAdapter } from '../models/common/layers.js';
-import { loadModel } from '../models/registry.js';
+import { loadModel, resolveFamily } from '../models/registry.js';
 import { locoopLoadOptions } from '../config/run-config.js';
+import { defaultTopK } from '../ood/locoop.js';
 import { runLocoopTraining } from './locoop.js';
 import { Session } from '../runtime/session.js';
 import { tensor, type Tensor } from '../tensor.js';
@@ -20,6 +21,7 @@ import { Sgd, type Param } from './optimizer.js';
 import { SeededRng } from '../rng.js';
 import { learningRate } from './schedule.js';
 import { writeTrainingReport } from '../report/training-report.js';
+import { prepareOutDir } from '../io/out-dir.js';
 import { NonFiniteLossError, writeTrainLogs, type FinetuneHooks, type FinetuneResult, type TrainLogRow } from './train-log.js';
 
 export type { TrainLogRow, FinetuneHooks, FinetuneResult } from './train-log.js';
@@ -40,15 +42,24 @@ function fingerprint(c: FinetuneConfig): string {
  * written beside the merged model (`OUT/ctx.safetensors`, `OUT/prompt_learner/…`), unchanged.
  * `--method locoop` (a `context` plan) trains a LoCoOp context instead: {@link runLocoopTraining}.
  */
-export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
-  if (config.adapters.kind === 'context') return runLocoopTraining(config, config.adapters, hooks);
-  mkdirSync(config.out, { recursive: true });
+export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
+  if (given.adapters.kind === 'context') return runLocoopTraining(given, given.adapters, hooks);
+  prepareOutDir(given.out);
   const log = (line: string) => {
-    appendFileSync(join(config.out, 'finetune.log'), `${new Date().toISOString()} ${line}\n`);
+    appendFileSync(join(given.out, 'finetune.log'), `${new Date().toISOString()} ${line}\n`);
     hooks.log?.(line);
   };
 
-  const { dataset: data, labels } = loadIdDataset(config.id, config.split, config.labels);
+  const { dataset: data, labels } = loadIdDataset(given.id, given.split, given.labels);
+  // K: given, else the family's share of the classes (SPEC §5's 300 of ImageNet's 1,000 for CLIP)
+  let config = given as FinetuneConfig & { locoop_top_k: number };
+  if (given.locoop_top_k === null) {
+    const share = resolveFamily(given.model, locoopLoadOptions(given)).defaults.locoopTopKShare;
+    config = { ...given, locoop_top_k: defaultTopK(share, labels.length) };
+    const note = `locoop_top_k ${config.locoop_top_k}: round(${share} × ${labels.length} classes), the reference's share of the classes (--locoop-top-k sets it)`;
+    log(note);
+    hooks.notice?.(note);
+  }
   if (config.locoop_top_k > labels.length) throw new RangeError(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}); it must be in [1, ${labels.length}]`);
 
   const model = await loadModel(config.model, { threads: config.threads, ...locoopLoadOptions(config) });

@@ -7,10 +7,12 @@ import { resolveEvalConfig } from '../eval/config.js';
 import { runEval, type EvalResult } from '../eval/run-eval.js';
 import { decodeImage, type DecodedImage } from '../image/decode.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { prepareOutDir } from '../io/out-dir.js';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { PyFloat, type SaveValue } from '../io/torch-save.js';
 import type { FamilyLoadOptions } from '../models/family.js';
 import { loadModel } from '../models/registry.js';
+import { defaultTopK } from '../ood/locoop.js';
 import { writeTrainingReport } from '../report/training-report.js';
 import { SeededRng } from '../rng.js';
 import { Session } from '../runtime/session.js';
@@ -24,15 +26,6 @@ import { NonFiniteLossError, writeTrainLogs, type FinetuneHooks, type FinetuneRe
 
 /** The plan of `setar finetune --method locoop`. */
 export type ContextPlan = Extract<AdapterPlan, { kind: 'context' }>;
-
-/**
- * K of the LoCoOp loss when the user gave none: SPEC §9's K (200) is for ImageNet-1K's 1,000
- * classes; for C classes the same share, ⌈K·C / 1000⌉, at most K and at least 1 — with K ≥ C no
- * patch could ever be OOD and the entropy term would vanish.
- */
-export function scaledTopK(topK: number, classes: number): number {
-  return Math.min(topK, Math.max(1, Math.ceil((topK * classes) / 1000)));
-}
 
 function fingerprint(c: FinetuneConfig): string {
   const { out: _o, threads: _t, test: _x, scorers: _s, official: _f, ...rest } = c;
@@ -65,7 +58,7 @@ function schedulerState(base: number, epochs: number, plan: ContextPlan, lr: num
  * evaluated when test data is configured.
  */
 export async function runLocoopTraining(config: FinetuneConfig, plan: ContextPlan, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
-  mkdirSync(config.out, { recursive: true });
+  prepareOutDir(config.out);
   const log = (line: string) => {
     appendFileSync(join(config.out, 'finetune.log'), `${new Date().toISOString()} ${line}\n`);
     hooks.log?.(line);
@@ -73,7 +66,13 @@ export async function runLocoopTraining(config: FinetuneConfig, plan: ContextPla
 
   const { dataset: data, labels } = loadIdDataset(config.id, config.split, config.labels);
   const classes = labels.length;
-  const topK = plan.default_top_k ? scaledTopK(config.locoop_top_k, classes) : config.locoop_top_k;
+  // K: given, else SPEC §9's share of the classes (200 of ImageNet's 1,000)
+  const topK = config.locoop_top_k ?? defaultTopK(plan.top_k_share, classes);
+  if (config.locoop_top_k === null) {
+    const note = `locoop_top_k ${topK}: round(${plan.top_k_share} × ${classes} classes), LoCoOp's share of the classes (200 of ImageNet's 1,000; --locoop-top-k sets it)`;
+    log(note);
+    hooks.notice?.(note);
+  }
   if (topK > classes) throw new RangeError(`locoop_top_k ${topK} exceeds the number of classes (${classes}); it must be in [1, ${classes}]`);
 
   const load: FamilyLoadOptions = config.locoop_ckpt
@@ -117,7 +116,7 @@ export async function runLocoopTraining(config: FinetuneConfig, plan: ContextPla
     const batchesPerEpoch = n >= config.batch_size ? Math.floor(n / config.batch_size) : 1;
     const totalSteps = batchesPerEpoch * epochs;
     const lrOf = (epoch: number) => dasslEpochLr(config.learning_rate, epoch, epochs, plan.warmup_epochs, plan.warmup_lr);
-    log(`LoCoOp: n_ctx ${pc.n} (context from ${pc.source}); ${n} images (${plan.shots} per class) of ${classes} classes; locoop_top_k ${topK}${plan.default_top_k ? ` (SPEC §9's ${config.locoop_top_k} for 1,000 classes, scaled to ${classes})` : ''}, λ ${config.locoop_lambda}; ${epochs} epochs of ${batchesPerEpoch} steps (batch ${config.batch_size}), lr ${config.learning_rate} after ${plan.warmup_epochs} warm-up epoch(s) at ${plan.warmup_lr}`);
+    log(`LoCoOp: n_ctx ${pc.n} (context from ${pc.source}); ${n} images (${plan.shots} per class) of ${classes} classes; locoop_top_k ${topK}, λ ${config.locoop_lambda}; ${epochs} epochs of ${batchesPerEpoch} steps (batch ${config.batch_size}), lr ${config.learning_rate} after ${plan.warmup_epochs} warm-up epoch(s) at ${plan.warmup_lr}`);
 
     // Resume from the last epoch's checkpoint.
     const fp = fingerprint(config);

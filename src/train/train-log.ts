@@ -18,6 +18,8 @@ export interface TrainLogRow {
 export interface FinetuneHooks {
   readonly onStep?: (step: number, total: number, row: TrainLogRow) => void;
   readonly log?: (line: string) => void;
+  /** A line the user should see however the progress is shown (e.g. a default chosen from the data). */
+  readonly notice?: (line: string) => void;
 }
 
 /** What a training run did. */

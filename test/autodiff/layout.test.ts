@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { GraphBuilder } from '../../src/onnx/graph-builder.js';
+import { GraphBuilder } from '../../src/onnx/graph-builder.js';
+import { OnnxDataType } from '../../src/onnx/proto.js';
+import { addGradients } from '../../src/autodiff/gradients.js';
 import { constOf, gradCheck } from './gradcheck.js';
 
 /** Layout, slicing and indexing rules, all float64. */
@@ -173,6 +175,29 @@ describe('autodiff: Gather, GatherElements (float64)', () => {
       inputs: [{ name: 'x', shape: [3, 4] }, { name: 'idx', dtype: 'INT64', shape: [2, 2], declared: ['p', 'q'], data: [1, 1, 0, 3] }],
       build: (g, v) => g.op('Gather', [v.x!, v.idx!], { axis: -1 }),
     });
+  });
+  it('Gather axis ≠ 0 scatters its gradient with int32 indices (no int64 Expand, which ORT\'s WebGPU provider runs on the CPU)', () => {
+    for (const fed of [false, true]) {
+      const g = new GraphBuilder('gather_index_dtype');
+      const x = g.input('x', 'FLOAT', ['b', 4, 3]);
+      const idx = fed ? g.input('idx', 'INT64', [2]) : i64(g, [2, -1]);
+      const loss = g.op('ReduceSum', [g.op('Gather', [x, idx], { axis: 1 })], { keepdims: 0 });
+      addGradients(g, loss, ['x']);
+      const nodes = g.nodeViews();
+      const scatter = nodes.find((n) => n.opType === 'ScatterElements')!;
+      const expand = g.producer(scatter.inputs[1]!)!;
+      assert.equal(expand.opType, 'Expand');
+      const index = expand.inputs[0]!;
+      if (fed) {
+        const cast = g.producer(g.producer(index)!.inputs[0]!)!;
+        assert.deepEqual([cast.opType, cast.attrs.to], ['Cast', OnnxDataType.INT32]);
+      } else {
+        const init = g.initializerView(index)!;
+        assert.equal(init.dtype, 'INT32');
+        assert.deepEqual([...init.data].map(Number), [2, 3]); // -1 counted from the end of the static axis of size 4
+        assert.deepEqual(init.dims, [2, 1]);
+      }
+    }
   });
   it('GatherElements, axis 0 and axis 1, repeated indices', async () => {
     for (const axis of [0, 1]) {

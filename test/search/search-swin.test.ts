@@ -35,9 +35,9 @@ describe('setar search config for Swin V2', () => {
     assert.equal(c.official.model_type, 'SwinTransformerV2');
   });
 
-  it('defaults a Swin model to the Swin searcher, λ 0.01, K 700, T 1', () => {
+  it('defaults a Swin model to the Swin searcher, λ 0.01, T 1, and K to 0.7 of the classes (700 of 1,000), resolved with the data', () => {
     const c = resolveSearchConfig(null, { model: SWIN, id: 'x=/nonexistent', out: join(tmpdir(), 'unused-swin-out') });
-    assert.deepEqual([c.searcher, c.locoop_lambda, c.locoop_top_k, c.temperature], ['visual_only_swin', 0.01, 700, 1]);
+    assert.deepEqual([c.searcher, c.locoop_lambda, c.locoop_top_k, c.temperature], ['visual_only_swin', 0.01, null, 1]);
   });
 
   it('rejects searchers and model types of the other family', () => {

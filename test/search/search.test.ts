@@ -113,8 +113,12 @@ describe('setar search on clip-tiny-a', () => {
   });
 
   it('refuses bad settings before any work', async () => {
-    assert.throws(() => resolveSearchConfig(null, base('bad', { candiRatios: [0, 1] })), /candi_ratios: 1 is outside \[0, 1\)/);
-    assert.throws(() => resolveSearchConfig(null, base('bad', { candiRatios: [-0.1] })), /candi_ratios: -0\.1 is outside \[0, 1\)/);
+    // errors name the flag that gave the value, or the config file and key
+    assert.throws(() => resolveSearchConfig(null, base('bad', { candiRatios: [0, 1] })), /--candi-ratios: 1 is outside \[0, 1\)/);
+    assert.throws(() => resolveSearchConfig(null, base('bad', { candiRatios: [-0.1] })), /--candi-ratios: -0\.1 is outside \[0, 1\)/);
+    assert.throws(() => resolveSearchConfig({ candi_ratios: [0, 2] }, base('bad', { candiRatios: undefined }), 'my.json'), /my\.json: config key "candi_ratios": 2 is outside \[0, 1\)/);
+    assert.throws(() => resolveSearchConfig(null, base('bad', { locoopTopK: 0 })), /--locoop-top-k must be a positive integer, got 0/);
+    assert.throws(() => resolveSearchConfig({ locoop_top_k: 0 }, base('bad', { locoopTopK: undefined }), 'my.json'), /my\.json: config key "locoop_top_k" must be a positive integer, got 0/);
     assert.throws(() => resolveSearchConfig(null, base('bad', { searcher: 'greedy' })), /unknown searcher "greedy"; valid: visual_text, /);
     assert.throws(() => resolveSearchConfig(null, base('bad', { weightType: 'W_x' })), /unknown weight_type "W_x"/);
     assert.throws(() => resolveSearchConfig(null, base('bad', { bestScorer: 'gl_mcm_score', bestMetric: 'loss_id' })), /must be one of auroc, fpr, aupr/);

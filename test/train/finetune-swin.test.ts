@@ -49,10 +49,10 @@ describe('SeTAR+FT and LoRA on Swin V2 (swinv2-tiny-a)', () => {
     return rel;
   }
 
-  it('defaults to Swin\'s LoCoOp λ 0.01 and K 700', () => {
+  it('defaults to Swin\'s LoCoOp λ 0.01, and K to 0.7 of the classes once they are known (700 of 1,000)', () => {
     const c = resolveFinetuneConfig(null, { model: MODEL, id: `toy=${val}`, loraR: 2, targetModules: ['intermediate.dense'], out: join(dir, 'x') });
     assert.equal(c.locoop_lambda, 0.01);
-    assert.equal(c.locoop_top_k, 700);
+    assert.equal(c.locoop_top_k, null);
   });
 
   it('SeTAR+FT at step 0 saves the input model; a few steps change only the adapted weight', async () => {

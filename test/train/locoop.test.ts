@@ -11,6 +11,7 @@ import { locoopInputsEmbeds, truncateLocoopIds } from '../../src/models/locoop/p
 import { ClipTokenizer } from '../../src/models/clip/tokenizer.js';
 import type { FamilyModel } from '../../src/models/family.js';
 import { loadModel } from '../../src/models/registry.js';
+import { locoopFamily } from '../../src/models/locoop/family.js';
 import { Session } from '../../src/runtime/session.js';
 import { ObjectiveAccumulator } from '../../src/search/objective.js';
 import { SeededRng } from '../../src/rng.js';
@@ -18,7 +19,7 @@ import { tensor, type Tensor } from '../../src/tensor.js';
 import { loraAdapters } from '../../src/train/adapters.js';
 import { resolveFinetuneConfig, type FinetuneFlags } from '../../src/train/config.js';
 import { runFinetune } from '../../src/train/finetune.js';
-import { scaledTopK } from '../../src/train/locoop.js';
+import { defaultTopK } from '../../src/ood/locoop.js';
 import { dasslEpochLr } from '../../src/train/schedule.js';
 import { drawShots } from '../../src/train/shots.js';
 import { assertRelMax } from '../helpers/close.js';
@@ -74,13 +75,14 @@ describe('LoCoOp training (setar finetune --method locoop)', () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('Dassl\'s schedule, the scaled default K and the K-shot draw', () => {
+  it('Dassl\'s schedule, the default K (SPEC §9\'s share of the classes) and the K-shot draw', () => {
     // constant warm-up epoch at 1e-5, then CosineAnnealingLR(T_max = 50) stepped once per epoch from the base lr
     assert.equal(dasslEpochLr(0.002, 0, 50, 1, 1e-5), 1e-5);
     assert.equal(dasslEpochLr(0.002, 1, 50, 1, 1e-5), 0.002);
     assert.ok(Math.abs(dasslEpochLr(0.002, 2, 50, 1, 1e-5) - 0.0019980267284282717) < 1e-18); // torch's CosineAnnealingLR after one step (the Dassl fixture's lr)
     assert.ok(Math.abs(dasslEpochLr(0.002, 49, 50, 1, 1e-5) - 0.002 * (1 + Math.cos((48 * Math.PI) / 50)) / 2) < 1e-18);
-    assert.deepEqual([scaledTopK(200, 1000), scaledTopK(200, 100), scaledTopK(200, 14), scaledTopK(200, 5), scaledTopK(200, 20000)], [200, 20, 3, 1, 200]);
+    // 200 of ImageNet's 1,000 classes: the same share of fewer, at least 1
+    assert.deepEqual([1000, 100, 14, 5].map((c) => defaultTopK(locoopFamily.defaults.contextTraining!.topKShare, c)), [200, 20, 3, 1]);
     const labels = Int32Array.from([0, 0, 0, 0, 1, 1, 2, 2, 2]);
     const a = drawShots(labels, 3, 2, new SeededRng(3));
     const b = drawShots(labels, 3, 2, new SeededRng(3));
@@ -279,13 +281,17 @@ print(json.dumps({'keys': sorted(ck.keys()), 'epoch': ck['epoch'], 'ctx': m.ctx.
     assert.throws(() => resolveFinetuneConfig(null, flags('x', { locoopCkpt: DASSL_CHECKPOINT })), /--ctx-init starts a new context and --locoop-ckpt continues training one: give one of them/);
     assert.throws(() => resolveFinetuneConfig(null, { ...flags('x'), model: fixture('swinv2-tiny-a') }), /makes a LoCoOp model, which needs a CLIP model, but '.*swinv2-tiny-a' holds a Swin V2 model/);
     assert.throws(() => resolveFinetuneConfig(null, { model: MODEL, id: `toy=${val}`, method: 'lora', out: join(dir, 'x') }), /--method lora needs --lora-r R/);
-    // without K the default is SPEC §9's 200 scaled to the 4 classes (1)
+    // without K the default is SPEC §9's share of the classes (0.2: 200 of 1,000), resolved once the classes are known
     const c = resolveFinetuneConfig(null, { ...flags('x'), locoopTopK: undefined });
-    assert.ok(c.adapters.kind === 'context' && c.adapters.default_top_k);
-    assert.equal(c.locoop_top_k, 200);
+    assert.ok(c.adapters.kind === 'context' && c.adapters.top_k_share === 0.2);
+    assert.equal(c.locoop_top_k, null);
     assert.equal(c.split, 'train');
     assert.equal(c.num_train_epochs, 3);
     assert.equal(resolveFinetuneConfig(null, { ...flags('x'), numTrainEpochs: undefined, batchSize: undefined }).num_train_epochs, 50);
+    const notices: string[] = [];
+    const r = await runFinetune(resolveFinetuneConfig(null, { ...flags('default-k'), locoopTopK: undefined, numTrainEpochs: 1 }), { notice: (l) => notices.push(l) });
+    assert.equal(r.locoopTopK, 1);
+    assert.deepEqual(notices, ["locoop_top_k 1: round(0.2 × 4 classes), LoCoOp's share of the classes (200 of ImageNet's 1,000; --locoop-top-k sets it)"]);
   });
 
   it('SeTAR+FT and LoRA on a LoCoOp model: the text tower trains on the LoCoOp prompts and the context stays bit-identical', async () => {

@@ -1,3 +1,4 @@
+import { OnnxDataType } from '../../onnx/proto.js';
 import type { GradRule, IntVal } from '../context.js';
 import { attrInt, normAxis } from '../shapes.js';
 
@@ -9,8 +10,10 @@ import { attrInt, normAxis } from '../shapes.js';
 
 /**
  * Axis 0: one ScatterND of dy into zeros, indices as they are (idx[..., None]). Other axes: a
- * ScatterElements along the axis, with indices broadcast to dy's size — an int64 tensor the
- * size of the gathered part (e.g. the CLS row), rather than transposing the whole input twice.
+ * ScatterElements along the axis, with indices broadcast to dy's size — a tensor the size of
+ * the gathered part (e.g. the CLS row), rather than transposing the whole input twice. Those
+ * broadcast indices are int32: ONNX Runtime's WebGPU provider has no int64 Expand, so int64
+ * ones would be expanded on the CPU and copied to the device at every run.
  */
 const gatherGrad: GradRule = (ctx, node, [dy]) => {
   const [x, idx] = node.inputs as [string, string];
@@ -26,7 +29,12 @@ const gatherGrad: GradRule = (ctx, node, [dy]) => {
   const dims: IntVal[] = [];
   for (let i = 0; i < r; i++) dims.push(i === a ? n : ctx.dim(x, i));
   const dy2 = idxShape.length === 1 ? dy! : ctx.op('Reshape', [dy!, ctx.intVector(dims)]);
-  const idx2 = ctx.op('Reshape', [idx, ctx.ints([-1, ...Array<number>(r - 1 - a).fill(1)])]);
+  const trailing = Array<number>(r - 1 - a).fill(1);
+  const known = ctx.constInts(idx);
+  const size = ctx.dim(x, a);
+  const idx2 = known
+    ? ctx.g.initializer(ctx.g.uniqueName('gather_grad_index'), Int32Array.from(known, (i) => (i < 0 && typeof size === 'number' ? i + size : i)), [known.length, ...trailing])
+    : ctx.op('Reshape', [ctx.op('Cast', [idx], { to: OnnxDataType.INT32 }), ctx.ints([-1, ...trailing])]);
   const expanded = ctx.op('Expand', [idx2, n === -1 ? ctx.op('Shape', [dy2]) : ctx.intVector(dims)]);
   return [ctx.op('ScatterElements', [zeros, expanded, dy2], { axis: a, reduction: 'add' }), undefined];
 };

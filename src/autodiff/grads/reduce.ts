@@ -48,6 +48,15 @@ const reduceSumGrad: GradRule = (ctx, node, [dy]) => {
   return [ctx.op('Expand', [kept(ctx, r, dy!), ctx.shapeOf(x)]), undefined];
 };
 
+/**
+ * The element count of `v` as a scalar of its float type, from its shape alone: ONNX's Size has
+ * no kernel in ONNX Runtime's WebGPU provider, which would copy the whole tensor to the host to
+ * count it.
+ */
+function elementCount(ctx: GradContext, v: string): string {
+  return ctx.op('Cast', [ctx.op('ReduceProd', [ctx.shapeOf(v)], { keepdims: 0 })], { to: OnnxDataType[ctx.dtype(v)] });
+}
+
 const reduceMeanGrad: GradRule = (ctx, node, [dy]) => {
   const r = reductionOf(ctx, node);
   if (r.identity) return [dy, undefined];
@@ -60,8 +69,7 @@ const reduceMeanGrad: GradRule = (ctx, node, [dy]) => {
     const count = xd.reduce((a, b) => a * b, 1) / yd.reduce((a, b) => a * b, 1);
     scaled = ctx.op('Mul', [dy!, ctx.scalarLike(1 / count, x)]);
   } else {
-    const to = OnnxDataType[ctx.dtype(x)];
-    const count = ctx.op('Div', [ctx.op('Cast', [ctx.op('Size', [x])], { to }), ctx.op('Cast', [ctx.op('Size', [y])], { to })]);
+    const count = ctx.op('Div', [elementCount(ctx, x), elementCount(ctx, y)]);
     scaled = ctx.op('Div', [dy!, count]);
   }
   return [ctx.op('Expand', [kept(ctx, r, scaled), ctx.shapeOf(x)]), undefined];
@@ -78,7 +86,7 @@ const reduceMaxGrad: GradRule = (ctx, node, [dy]) => {
 const reduceMinGrad: GradRule = reduceMaxGrad;
 
 /** y = ‖x‖₂: dx = x·dy/y (NaN where y = 0, as x/‖x‖ itself). */
-export const reduceL2Grad: GradRule = (ctx, node, [dy]) => {
+const reduceL2Grad: GradRule = (ctx, node, [dy]) => {
   const r = reductionOf(ctx, node);
   if (r.identity) throw ctx.error(node, node.inputs[0]!, 'noop_with_empty_axes without axes is not supported');
   const x = node.inputs[0]!;
@@ -108,8 +116,7 @@ const globalAveragePoolGrad: GradRule = (ctx, node, [dy]) => {
   if (xd) {
     scaled = ctx.op('Mul', [dy!, ctx.scalarLike(1 / xd.slice(2).reduce((a, b) => a * b, 1), x)]);
   } else {
-    const to = OnnxDataType[ctx.dtype(x)];
-    const count = ctx.op('Div', [ctx.op('Cast', [ctx.op('Size', [x])], { to }), ctx.op('Cast', [ctx.op('Size', [node.outputs[0]!])], { to })]);
+    const count = ctx.op('Div', [elementCount(ctx, x), elementCount(ctx, node.outputs[0]!)]);
     scaled = ctx.op('Div', [dy!, count]);
   }
   return [ctx.op('Expand', [scaled, ctx.shapeOf(x)])];

@@ -1,4 +1,4 @@
-import { ConfigError, readConfigJson } from '../common/config.js';
+import { checkKeyTypos, ConfigError, readConfigJson } from '../common/config.js';
 import { HIDDEN_ACTS, type HiddenAct } from '../common/layers.js';
 
 /** HF `CLIPTextConfig` keys setar uses, verbatim. */
@@ -53,6 +53,7 @@ function merge<T extends object>(defaults: T, given: unknown, file: string, pref
   const out = { ...defaults } as Record<string, unknown>;
   if (given === undefined || given === null) return out as T;
   if (typeof given !== 'object') throw new ConfigError(`${file}: "${prefix}" must be an object`, file, prefix);
+  checkKeyTypos(given as Record<string, unknown>, Object.keys(defaults), file, prefix);
   for (const [k, v] of Object.entries(given as Record<string, unknown>)) {
     if (!(k in defaults)) continue; // HF configs carry many keys (dropout, initializer ranges…) that inference ignores
     const want = typeof (defaults as Record<string, unknown>)[k];
@@ -126,6 +127,7 @@ export function parseClipConfig(json: unknown, file = 'config.json', options: Pa
   if (j.model_type !== undefined && j.model_type !== 'clip') {
     throw new ConfigError(`${file}: model_type is "${String(j.model_type)}", expected "clip"`, file, 'model_type');
   }
+  checkKeyTypos(j, ['text_config', 'vision_config', 'text_config_dict', 'vision_config_dict', 'projection_dim', 'logit_scale_init_value'], file, '');
   const text = resolveTower(j, 'text', TEXT_DEFAULTS, file, options.log);
   const vision = resolveTower(j, 'vision', VISION_DEFAULTS, file, options.log);
   checkTower(text, file, 'text_config');

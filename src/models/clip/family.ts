@@ -178,8 +178,9 @@ export const clipFamily: ModelFamily = {
     template: DEFAULT_TEMPLATE,
     searcher: 'visual_text',
     scorers: ['mcm_score', 'gl_mcm_score'],
-    // SPEC §5: λ 0.05 and K 4 on Pascal-VOC, else ImageNet's λ 0.1 and K 300
-    locoop: (benchmark) => (benchmark?.toLowerCase().includes('voc') ? { lambda: 0.05, topK: 4 } : { lambda: 0.1, topK: 300 }),
+    // SPEC §5: λ 0.05 on Pascal-VOC, else ImageNet's 0.1; K 300 of 1,000 classes (VOC: 4 of 14)
+    locoopLambda: (benchmark) => (benchmark?.toLowerCase().includes('voc') ? 0.05 : 0.1),
+    locoopTopKShare: 0.3,
   },
   async load(dir, options = {}) {
     return new ClipFamilyModel(await ClipPipeline.load(dir, options), options);

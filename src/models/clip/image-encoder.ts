@@ -1,7 +1,7 @@
 import { GraphBuilder } from '../../onnx/graph-builder.js';
-import { visionEmbeddings, visionTower, type LayerRun } from './graph.js';
+import { visionEmbeddings, visionTower } from './graph.js';
 import type { ClipModel } from './model.js';
-import { encoderLayerWeights, layerTensorName, visionEmbeddingsWeights, visionHeadWeights } from './weights.js';
+import { layerRun, visionEmbeddingsWeights, visionHeadWeights } from './weights.js';
 
 /** The image tower as one standalone ONNX graph, weights baked in: pixel_values → image_embeds, image_embeds_local. */
 export function clipImageEncoderOnnx(model: ClipModel): Uint8Array {
@@ -12,14 +12,7 @@ export function clipImageEncoderOnnx(model: ClipModel): Uint8Array {
   g.bakeWeights = (name) => model.matrix(name).data;
   const px = g.input('pixel_values', 'FLOAT', ['batch', v.num_channels, v.image_size, v.image_size]);
   const h0 = visionEmbeddings(g, px, visionEmbeddingsWeights(model.source), { hidden: v.hidden_size, channels: v.num_channels, patch: v.patch_size, grid, eps: v.layer_norm_eps });
-  const layers = [];
-  const prefixes = [];
-  for (let i = 0; i < v.num_hidden_layers; i++) {
-    layers.push(encoderLayerWeights(model.source, c, 'vision', i));
-    prefixes.push(layerTensorName('vision', i, '').slice(0, -1));
-  }
-  const run: LayerRun = { layers, prefixes };
-  const out = visionTower(g, h0, run, visionHeadWeights(model.source, c), { heads: v.num_attention_heads, eps: v.layer_norm_eps, act: v.hidden_act, causal: false }, { grid, local: true });
+  const out = visionTower(g, h0, layerRun(model.source, c, 'vision', 0, v.num_hidden_layers), visionHeadWeights(model.source, c), { heads: v.num_attention_heads, eps: v.layer_norm_eps, act: v.hidden_act, causal: false }, { grid, local: true });
   g.output(out.image_embeds, 'image_embeds', 'FLOAT', ['batch', c.projection_dim]);
   g.output(out.image_embeds_local!, 'image_embeds_local', 'FLOAT', ['batch', grid, grid, c.projection_dim]);
   return g.toBytes();

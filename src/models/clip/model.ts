@@ -8,11 +8,11 @@ import { byChunks, shapeString, tensor, type Tensor } from '../../tensor.js';
 import { loadClipConfig, gridSize, type ClipConfig } from './config.js';
 import {
   encoderLayersGraph, textTowerGraph, visionEmbeddingsGraph, visionTowerGraph,
-  type BlockOptions, type LayerRun,
+  type BlockOptions,
 } from './graph.js';
 import type { TextEmbeddingsWeights } from './graph.js';
 import {
-  clipWeightName, encoderLayerWeights, expectedClipTensors, isIgnoredBuffer, isSwappable, layerTensorName, matchClipTargetModules, sessionKeyOf, textEmbeddingsWeights, textHeadWeights,
+  clipWeightName, expectedClipTensors, isIgnoredBuffer, isSwappable, layerRun, matchClipTargetModules, sessionKeyOf, textEmbeddingsWeights, textHeadWeights,
   validateClipCheckpoint,
   visionEmbeddingsWeights, visionHeadWeights, type Tower,
 } from './weights.js';
@@ -186,15 +186,6 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
     return { heads: tc.num_attention_heads, eps: tc.layer_norm_eps, act: tc.hidden_act, causal: tower === 'text' };
   }
 
-  private layerRun(tower: Tower, from: number, to: number): LayerRun {
-    const layers = [];
-    const prefixes = [];
-    for (let i = from; i < to; i++) {
-      layers.push(encoderLayerWeights(this.source, this.config, tower, i));
-      prefixes.push(layerTensorName(tower, i, '').slice(0, -1));
-    }
-    return { layers, prefixes };
-  }
 
   /**
    * Builds the graph a session key names: `T:embeddings`, `T:layers:FROM:TO` (middle layers
@@ -211,9 +202,9 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
     }
     const o = this.blockOptions(tower);
     const from = Number(a);
-    if (kind === 'layers') return encoderLayersGraph(this.layerRun(tower, from, Number(b)), o, key);
+    if (kind === 'layers') return encoderLayersGraph(layerRun(this.source, c, tower, from, Number(b)), o, key);
     const n = tower === 'vision' ? this.visionLayerCount : this.textLayerCount;
-    const run = this.layerRun(tower, from, n);
+    const run = layerRun(this.source, c, tower, from, n);
     if (tower === 'vision') return visionTowerGraph(run, visionHeadWeights(this.source, c), o, { grid: this.grid, local: b === '1', name: key });
     return textTowerGraph(run, textHeadWeights(this.source, c), o, key);
   }

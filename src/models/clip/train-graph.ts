@@ -2,25 +2,14 @@ import { GraphBuilder, type Dim } from '../../onnx/graph-builder.js';
 import type { LoraAdapter } from '../common/layers.js';
 import { locoopLossAndGradients, type TrainGraph, type TrainLossOptions } from '../common/locoop-train-graph.js';
 import type { ClipConfig } from './config.js';
-import { textTower, visionEmbeddings, visionTower, type LayerRun } from './graph.js';
-import {
-  encoderLayerWeights, layerTensorName, textHeadWeights, visionEmbeddingsWeights, visionHeadWeights, type TensorSource, type Tower,
-} from './weights.js';
+import { textTower, visionEmbeddings, visionTower } from './graph.js';
+import { layerRun, textHeadWeights, visionEmbeddingsWeights, visionHeadWeights, type TensorSource } from './weights.js';
 
 /** x / ‖x‖ along the last axis. */
 function normalize(g: GraphBuilder, x: string): string {
   return g.op('Div', [x, g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.constInt64([-1])], { keepdims: 1 })])]);
 }
 
-function run(src: TensorSource, c: ClipConfig, tower: Tower, n: number): LayerRun {
-  const layers = [];
-  const prefixes = [];
-  for (let i = 0; i < n; i++) {
-    layers.push(encoderLayerWeights(src, c, tower, i));
-    prefixes.push(layerTensorName(tower, i, '').slice(0, -1));
-  }
-  return { layers, prefixes };
-}
 
 /**
  * A text side built inside the training graph instead of fed (LoCoOp: a trainable context
@@ -60,14 +49,14 @@ export function clipTrainGraph(
   const onehot = g.input('labels_onehot', 'FLOAT', ['batch', 'classes']);
   const vOpts = { heads: v.num_attention_heads, eps: v.layer_norm_eps, act: v.hidden_act, causal: false, lora: adapters };
   const h0 = visionEmbeddings(g, px, visionEmbeddingsWeights(src), { hidden: v.hidden_size, channels: v.num_channels, patch: v.patch_size, grid, eps: v.layer_norm_eps });
-  const img = visionTower(g, h0, run(src, c, 'vision', v.num_hidden_layers), visionHeadWeights(src, c), vOpts, { grid, local: true });
+  const img = visionTower(g, h0, layerRun(src, c, 'vision', 0, v.num_hidden_layers), visionHeadWeights(src, c), vOpts, { grid, local: true });
 
   let text: string;
   if (textInGraph) {
     const hidden = options.text ? options.text.build(g) : g.input('text_hidden', 'FLOAT', ['classes', 'length', t.hidden_size]);
     const pool = g.input('pool_index', 'INT64', ['classes']);
     const tOpts = { heads: t.num_attention_heads, eps: t.layer_norm_eps, act: t.hidden_act, causal: true, lora: adapters };
-    text = textTower(g, hidden, pool, run(src, c, 'text', t.num_hidden_layers), textHeadWeights(src, c), tOpts);
+    text = textTower(g, hidden, pool, layerRun(src, c, 'text', 0, t.num_hidden_layers), textHeadWeights(src, c), tOpts);
   } else {
     text = g.input('text_embeds', 'FLOAT', ['classes', p]);
   }

@@ -1,10 +1,12 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { SafetensorsError, FLOAT_DTYPES } from '../../io/safetensors.js';
 import type { TensorSource as CheckpointSource } from '../../io/tensor-source.js';
 import { shapeString } from '../../tensor.js';
 import { show, TOWERS, WEIGHT_TYPES, type LowRankSetting, type WeightType } from '../../lowrank/settings.js';
 import type { ClipConfig } from './config.js';
 import type { LayerNormWeights, LinearShape } from '../common/layers.js';
-import type { EncoderLayerWeights, TextEmbeddingsWeights, TextHeadWeights, VisionEmbeddingsWeights, VisionHeadWeights } from './graph.js';
+import type { EncoderLayerWeights, LayerRun, TextEmbeddingsWeights, TextHeadWeights, VisionEmbeddingsWeights, VisionHeadWeights } from './graph.js';
 
 /** The two towers, by the prefix of their HF tensor names. */
 export type Tower = 'vision' | 'text';
@@ -88,8 +90,40 @@ export function validateClipCheckpoint(cp: CheckpointSource, c: ClipConfig): voi
     }
   }
   if (problems.length) {
-    throw new SafetensorsError(`checkpoint '${cp.dir}' does not match its config.json:\n  ${problems.join('\n  ')}`, cp.dir);
+    const why = explainShapes(cp, c);
+    throw new SafetensorsError(`checkpoint '${cp.dir}' does not match its config.json${why}:\n  ${problems.join('\n  ')}`, cp.dir);
   }
+}
+
+/**
+ * Which config values the expected tensors came from, where the checkpoint disagrees: a tower's
+ * layer count, said with whether config.json sets it or transformers' default filled it in
+ * (a missing or misspelt key is the usual reason for a wall of missing tensors).
+ */
+function explainShapes(cp: CheckpointSource, c: ClipConfig): string {
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(readFileSync(join(cp.dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  } catch {
+    // the config was read before; without it the explanation only lacks "default" notes
+  }
+  const lines: string[] = [];
+  for (const [tower, section] of [['vision', 'vision_config'], ['text', 'text_config']] as const) {
+    const given = { ...(json[section] as object | undefined), ...(json[`${section}_dict`] as object | undefined) } as Record<string, unknown>;
+    const source = (k: string) => (k in given ? 'set in config.json' : "transformers' default: config.json does not set it");
+    const prefix = `${TOWER_PREFIX[tower]}.encoder.layers.`;
+    const indices = cp.names().filter((n) => n.startsWith(prefix)).map((n) => Number(n.slice(prefix.length).split('.')[0]));
+    const present = indices.length ? Math.max(...indices) + 1 : 0;
+    const tc = tower === 'vision' ? c.vision_config : c.text_config;
+    if (present !== tc.num_hidden_layers) {
+      lines.push(`  ${section}.num_hidden_layers is ${tc.num_hidden_layers} (${source('num_hidden_layers')}), but the checkpoint has ${present} ${tower} layers`);
+    }
+    const w = cp.has(`${prefix}0.mlp.fc1.weight`) ? cp.entry(`${prefix}0.mlp.fc1.weight`).shape : null;
+    if (w && (w[0] !== tc.intermediate_size || w[1] !== tc.hidden_size)) {
+      lines.push(`  ${section}.hidden_size ${tc.hidden_size} (${source('hidden_size')}) and intermediate_size ${tc.intermediate_size} (${source('intermediate_size')}) expect fc1 [${tc.intermediate_size}, ${tc.hidden_size}], the checkpoint's is [${w.join(', ')}]`);
+    }
+  }
+  return lines.length ? `. The expected tensors follow these config values:\n${lines.join('\n')}\nProblems` : '';
 }
 
 /** Reads float32 tensors by HF name (checkpoint values, or overrides set by the caller). */
@@ -118,6 +152,17 @@ export function encoderLayerWeights(src: TensorSource, c: ClipConfig, tower: Tow
     fc1: linearW(src, p('mlp.fc1'), f, d),
     fc2: linearW(src, p('mlp.fc2'), d, f),
   };
+}
+
+/** The weights and HF name prefixes of a tower's encoder layers [from, to), as the graph builders take them. */
+export function layerRun(src: TensorSource, c: ClipConfig, tower: Tower, from: number, to: number): LayerRun {
+  const layers = [];
+  const prefixes = [];
+  for (let i = from; i < to; i++) {
+    layers.push(encoderLayerWeights(src, c, tower, i));
+    prefixes.push(layerTensorName(tower, i, '').slice(0, -1));
+  }
+  return { layers, prefixes };
 }
 
 export function visionEmbeddingsWeights(src: TensorSource): VisionEmbeddingsWeights {

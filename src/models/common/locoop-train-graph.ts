@@ -1,5 +1,6 @@
 import { addGradients } from '../../autodiff/gradients.js';
 import type { Dim, GraphBuilder } from '../../onnx/graph-builder.js';
+import { logSoftmax } from '../../onnx/log-softmax.js';
 import type { LoraAdapter } from './layers.js';
 
 /** What the LoCoOp training loss needs (SPEC §5, §7). */
@@ -34,7 +35,7 @@ export function locoopLossAndGradients(
   options: { gradients?: boolean; params?: ReadonlyMap<string, readonly Dim[]> } = {},
 ): Map<string, string> {
   // loss_id: mean cross-entropy of the global logits (no temperature, as the reference).
-  const ce = g.op('ReduceSum', [g.op('Mul', [onehot, g.op('LogSoftmax', [global], { axis: -1 })]), g.constInt64([-1])], { keepdims: 0 });
+  const ce = g.op('ReduceSum', [g.op('Mul', [onehot, logSoftmax(g, global, -1)]), g.constInt64([-1])], { keepdims: 0 });
   const lossId = g.op('Neg', [g.op('ReduceMean', [ce], { keepdims: 0 })]);
 
   // OOD patches: the (true or predicted) label has at least K classes scoring strictly above it.

@@ -120,7 +120,7 @@ export const locoopFamily: ModelFamily = {
     template: LOCOOP_CLASS_TEMPLATE,
     // SPEC §9: LoCoOp's own training recipe (Dassl configs of the LoCoOp code)
     contextTraining: {
-      lambda: 0.25, topK: 200, nCtx: DEFAULT_N_CTX, shots: 16, learningRate: 0.002, momentum: 0.9, weightDecay: 5e-4,
+      lambda: 0.25, topKShare: 0.2, nCtx: DEFAULT_N_CTX, shots: 16, learningRate: 0.002, momentum: 0.9, weightDecay: 5e-4,
       epochs: 50, warmupEpochs: 1, warmupLr: 1e-5, batchSize: 32, cropScale: [0.08, 1],
     },
   },

@@ -1,4 +1,4 @@
-import { ConfigError, readConfigJson } from '../common/config.js';
+import { checkKeyTypos, ConfigError, readConfigJson } from '../common/config.js';
 import { HIDDEN_ACTS, type HiddenAct } from '../common/layers.js';
 
 /** HF `Swinv2Config` keys setar uses, verbatim (image and patch sizes normalised to [height, width]). */
@@ -55,6 +55,7 @@ export function parseSwinV2Config(json: unknown, file = 'config.json'): SwinV2Co
   if (j.model_type !== undefined && j.model_type !== 'swinv2') {
     throw new ConfigError(`${file}: model_type is "${String(j.model_type)}", expected "swinv2"`, file, 'model_type');
   }
+  checkKeyTypos(j, [...Object.keys(DEFAULTS), 'id2label', 'label2id', 'num_labels', 'model_type'], file, '');
   const get = (k: keyof typeof DEFAULTS): unknown => (j[k] === undefined || j[k] === null ? DEFAULTS[k] : j[k]);
   const image_size = pair(get('image_size'), file, 'image_size');
   const patch_size = pair(get('patch_size'), file, 'patch_size');

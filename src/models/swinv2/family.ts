@@ -172,8 +172,9 @@ export const swinV2Family: ModelFamily = {
     template: null,
     searcher: 'visual_only_swin',
     scorers: ['mcm_score', 'energy_score'],
-    // SPEC §5: λ 0.01 and K 700 for Swin
-    locoop: () => ({ lambda: 0.01, topK: 700 }),
+    // SPEC §5: λ 0.01 and K 700 of 1,000 classes for Swin
+    locoopLambda: () => 0.01,
+    locoopTopKShare: 0.7,
   },
   async load(dir, options = {}) {
     return new SwinV2FamilyModel(await SwinV2Model.load(dir, options));
