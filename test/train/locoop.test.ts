@@ -281,6 +281,13 @@ print(json.dumps({'keys': sorted(ck.keys()), 'epoch': ck['epoch'], 'ctx': m.ctx.
     assert.throws(() => resolveFinetuneConfig(null, flags('x', { locoopCkpt: DASSL_CHECKPOINT })), /--ctx-init starts a new context and --locoop-ckpt continues training one: give one of them/);
     assert.throws(() => resolveFinetuneConfig(null, { ...flags('x'), model: fixture('swinv2-tiny-a') }), /makes a LoCoOp model, which needs a CLIP model, but '.*swinv2-tiny-a' holds a Swin V2 model/);
     assert.throws(() => resolveFinetuneConfig(null, { model: MODEL, id: `toy=${val}`, method: 'lora', out: join(dir, 'x') }), /--method lora needs --lora-r R/);
+    // the other methods, spelled out or inferred from their flags as before
+    const base = { model: MODEL, id: `toy=${val}`, out: join(dir, 'x') };
+    assert.equal(resolveFinetuneConfig(null, { ...base, method: 'setar-ft', loraSettings: [['visual', 'W_up', 1, 0.25]] }).adapters.kind, 'setar');
+    assert.equal(resolveFinetuneConfig(null, { ...base, loraSettings: [['visual', 'W_up', 1, 0.25]] }).adapters.kind, 'setar');
+    assert.equal(resolveFinetuneConfig(null, { ...base, method: 'lora', loraR: 4 }).adapters.kind, 'lora');
+    assert.equal(resolveFinetuneConfig(null, { ...base, loraR: 4 }).adapters.kind, 'lora');
+    assert.throws(() => resolveFinetuneConfig(null, { ...base, method: 'lora', loraR: 4, loraSettings: [['visual', 'W_up', 1, 0.25]] }), /--lora-settings belongs to --method setar-ft/);
     // without K the default is SPEC §9's share of the classes (0.2: 200 of 1,000), resolved once the classes are known
     const c = resolveFinetuneConfig(null, { ...flags('x'), locoopTopK: undefined });
     assert.ok(c.adapters.kind === 'context' && c.adapters.top_k_share === 0.2);
