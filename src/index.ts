@@ -8,7 +8,7 @@ export { ClipTokenizer, type TokenizedBatch, type EncodeBatchOptions } from './m
 export { loadClipConfig, parseClipConfig, ConfigError, type ClipConfig, type ClipTextConfig, type ClipVisionConfig } from './models/clip/config.js';
 export { clipLogits, l2Normalize } from './models/clip/logits.js';
 export { writeRandomClip, VIT_B16_CONFIG } from './models/clip/random.js';
-export { decodeImage, ImageDecodeError, type DecodedImage } from './image/decode.js';
+export { decodeImage, readImageHeader, ImageDecodeError, ImageTooLargeError, DEFAULT_MAX_PIXELS, type DecodedImage, type ImageHeader } from './image/decode.js';
 export { preprocessClip, loadAndPreprocess, CLIP_MEAN, CLIP_STD, type PreprocessOptions } from './image/preprocess.js';
 export { SafetensorsFile, Checkpoint, SafetensorsError, writeSafetensors, type TensorToWrite } from './io/safetensors.js';
 export { svd, type SvdFactors } from './lowrank/svd.js';

@@ -34,6 +34,8 @@ export interface EvalConfig {
   readonly lora_svd_init_type: PruneMode;
   readonly template: string;
   readonly strict: boolean;
+  /** Largest image in pixels, checked from the header; larger ones are skipped (default 40 MP). */
+  readonly max_pixels?: number;
   readonly out: string;
   readonly workers?: number;
   readonly threads?: number;
@@ -74,6 +76,7 @@ export interface EvalFlags {
   seed?: number;
   template?: string;
   strict?: boolean;
+  maxPixels?: number;
   out?: string;
   workers?: number;
   threads?: number;
@@ -138,7 +141,7 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
   return {
     model, id, labels: flags.labels, ood, scorers, temperature, recall_level, split, batch_size, seed,
     lora_settings, lora_svd_init_type: mode as PruneMode, template: flags.template ?? 'a photo of a {}', strict: flags.strict ?? false,
-    out, workers: flags.workers, threads: flags.threads,
+    out, workers: flags.workers, threads: flags.threads, ...(flags.maxPixels !== undefined ? { max_pixels: flags.maxPixels } : {}),
   };
 }
 

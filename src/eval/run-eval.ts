@@ -1,9 +1,9 @@
-import { appendFileSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { benchmarkPreset, imageTree, loadIdDataset, type ImageDataset } from '../data/datasets.js';
 import { loadImageBatches, type SkippedImage } from '../data/loader.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { openOutputFolder, writeFileAtomic } from '../io/atomic.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
 import { ClipLogitsHead } from '../models/clip/logits.js';
 import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
@@ -66,12 +66,13 @@ function fmt2(x: number): string {
  * config, a log and an HTML report into `config.out`, each atomically.
  */
 export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promise<EvalResult> {
-  mkdirSync(config.out, { recursive: true });
+  const orphans = openOutputFolder(config.out);
   const logFile = join(config.out, 'eval.log');
   const log = (line: string) => {
     appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`);
     hooks.log?.(line);
   };
+  for (const f of orphans) log(`removed ${f}, a temporary file left by an interrupted run`);
 
   // Datasets first: a wrong path fails before the model loads.
   const { dataset: id, labels } = loadIdDataset(config.id, config.split, config.labels);
@@ -94,12 +95,14 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
       const indices: number[] = [];
       const skipped: SkippedImage[] = [];
       let correct = 0;
+      for (const f of ds.skippedFolders ?? []) log(`${ds.name}: not walking ${f.path}: ${f.reason}`);
       hooks.onDatasetStart?.(ds.name, ds.files.length);
       for await (const batch of loadImageBatches(ds.files, {
         batchSize: config.batch_size,
         preprocess: classifier.preprocess,
         workers: config.workers,
         strict: config.strict,
+        maxPixels: config.max_pixels,
         onSkip: (s) => {
           skipped.push(s);
           log(`skipped ${s.file}: ${s.reason}`);
@@ -120,7 +123,9 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
       }
       hooks.onDatasetEnd?.(ds.name);
       if (indices.length === 0) throw new Error(`dataset ${ds.name}: none of its ${ds.files.length} images could be read (see skipped_${ds.name}_${config.split}.txt)`);
-      if (skipped.length) write(`skipped_${ds.name}_${config.split}.txt`, skipped.map((s) => `${ds.relPaths[s.index]}\t${oneLine(s.reason)}\n`).join(''));
+      // folders not walked (symlink cycles and aliases) first, each as `path/`, then the unreadable images
+      const folders = (ds.skippedFolders ?? []).map((f) => `${relative(ds.root, f.path).split(sep).join('/')}/\t${f.reason}\n`);
+      if (skipped.length || folders.length) write(`skipped_${ds.name}_${config.split}.txt`, folders.join('') + skipped.map((s) => `${ds.relPaths[s.index]}\t${oneLine(s.reason)}\n`).join(''));
       const result: DatasetScores = {
         dataset: ds,
         indices: Int32Array.from(indices),

@@ -6,7 +6,7 @@ import { loadIdDataset } from '../data/datasets.js';
 import { loadImageBatches } from '../data/loader.js';
 import { resolveEvalConfig } from '../eval/config.js';
 import { runEval, type EvalResult } from '../eval/run-eval.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { openOutputFolder, writeFileAtomic } from '../io/atomic.js';
 import { lowRankApprox } from '../lowrank/lowrank.js';
 import { clipWeightName, type LoraSetting } from '../lowrank/settings.js';
 import { getSvd } from '../lowrank/svd-cache.js';
@@ -147,6 +147,7 @@ export class SearchRun {
   /** Resolves the validation data (never the test split) and loads a saved state of the same settings. */
   static open(config: SearchConfig, hooks: SearchHooks): SearchRun {
     mkdirSync(config.out, { recursive: true });
+    openOutputFolder(config.out); // a killed run's orphan temporary files
     const { dataset, labels } = loadIdDataset(config.id, config.split, config.labels);
     if (config.locoop_top_k > labels.length) {
       throw new Error(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}) of ${dataset.name}; it must be in [1, ${labels.length}]`);

@@ -5,7 +5,7 @@ import { loadIdDataset } from '../data/datasets.js';
 import { decodeImage, type DecodedImage } from '../image/decode.js';
 import { resolveEvalConfig } from '../eval/config.js';
 import { runEval, type EvalResult } from '../eval/run-eval.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { openOutputFolder, writeFileAtomic } from '../io/atomic.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { LoraAdapter } from '../models/clip/graph.js';
 import { ClipPipeline, fillTemplate } from '../models/clip/pipeline.js';
@@ -77,11 +77,12 @@ const CSV_COLUMNS: readonly (keyof TrainLogRow)[] = ['step', 'epoch', 'lr', 'loc
  * merged model when test data is configured.
  */
 export async function runFinetune(config: FinetuneConfig, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
-  mkdirSync(config.out, { recursive: true });
+  const orphans = openOutputFolder(config.out);
   const log = (line: string) => {
     appendFileSync(join(config.out, 'finetune.log'), `${new Date().toISOString()} ${line}\n`);
     hooks.log?.(line);
   };
+  for (const f of orphans) log(`removed ${f}, a temporary file left by an interrupted run`);
 
   const { dataset: data, labels } = loadIdDataset(config.id, config.split, config.labels);
   if (config.locoop_top_k > labels.length) throw new RangeError(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}); it must be in [1, ${labels.length}]`);
