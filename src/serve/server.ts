@@ -1,13 +1,18 @@
-import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import busboy from 'busboy';
 import { Detector } from '../bundle/bundle.js';
-import { ImageDecodeError } from '../image/decode.js';
+import { DEFAULT_MAX_PIXELS, ImageDecodeError, ImageTooLargeError, readImageHeader } from '../image/decode.js';
 import { packageRoot } from '../paths.js';
+import { tensor } from '../tensor.js';
+import { AccessPolicy, checkBindSafety } from './access.js';
+import { MULTIPART_OVERHEAD, readMultipartImage, readRawBody, type Upload } from './body.js';
+import { DecodePool, DecodePoolError } from './decode-pool.js';
+import { HttpError, send, sendFile } from './http.js';
 import { detectorPage } from './page.js';
+import { SerialRunner } from './serial-runner.js';
 
-/** Options of {@link startServer}. */
+/** Options of {@link startServer}; each maps to a flag of `setar serve`. */
 export interface ServeOptions {
   readonly bundle: string;
   readonly host?: string;
@@ -15,63 +20,54 @@ export interface ServeOptions {
   /** Largest accepted upload in bytes (default 10 MB). */
   readonly maxBytes?: number;
   readonly threads?: number;
+  /** Largest image in pixels, read from its header before decoding (default 40 MP); larger: 413. */
+  readonly maxPixels?: number;
+  /** Image decoding threads (default: cores − 1, between 2 and 4). */
+  readonly decodeWorkers?: number;
+  /** Uploads received and not yet answered beyond which a score request gets 503 (default 32). */
+  readonly maxQueue?: number;
+  /** A verdict not ready this long after the upload is received gets 504 (ms, default 30 s). */
+  readonly scoreTimeoutMs?: number;
+  /** `POST /v1/score` and `/bundle/*` then need `Authorization: Bearer KEY`. */
+  readonly apiKey?: string;
+  /** Origins whose pages may call the API (`--cors-origin`); `*` for any. */
+  readonly corsOrigins?: readonly string[];
+  /** Serve on a non-loopback address without an API key (refused otherwise). */
+  readonly insecureNoAuth?: boolean;
+  /** Node's HTTP timeouts (ms): whole headers 10 s, whole request 60 s, checked every second. */
+  readonly timeouts?: { readonly headersMs?: number; readonly requestMs?: number; readonly checkIntervalMs?: number };
+  /** Warnings and errors that reach no client (default: stderr). */
+  readonly log?: (line: string) => void;
 }
 
-/** A client error: its status and a message for the JSON body. */
-class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
+/** How a shutdown went. */
+export interface ShutdownReport {
+  /** Requests in progress when it began. */
+  readonly inFlight: number;
+  /** Responses completed during the drain (those in progress, and any that came on open connections). */
+  readonly answered: number;
+  /** Requests whose connection the drain timeout ended (stalled uploads, slow readers). */
+  readonly ended: number;
+  readonly seconds: number;
+}
+
+/** A running `setar serve`. */
+export interface RunningServer {
+  readonly server: Server;
+  readonly url: string;
+  /**
+   * Graceful shutdown: stop accepting connections, answer 503 on /v1/health and /v1/ready, let the
+   * requests in progress finish, end the connections still open after `drainTimeoutMs` (default
+   * 10 s), then release the workers and the model. Idempotent.
+   */
+  shutdown(drainTimeoutMs?: number): Promise<ShutdownReport>;
+  /** Ends the drain now (a second Ctrl-C): what {@link shutdown}'s timeout does. */
+  endDrain(): void;
+  /** {@link shutdown} with the default drain timeout. */
+  close(): Promise<void>;
 }
 
 const IMAGE_TYPES = /^image\/(jpeg|png|webp|gif|bmp|tiff)$/;
-
-function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
-        reject(new HttpError(413, `upload larger than ${max} bytes`));
-        req.resume();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
-function readMultipartImage(req: IncomingMessage, max: number): Promise<{ data: Buffer; name: string }> {
-  return new Promise((resolve, reject) => {
-    let bb: busboy.Busboy;
-    try {
-      bb = busboy({ headers: req.headers, limits: { fileSize: max, files: 1 } });
-    } catch (e) {
-      reject(new HttpError(400, `bad multipart request: ${(e as Error).message}`));
-      return;
-    }
-    let found: { data: Buffer; name: string } | null = null;
-    let failed: HttpError | null = null;
-    bb.on('file', (field, stream, info) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('limit', () => (failed = new HttpError(413, `upload larger than ${max} bytes`)));
-      stream.on('close', () => {
-        if (field === 'image') found = { data: Buffer.concat(chunks), name: info.filename || 'upload' };
-      });
-    });
-    bb.on('close', () => {
-      if (failed) reject(failed);
-      else if (!found) reject(new HttpError(400, 'multipart upload has no file field "image"'));
-      else resolve(found);
-    });
-    bb.on('error', (e) => reject(new HttpError(400, `bad multipart request: ${(e as Error).message}`)));
-    req.pipe(bb);
-  });
-}
 
 /** The bundle files the browser client fetches from `/bundle/<file>` (nothing else in the folder is served). */
 const BUNDLE_FILES: Readonly<Record<string, string>> = {
@@ -86,101 +82,245 @@ const ORT_FILES: Readonly<Record<string, string>> = {
   'ort-wasm-simd-threaded.mjs': 'text/javascript; charset=utf-8',
 };
 
-/** A static file, read on each request (they are small or cached by the OS; no-store so a rebuilt bundle is seen). */
-function sendFile(res: ServerResponse, path: string, type: string): void {
-  let body: Buffer;
-  try {
-    body = readFileSync(path);
-  } catch {
-    throw new HttpError(404, `not available: ${path.split(/[\\/]/).pop()}${type.startsWith('text/javascript') ? ' (run `npm run build` to build the browser client)' : ''}`);
-  }
-  res.writeHead(200, { 'Content-Type': type, 'Content-Length': body.length, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
-  res.end(body);
+type Handler = (req: IncomingMessage, res: ServerResponse, path: string) => void | Promise<void>;
+
+/** A route: its handlers by method (GET also answers HEAD) and whether it needs the API key. */
+interface Route {
+  readonly methods: Readonly<Partial<Record<'GET' | 'POST', Handler>>>;
+  readonly protected?: boolean;
 }
 
-function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
-  const text = type === 'application/json' ? JSON.stringify(body) : String(body);
-  res.writeHead(status, { 'Content-Type': type === 'application/json' ? 'application/json; charset=utf-8' : type, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
-  res.end(text);
+/** The methods a route answers, for `Allow`. */
+function allowed(route: Route): string {
+  const m = Object.keys(route.methods);
+  return [...m, ...(m.includes('GET') ? ['HEAD'] : []), 'OPTIONS'].join(', ');
+}
+
+function defaultDecodeWorkers(): number {
+  return Math.min(4, Math.max(2, availableParallelism() - 1));
 }
 
 /**
  * `setar serve`: the bundle's detector over HTTP (loopback by default).
  * - `POST /v1/score`: the image as the raw body (`Content-Type: image/*`) or the `image` field of a
  *   multipart form → `{label, top, scores, ood, threshold, patch_map}`;
- * - `GET /v1/health`, `GET /v1/labels`;
+ * - `GET /v1/health`, `GET /v1/ready` (both 503 once shutting down), `GET /v1/labels`;
  * - `GET /`: a page to drop an image and see the verdict and the patch map, scored by the server
  *   or, with "score in this browser", by the page itself (onnxruntime-web, wasm) from
  *   `GET /bundle/{bundle.json,image_encoder.onnx,text_features.safetensors}`, `GET /client.js`
  *   (dist/web/client.js, built by scripts/build-web.mjs) and `GET /ort/<wasm backend file>`.
- * Bad uploads get a 4xx JSON error; the server keeps serving.
+ * Every GET route answers HEAD; a known path with another method gets 405 with `Allow`.
+ *
+ * Each upload's header is read first (a size above `maxPixels`: 413, before any decoding); the
+ * image is then decoded in a worker thread (decode-pool.ts) and scored by the model, one at a time.
+ * At most `maxQueue` uploads wait or are scored at once (then 503 with Retry-After) and each has
+ * `scoreTimeoutMs` to get its verdict (then 504). Bad uploads get a 4xx JSON error; no upload,
+ * however cut or malformed, can stop the server.
  */
-export async function startServer(o: ServeOptions): Promise<{ server: Server; url: string; close(): Promise<void> }> {
-  const detector = await Detector.load(o.bundle, { threads: o.threads });
+export async function startServer(o: ServeOptions): Promise<RunningServer> {
+  const host = o.host ?? '127.0.0.1';
+  const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const access = new AccessPolicy({ apiKey: o.apiKey, corsOrigins: o.corsOrigins });
+  await checkBindSafety(host, { apiKey: o.apiKey, insecureNoAuth: o.insecureNoAuth, warn: log });
   const max = o.maxBytes ?? 10 * 1024 * 1024;
-  const page = detectorPage(detector.manifest.labels);
+  const maxPixels = o.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!(maxPixels > 0)) throw new RangeError(`--max-pixels must be a positive number of pixels, got ${maxPixels}`);
+  const maxQueue = o.maxQueue ?? 32;
+  const scoreTimeoutMs = o.scoreTimeoutMs ?? 30_000;
+
+  const detector = await Detector.load(o.bundle, { threads: o.threads });
+  const size = detector.manifest.size;
+  const pool = new DecodePool({ workers: o.decodeWorkers ?? defaultDecodeWorkers(), preprocess: detector.preprocess, maxPixels });
+  const model = new SerialRunner(async (px) => (await detector.scoreBatch(tensor('float32', px, [1, 3, size, size], 'pixel_values')))[0]!);
+  const page = detectorPage(detector.manifest.labels, { keyRequired: access.keyRequired });
   const root = packageRoot();
   const ortDist = join(root, 'node_modules', 'onnxruntime-web', 'dist');
-  // one image at a time through the model: ORT already uses every core for each run
-  let queue: Promise<unknown> = Promise.resolve();
-  const serialised = <T>(f: () => Promise<T>): Promise<T> => {
-    const p = queue.then(f, f);
-    queue = p.catch(() => undefined);
-    return p;
+
+  let draining = false;
+  /** Score requests whose upload is in and whose answer is not sent yet. */
+  let scoring = 0;
+  /** Every response not finished yet; a shutdown waits for them. */
+  const open = new Set<ServerResponse>();
+  let onSettled: (() => void) | null = null;
+  let answeredInDrain = 0;
+
+  const score: Handler = async (req, res) => {
+    // a request that came on an open connection after the shutdown began; those in progress finish
+    if (draining) throw new HttpError(503, 'the server is shutting down', { 'Retry-After': '1' });
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    const multipart = type === 'multipart/form-data';
+    if (!multipart && !IMAGE_TYPES.test(type)) {
+      throw new HttpError(415, `Content-Type "${type || '(none)'}" is not an image; send image/jpeg, image/png or image/webp, or a multipart field "image"`);
+    }
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > max + (multipart ? MULTIPART_OVERHEAD : 0)) throw new HttpError(413, `upload larger than ${max} bytes`);
+    const busy = () => new HttpError(503, `the server is busy: ${maxQueue} images are waiting or being scored (--max-queue); retry in a moment`, { 'Retry-After': '1' });
+    if (scoring >= maxQueue) throw busy(); // before the upload is read
+    const image: Upload = multipart ? await readMultipartImage(req, max) : { data: await readRawBody(req, max), name: 'upload' };
+    if (image.data.length === 0) throw new HttpError(400, 'the upload is empty');
+    if (scoring >= maxQueue) throw busy();
+    scoring++;
+    // the deadline, or the client gone: stop spending work on this request
+    const gone = new AbortController();
+    const onClose = () => { if (!res.writableFinished) gone.abort(new HttpError(499, 'client closed the request')); };
+    res.on('close', onClose);
+    const signal = AbortSignal.any([AbortSignal.timeout(scoreTimeoutMs), gone.signal]);
+    try {
+      const header = await readImageHeader(image.data, { name: image.name, maxPixels });
+      const px = await pool.decode(image.data, header.width * header.height, image.name, signal);
+      const verdict = await model.run(px, signal);
+      send(res, 200, verdict);
+    } catch (e) {
+      if ((e as Error)?.name === 'TimeoutError') throw new HttpError(504, `no verdict within ${scoreTimeoutMs / 1000} s of the upload (--score-timeout): the server is overloaded`);
+      throw e;
+    } finally {
+      scoring--;
+      res.off('close', onClose);
+    }
   };
-  const server = createServer((req, res) => {
-    void (async () => {
-      try {
-        const url = new URL(req.url ?? '/', 'http://localhost');
-        if (req.method === 'GET' && url.pathname === '/') return send(res, 200, page, 'text/html; charset=utf-8');
-        if (req.method === 'GET' && url.pathname === '/v1/health') return send(res, 200, { status: 'ok' });
-        if (req.method === 'GET' && url.pathname === '/v1/labels') return send(res, 200, { labels: detector.manifest.labels });
-        if (req.method === 'GET' && url.pathname.startsWith('/bundle/')) {
-          const f = url.pathname.slice('/bundle/'.length);
-          if (!Object.hasOwn(BUNDLE_FILES, f)) throw new HttpError(404, `no bundle file ${JSON.stringify(f)}; served: ${Object.keys(BUNDLE_FILES).join(', ')}`);
-          return sendFile(res, join(o.bundle, f), BUNDLE_FILES[f]!);
-        }
-        if (req.method === 'GET' && url.pathname.startsWith('/ort/')) {
-          const f = url.pathname.slice('/ort/'.length);
-          if (!Object.hasOwn(ORT_FILES, f)) throw new HttpError(404, `no onnxruntime-web file ${JSON.stringify(f)}`);
-          return sendFile(res, join(ortDist, f), ORT_FILES[f]!);
-        }
-        if (req.method === 'GET' && url.pathname === '/client.js') return sendFile(res, join(root, 'dist', 'web', 'client.js'), 'text/javascript; charset=utf-8');
-        if (url.pathname === '/v1/score') {
-          if (req.method !== 'POST') throw new HttpError(405, 'use POST with an image body or a multipart field "image"');
-          const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-          const declared = Number(req.headers['content-length'] ?? 0);
-          if (declared > max) throw new HttpError(413, `upload larger than ${max} bytes`);
-          let image: { data: Buffer; name: string };
-          if (type === 'multipart/form-data') image = await readMultipartImage(req, max);
-          else if (IMAGE_TYPES.test(type)) image = { data: await readBody(req, max), name: 'upload' };
-          else throw new HttpError(415, `Content-Type "${type || '(none)'}" is not an image; send image/jpeg, image/png or image/webp, or a multipart field "image"`);
-          if (image.data.length === 0) throw new HttpError(400, 'the upload is empty');
-          const verdict = await serialised(() => detector.scoreImage(image.data, image.name)).catch((e: unknown) => {
-            if (e instanceof ImageDecodeError) throw new HttpError(422, e.message);
-            throw e;
-          });
-          return send(res, 200, verdict);
-        }
-        throw new HttpError(404, `no route ${req.method} ${url.pathname}`);
-      } catch (e) {
-        if (e instanceof HttpError) {
-          if (!res.headersSent) send(res, e.status, { error: e.message });
-        } else if (!res.headersSent) {
-          send(res, 500, { error: (e as Error).message });
-        }
-        if (req.readable) req.resume();
-      }
-    })();
+
+  const fileRoute = (dir: string, files: Readonly<Record<string, string>>, what: string): Route => ({
+    methods: {
+      GET: (_req, res, rest) => {
+        if (!Object.hasOwn(files, rest)) throw new HttpError(404, `no ${what} ${JSON.stringify(rest)}; served: ${Object.keys(files).join(', ')}`);
+        sendFile(res, join(dir, rest), files[rest]!);
+      },
+    },
   });
-  await new Promise<void>((resolve) => server.listen(o.port ?? 8080, o.host ?? '127.0.0.1', resolve));
-  const addr = server.address() as { port: number; address: string };
+  const health: Handler = (_req, res) => send(res, draining ? 503 : 200, { status: draining ? 'draining' : 'ok' });
+  const routes: Readonly<Record<string, Route>> = {
+    '/': { methods: { GET: (_req, res) => send(res, 200, page, 'text/html; charset=utf-8') } },
+    '/v1/health': { methods: { GET: health } },
+    '/v1/ready': { methods: { GET: (_req, res) => send(res, draining ? 503 : 200, { status: draining ? 'draining' : 'ready' }) } },
+    '/v1/labels': { methods: { GET: (_req, res) => send(res, 200, { labels: detector.manifest.labels }) } },
+    '/v1/score': { methods: { POST: score }, protected: true },
+    '/client.js': { methods: { GET: (_req, res) => sendFile(res, join(root, 'dist', 'web', 'client.js'), 'text/javascript; charset=utf-8') } },
+  };
+  // prefix routes: the rest of the path names the file
+  const prefixes: Readonly<Record<string, Route>> = {
+    '/bundle/': { ...fileRoute(o.bundle, BUNDLE_FILES, 'bundle file'), protected: true },
+    '/ort/': fileRoute(ortDist, ORT_FILES, 'onnxruntime-web file'),
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    let route = routes[url.pathname];
+    let rest = '';
+    for (const [p, r] of Object.entries(prefixes)) {
+      if (!route && url.pathname.startsWith(p)) {
+        route = r;
+        rest = url.pathname.slice(p.length);
+      }
+    }
+    if (!route) throw new HttpError(404, `no route ${req.method} ${url.pathname}`);
+    for (const [k, v] of Object.entries(access.corsHeaders(req))) res.setHeader(k, v as string);
+    if (req.method === 'OPTIONS') {
+      const preflight = req.headers['access-control-request-method'] !== undefined && req.headers.origin !== undefined;
+      res.writeHead(204, { Allow: allowed(route), ...(preflight ? access.preflightHeaders(req) : {}) });
+      res.end();
+      return;
+    }
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    const handler = method === 'GET' || method === 'POST' ? route.methods[method] : undefined;
+    if (!handler) {
+      const allow = allowed(route);
+      throw new HttpError(405, `${req.method} is not allowed on ${url.pathname}; use ${allow.replace(', OPTIONS', '')}${url.pathname === '/v1/score' ? ' with an image body or a multipart field "image"' : ''}`, { Allow: allow });
+    }
+    if (method !== 'GET') access.checkCrossOrigin(req);
+    if (route.protected) access.authenticate(req);
+    await handler(req, res, rest);
+  };
+
+  const server = createServer({
+    headersTimeout: o.timeouts?.headersMs ?? 10_000,
+    requestTimeout: o.timeouts?.requestMs ?? 60_000,
+    connectionsCheckingInterval: o.timeouts?.checkIntervalMs ?? 1_000,
+  }, (req, res) => {
+    open.add(res);
+    if (draining) res.setHeader('Connection', 'close');
+    // the client may be gone by the time we answer; that is no error of the server's
+    res.on('error', () => undefined);
+    res.on('close', () => {
+      open.delete(res);
+      if (draining && res.writableFinished) answeredInDrain++;
+      onSettled?.();
+    });
+    handle(req, res).catch((e: unknown) => {
+      let status = 500;
+      let message = e instanceof Error ? e.message : String(e);
+      let headers = {};
+      if (e instanceof HttpError) ({ status, headers } = e);
+      else if (e instanceof ImageTooLargeError) status = 413;
+      else if (e instanceof ImageDecodeError) status = 422;
+      else if (e instanceof DecodePoolError && draining) status = 503;
+      else log(`setar serve: error on ${req.method} ${req.url}: ${e instanceof Error ? (e.stack ?? message) : message}`);
+      if (status === 500) message = `internal error: ${message}`;
+      if (!res.headersSent && !res.destroyed) send(res, status, { error: message }, 'application/json', headers);
+      else if (!res.writableEnded) res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port ?? 8080, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch(async (e: unknown) => {
+    await pool.close();
+    await detector.release();
+    throw e;
+  });
+  // an error on the listening socket after start (rare: EMFILE on accept) must not end the process
+  server.on('error', (e) => log(`setar serve: server error: ${e.message}`));
+  const addr = server.address() as { port: number; address: string; family: string };
+  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+
+  let shutdownPromise: Promise<ShutdownReport> | null = null;
+  let endDrain: () => void = () => undefined;
+  const shutdown = (drainTimeoutMs = 10_000): Promise<ShutdownReport> => {
+    shutdownPromise ??= (async () => {
+      const t0 = performance.now();
+      draining = true;
+      const inFlight = open.size;
+      for (const res of open) if (!res.headersSent) res.setHeader('Connection', 'close');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      let ended = 0;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => endDrain(), drainTimeoutMs);
+        endDrain = () => {
+          clearTimeout(timer);
+          ended = open.size;
+          server.closeAllConnections();
+          resolve();
+        };
+        onSettled = () => {
+          if (open.size === 0) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        if (open.size === 0) onSettled();
+      });
+      onSettled = null;
+      server.closeAllConnections(); // idle keep-alive connections
+      await closed;
+      // requests cut by the timeout stop at their next step (their signal aborts); a model run finishes
+      while (scoring > 0) await new Promise((r) => setTimeout(r, 10));
+      await model.idle();
+      await pool.close();
+      await detector.release();
+      return { inFlight, answered: answeredInDrain, ended, seconds: (performance.now() - t0) / 1000 };
+    })();
+    return shutdownPromise;
+  };
   return {
     server,
-    url: `http://${addr.address}:${addr.port}`,
+    url: `http://${urlHost}:${addr.port}`,
+    shutdown,
+    endDrain: () => endDrain(),
     close: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await detector.release();
+      await shutdown();
     },
   };
 }
