@@ -12,11 +12,21 @@ interface ServeFlags {
   maxPixels: number;
   workers?: number;
   maxQueue: number;
+  maxBatch: number;
+  maxDelayMs: number;
   scoreTimeout: number;
   drainTimeout: number;
   apiKey?: string;
   insecureNoAuth?: boolean;
   corsOrigin?: string[];
+}
+
+function nonNegativeMs(flag: string): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`${flag} must be a number of milliseconds >= 0, got '${v}'`);
+    return n;
+  };
 }
 
 function positiveSeconds(flag: string): (v: string) => number {
@@ -31,13 +41,15 @@ function positiveSeconds(flag: string): (v: string) => number {
 export function registerServe(program: Command): void {
   program
     .command('serve')
-    .description('serve a bundle: POST /v1/score, GET /v1/health, GET /v1/ready, GET /v1/labels, and a web page at /')
+    .description('serve a bundle: POST /v1/score, GET /v1/health, GET /v1/ready, GET /v1/labels, GET /metrics, and a web page at /')
     .requiredOption('--bundle <dir>', 'a folder written by setar bundle')
     .option('--host <host>', 'address to bind (loopback by default; any other address needs --api-key)', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', nonNegativeInt('--port'), 8080)
     .option('--max-mb <n>', 'largest upload in MB', positiveInt('--max-mb'), 10)
     .option('--max-pixels <n>', 'largest image in pixels (width x height), read from its header before decoding; larger: 413', positiveInt('--max-pixels'), DEFAULT_MAX_PIXELS)
     .option('--workers <n>', 'image decoding threads (at least 2; default cores - 1, up to 4)', positiveInt('--workers'))
+    .option('--max-batch <n>', 'dynamic batching: most images per model run (1: no batching)', positiveInt('--max-batch'), 16)
+    .option('--max-delay-ms <ms>', 'dynamic batching: how long the oldest waiting image may wait for others to join its batch', nonNegativeMs('--max-delay-ms'), 5)
     .option('--max-queue <n>', 'uploads waiting or being scored beyond which requests get 503 with Retry-After', positiveInt('--max-queue'), 32)
     .option('--score-timeout <s>', 'seconds from an upload to its verdict before the request gets 504', positiveSeconds('--score-timeout'), 30)
     .option('--drain-timeout <s>', 'on SIGTERM or SIGINT: seconds the requests in progress have to finish before their connections are ended', positiveSeconds('--drain-timeout'), 10)
@@ -49,7 +61,7 @@ export function registerServe(program: Command): void {
       if (f.workers !== undefined && f.workers < 2) throw new UsageError(`--workers must be at least 2 (one is kept for small images), got ${f.workers}`);
       const s = await startServer({
         bundle: f.bundle, host: f.host, port: f.port, maxBytes: f.maxMb * 1024 * 1024, threads: f.threads, maxPixels: f.maxPixels,
-        decodeWorkers: f.workers, maxQueue: f.maxQueue, scoreTimeoutMs: f.scoreTimeout * 1000,
+        decodeWorkers: f.workers, maxQueue: f.maxQueue, maxBatch: f.maxBatch, maxDelayMs: f.maxDelayMs, scoreTimeoutMs: f.scoreTimeout * 1000,
         apiKey: f.apiKey, insecureNoAuth: f.insecureNoAuth, corsOrigins: f.corsOrigin,
       });
       process.stderr.write(`setar serve: ${s.url} (Ctrl-C or SIGTERM to stop)\n`);

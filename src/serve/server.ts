@@ -1,16 +1,17 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { Detector } from '../bundle/bundle.js';
+import type { Verdict } from '../bundle/verdict.js';
 import { DEFAULT_MAX_PIXELS, ImageDecodeError, ImageTooLargeError, readImageHeader } from '../image/decode.js';
 import { packageRoot } from '../paths.js';
-import { tensor } from '../tensor.js';
 import { AccessPolicy, checkBindSafety } from './access.js';
 import { MULTIPART_OVERHEAD, readMultipartImage, readRawBody, type Upload } from './body.js';
 import { DecodePool, DecodePoolError } from './decode-pool.js';
 import { HttpError, send, sendFile } from './http.js';
 import { detectorPage } from './page.js';
-import { SerialRunner } from './serial-runner.js';
+import { DynamicBatcher } from './batcher.js';
+import { ServeMetrics } from './metrics.js';
+import { ModelThread } from './model-thread.js';
 
 /** Options of {@link startServer}; each maps to a flag of `setar serve`. */
 export interface ServeOptions {
@@ -28,7 +29,11 @@ export interface ServeOptions {
   readonly maxQueue?: number;
   /** A verdict not ready this long after the upload is received gets 504 (ms, default 30 s). */
   readonly scoreTimeoutMs?: number;
-  /** `POST /v1/score` and `/bundle/*` then need `Authorization: Bearer KEY`. */
+  /** Dynamic batching: most images per model run (default 16; 1: no batching). */
+  readonly maxBatch?: number;
+  /** Dynamic batching: how long the oldest waiting image may wait for others, in ms (default 5). */
+  readonly maxDelayMs?: number;
+  /** `POST /v1/score`, `GET /metrics` and `/bundle/*` then need `Authorization: Bearer KEY`. */
   readonly apiKey?: string;
   /** Origins whose pages may call the API (`--cors-origin`); `*` for any. */
   readonly corsOrigins?: readonly string[];
@@ -105,6 +110,7 @@ function defaultDecodeWorkers(): number {
  * - `POST /v1/score`: the image as the raw body (`Content-Type: image/*`) or the `image` field of a
  *   multipart form → `{label, top, scores, ood, threshold, patch_map}`;
  * - `GET /v1/health`, `GET /v1/ready` (both 503 once shutting down), `GET /v1/labels`;
+ * - `GET /metrics`: Prometheus text (metrics.ts);
  * - `GET /`: a page to drop an image and see the verdict and the patch map, scored by the server
  *   or, with "score in this browser", by the page itself (onnxruntime-web, wasm) from
  *   `GET /bundle/{bundle.json,image_encoder.onnx,text_features.safetensors}`, `GET /client.js`
@@ -112,7 +118,8 @@ function defaultDecodeWorkers(): number {
  * Every GET route answers HEAD; a known path with another method gets 405 with `Allow`.
  *
  * Each upload's header is read first (a size above `maxPixels`: 413, before any decoding); the
- * image is then decoded in a worker thread (decode-pool.ts) and scored by the model, one at a time.
+ * image is then decoded in a worker thread (decode-pool.ts) and scored by the model in dynamic
+ * batches (batcher.ts: up to `maxBatch` images, waiting at most `maxDelayMs` for company).
  * At most `maxQueue` uploads wait or are scored at once (then 503 with Retry-After) and each has
  * `scoreTimeoutMs` to get its verdict (then 504). Bad uploads get a 4xx JSON error; no upload,
  * however cut or malformed, can stop the server.
@@ -128,19 +135,34 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const maxQueue = o.maxQueue ?? 32;
   const scoreTimeoutMs = o.scoreTimeoutMs ?? 30_000;
 
-  const detector = await Detector.load(o.bundle, { threads: o.threads });
-  const size = detector.manifest.size;
-  const pool = new DecodePool({ workers: o.decodeWorkers ?? defaultDecodeWorkers(), preprocess: detector.preprocess, maxPixels });
-  const model = new SerialRunner(async (px) => (await detector.scoreBatch(tensor('float32', px, [1, 3, size, size], 'pixel_values')))[0]!);
-  const page = detectorPage(detector.manifest.labels, { keyRequired: access.keyRequired });
+  const detector = await ModelThread.start(o.bundle, { threads: o.threads });
+  const size = detector.size;
+  let pool: DecodePool;
+  try {
+    pool = new DecodePool({ workers: o.decodeWorkers ?? defaultDecodeWorkers(), preprocess: detector.preprocess, maxPixels });
+  } catch (e) {
+    await detector.close();
+    throw e;
+  }
+  /** Every response not finished yet; a shutdown waits for them. */
+  const open = new Set<ServerResponse>();
+  // the gauges read the pool and the batcher when scraped
+  const m = new ServeMetrics({ inFlight: () => open.size, queueDepth: () => ({ decode: pool.state.waiting, model: model.depth }) }).labels(detector.labels);
+  const row = 3 * size * size;
+  /** Score requests admitted and not yet at the batcher (being decoded): a batch waits for them only. */
+  let upstream = 0;
+  const model = new DynamicBatcher<Float32Array, Verdict>(async (pxs) => {
+    const batch = new Float32Array(pxs.length * row);
+    pxs.forEach((px, i) => batch.set(px, i * row));
+    return detector.score(batch, pxs.length);
+  }, { maxBatch: o.maxBatch, maxDelayMs: o.maxDelayMs, onBatch: (n) => m.batchRun(n), upstream: () => upstream });
+  const page = detectorPage(detector.labels, { keyRequired: access.keyRequired });
   const root = packageRoot();
   const ortDist = join(root, 'node_modules', 'onnxruntime-web', 'dist');
 
   let draining = false;
   /** Score requests whose upload is in and whose answer is not sent yet. */
   let scoring = 0;
-  /** Every response not finished yet; a shutdown waits for them. */
-  const open = new Set<ServerResponse>();
   let onSettled: (() => void) | null = null;
   let answeredInDrain = 0;
 
@@ -160,6 +182,13 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     if (image.data.length === 0) throw new HttpError(400, 'the upload is empty');
     if (scoring >= maxQueue) throw busy();
     scoring++;
+    upstream++;
+    let onTheWay = true;
+    const arrived = () => {
+      if (!onTheWay) return;
+      onTheWay = false;
+      upstream--;
+    };
     // the deadline, or the client gone: stop spending work on this request
     const gone = new AbortController();
     const onClose = () => { if (!res.writableFinished) gone.abort(new HttpError(499, 'client closed the request')); };
@@ -168,12 +197,21 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     try {
       const header = await readImageHeader(image.data, { name: image.name, maxPixels });
       const px = await pool.decode(image.data, header.width * header.height, image.name, signal);
-      const verdict = await model.run(px, signal);
+      m.imageDecoded();
+      arrived();
+      const verdict = await model.submit(px, signal);
+      m.verdict(verdict.label, verdict.ood);
       send(res, 200, verdict);
     } catch (e) {
+      if (e instanceof ImageTooLargeError) m.imageRefused('too_large');
+      else if (e instanceof ImageDecodeError) m.imageRefused('undecodable');
       if ((e as Error)?.name === 'TimeoutError') throw new HttpError(504, `no verdict within ${scoreTimeoutMs / 1000} s of the upload (--score-timeout): the server is overloaded`);
       throw e;
     } finally {
+      if (onTheWay) {
+        arrived();
+        model.poke(); // a batch may have been waiting for this one
+      }
       scoring--;
       res.off('close', onClose);
     }
@@ -192,8 +230,17 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     '/': { methods: { GET: (_req, res) => send(res, 200, page, 'text/html; charset=utf-8') } },
     '/v1/health': { methods: { GET: health } },
     '/v1/ready': { methods: { GET: (_req, res) => send(res, draining ? 503 : 200, { status: draining ? 'draining' : 'ready' }) } },
-    '/v1/labels': { methods: { GET: (_req, res) => send(res, 200, { labels: detector.manifest.labels }) } },
+    '/v1/labels': { methods: { GET: (_req, res) => send(res, 200, { labels: detector.labels }) } },
     '/v1/score': { methods: { POST: score }, protected: true },
+    '/metrics': {
+      methods: {
+        GET: async (_req, res) => {
+          const { text, type } = await m.render();
+          send(res, 200, text, type);
+        },
+      },
+      protected: true,
+    },
     '/client.js': { methods: { GET: (_req, res) => sendFile(res, join(root, 'dist', 'web', 'client.js'), 'text/javascript; charset=utf-8') } },
   };
   // prefix routes: the rest of the path names the file
@@ -202,16 +249,16 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     '/ort/': fileRoute(ortDist, ORT_FILES, 'onnxruntime-web file'),
   };
 
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    let route = routes[url.pathname];
-    let rest = '';
-    for (const [p, r] of Object.entries(prefixes)) {
-      if (!route && url.pathname.startsWith(p)) {
-        route = r;
-        rest = url.pathname.slice(p.length);
-      }
-    }
+  /** The route a path takes: its table key (the metrics' `route` label), the route, the rest of the path. */
+  const resolve = (path: string): { key: string; route?: Route; rest: string } => {
+    if (Object.hasOwn(routes, path)) return { key: path, route: routes[path], rest: '' };
+    for (const [p, r] of Object.entries(prefixes)) if (path.startsWith(p)) return { key: p, route: r, rest: path.slice(p.length) };
+    return { key: 'other', rest: '' };
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse, url: URL | null): Promise<void> => {
+    if (!url) throw new HttpError(400, `bad request target ${JSON.stringify(req.url)}`);
+    const { route, rest } = resolve(url.pathname);
     if (!route) throw new HttpError(404, `no route ${req.method} ${url.pathname}`);
     for (const [k, v] of Object.entries(access.corsHeaders(req))) res.setHeader(k, v as string);
     if (req.method === 'OPTIONS') {
@@ -236,16 +283,23 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     requestTimeout: o.timeouts?.requestMs ?? 60_000,
     connectionsCheckingInterval: o.timeouts?.checkIntervalMs ?? 1_000,
   }, (req, res) => {
+    const t0 = performance.now();
+    // an absolute-form target may be no URL at all ("http://["): answered 400 by handle()
+    let url: URL | null = null;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch { /* url stays null */ }
     open.add(res);
     if (draining) res.setHeader('Connection', 'close');
     // the client may be gone by the time we answer; that is no error of the server's
     res.on('error', () => undefined);
     res.on('close', () => {
+      m.request(url ? resolve(url.pathname).key : 'other', req.method ?? '', res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000);
       open.delete(res);
       if (draining && res.writableFinished) answeredInDrain++;
       onSettled?.();
     });
-    handle(req, res).catch((e: unknown) => {
+    handle(req, res, url).catch((e: unknown) => {
       let status = 500;
       let message = e instanceof Error ? e.message : String(e);
       let headers = {};
@@ -268,7 +322,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     });
   }).catch(async (e: unknown) => {
     await pool.close();
-    await detector.release();
+    await detector.close();
     throw e;
   });
   // an error on the listening socket after start (rare: EMFILE on accept) must not end the process
@@ -309,7 +363,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
       while (scoring > 0) await new Promise((r) => setTimeout(r, 10));
       await model.idle();
       await pool.close();
-      await detector.release();
+      await detector.close();
       return { inFlight, answered: answeredInDrain, ended, seconds: (performance.now() - t0) / 1000 };
     })();
     return shutdownPromise;

@@ -77,6 +77,7 @@ describe('setar serve under abusive uploads (a real `setar serve` process, raw T
       ['raw: declared length over the limit', [post(`Content-Length: ${MAX + 1}\r\n`)], (o) => o !== 'closed' && o.status === 413],
       ['raw: truncated PNG', [post(`Content-Length: 200\r\n`), png.subarray(0, 200)], (o) => o !== 'closed' && o.status === 422 && /cannot decode image upload/.test(o.error)],
       ['garbage request line', ['HELLO\r\n\r\n'], (o) => o === 'closed' || o.status === 400],
+      ['a request target that is no URL', ['GET http://[ HTTP/1.1\r\nHost: x\r\n\r\n'], (o) => o === 'closed' || o.status === 400],
       ['oversized header', [`GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`], (o) => o === 'closed' || o.status === 431],
       // multipart
       ['multipart: closing boundary never comes (the 76-byte crash)', [post(`Content-Length: ${multipartHead(b).length + 3}\r\n`, ct), multipartHead(b) + 'abc'], (o) => o !== 'closed' && o.status === 400 && /bad multipart request: Unexpected end of form/.test(o.error)],
