@@ -1,17 +1,17 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import type { Verdict } from '../bundle/verdict.js';
-import { DEFAULT_MAX_PIXELS, ImageDecodeError, ImageTooLargeError, readImageHeader } from '../image/decode.js';
+import { DEFAULT_MAX_PIXELS, ImageDecodeError, ImageTooLargeError } from '../image/decode.js';
 import { packageRoot } from '../paths.js';
 import { AccessPolicy, checkBindSafety } from './access.js';
-import { MULTIPART_OVERHEAD, readMultipartImage, readRawBody, type Upload } from './body.js';
 import { DecodePool, DecodePoolError } from './decode-pool.js';
+import { ConnectionDrain, type DrainReport } from './drain.js';
 import { HttpError, send, sendFile } from './http.js';
-import { detectorPage } from './page.js';
-import { DynamicBatcher } from './batcher.js';
 import { ServeMetrics } from './metrics.js';
 import { ModelThread } from './model-thread.js';
+import { detectorPage } from './page.js';
+import { Router, type Route } from './router.js';
+import { ScorePipeline } from './score-route.js';
 
 /** Options of {@link startServer}; each maps to a flag of `setar serve`. */
 export interface ServeOptions {
@@ -46,13 +46,7 @@ export interface ServeOptions {
 }
 
 /** How a shutdown went. */
-export interface ShutdownReport {
-  /** Requests in progress when it began. */
-  readonly inFlight: number;
-  /** Responses completed during the drain (those in progress, and any that came on open connections). */
-  readonly answered: number;
-  /** Requests whose connection the drain timeout ended (stalled uploads, slow readers). */
-  readonly ended: number;
+export interface ShutdownReport extends DrainReport {
   readonly seconds: number;
 }
 
@@ -72,8 +66,6 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-const IMAGE_TYPES = /^image\/(jpeg|png|webp|gif|bmp|tiff)$/;
-
 /** The bundle files the browser client fetches from `/bundle/<file>` (nothing else in the folder is served). */
 const BUNDLE_FILES: Readonly<Record<string, string>> = {
   'bundle.json': 'application/json; charset=utf-8',
@@ -87,22 +79,21 @@ const ORT_FILES: Readonly<Record<string, string>> = {
   'ort-wasm-simd-threaded.mjs': 'text/javascript; charset=utf-8',
 };
 
-type Handler = (req: IncomingMessage, res: ServerResponse, path: string) => void | Promise<void>;
-
-/** A route: its handlers by method (GET also answers HEAD) and whether it needs the API key. */
-interface Route {
-  readonly methods: Readonly<Partial<Record<'GET' | 'POST', Handler>>>;
-  readonly protected?: boolean;
-}
-
-/** The methods a route answers, for `Allow`. */
-function allowed(route: Route): string {
-  const m = Object.keys(route.methods);
-  return [...m, ...(m.includes('GET') ? ['HEAD'] : []), 'OPTIONS'].join(', ');
-}
-
 function defaultDecodeWorkers(): number {
   return Math.min(4, Math.max(2, availableParallelism() - 1));
+}
+
+/** A route serving the files of `dir` named in `files` (name → content type). */
+function fileRoute(dir: string, files: Readonly<Record<string, string>>, what: string, isProtected = false): Route {
+  return {
+    methods: {
+      GET: (_req, res, rest) => {
+        if (!Object.hasOwn(files, rest)) throw new HttpError(404, `no ${what} ${JSON.stringify(rest)}; served: ${Object.keys(files).join(', ')}`);
+        sendFile(res, join(dir, rest), files[rest]!);
+      },
+    },
+    protected: isProtected,
+  };
 }
 
 /**
@@ -118,8 +109,9 @@ function defaultDecodeWorkers(): number {
  * Every GET route answers HEAD; a known path with another method gets 405 with `Allow`.
  *
  * Each upload's header is read first (a size above `maxPixels`: 413, before any decoding); the
- * image is then decoded in a worker thread (decode-pool.ts) and scored by the model in dynamic
- * batches (batcher.ts: up to `maxBatch` images, waiting at most `maxDelayMs` for company).
+ * image is then decoded in a worker thread (decode-pool.ts) and scored by the model, in a thread of
+ * its own (model-thread.ts), in dynamic batches (batcher.ts: up to `maxBatch` images, waiting at
+ * most `maxDelayMs` for company); score-route.ts has the stages, router.ts the routing rules.
  * At most `maxQueue` uploads wait or are scored at once (then 503 with Retry-After) and each has
  * `scoreTimeoutMs` to get its verdict (then 504). Bad uploads get a 4xx JSON error; no upload,
  * however cut or malformed, can stop the server.
@@ -129,14 +121,10 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const access = new AccessPolicy({ apiKey: o.apiKey, corsOrigins: o.corsOrigins });
   await checkBindSafety(host, { apiKey: o.apiKey, insecureNoAuth: o.insecureNoAuth, warn: log });
-  const max = o.maxBytes ?? 10 * 1024 * 1024;
   const maxPixels = o.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!(maxPixels > 0)) throw new RangeError(`--max-pixels must be a positive number of pixels, got ${maxPixels}`);
-  const maxQueue = o.maxQueue ?? 32;
-  const scoreTimeoutMs = o.scoreTimeoutMs ?? 30_000;
 
   const detector = await ModelThread.start(o.bundle, { threads: o.threads });
-  const size = detector.size;
   let pool: DecodePool;
   try {
     pool = new DecodePool({ workers: o.decodeWorkers ?? defaultDecodeWorkers(), preprocess: detector.preprocess, maxPixels });
@@ -144,176 +132,65 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     await detector.close();
     throw e;
   }
-  /** Every response not finished yet; a shutdown waits for them. */
-  const open = new Set<ServerResponse>();
-  // the gauges read the pool and the batcher when scraped
-  const m = new ServeMetrics({ inFlight: () => open.size, queueDepth: () => ({ decode: pool.state.waiting, model: model.depth }) }).labels(detector.labels);
-  const row = 3 * size * size;
-  /** Score requests admitted and not yet at the batcher (being decoded): a batch waits for them only. */
-  let upstream = 0;
-  const model = new DynamicBatcher<Float32Array, Verdict>(async (pxs) => {
-    const batch = new Float32Array(pxs.length * row);
-    pxs.forEach((px, i) => batch.set(px, i * row));
-    return detector.score(batch, pxs.length);
-  }, { maxBatch: o.maxBatch, maxDelayMs: o.maxDelayMs, onBatch: (n) => m.batchRun(n), upstream: () => upstream });
-  const page = detectorPage(detector.labels, { keyRequired: access.keyRequired });
-  const root = packageRoot();
-  const ortDist = join(root, 'node_modules', 'onnxruntime-web', 'dist');
-
-  let draining = false;
-  /** Score requests whose upload is in and whose answer is not sent yet. */
-  let scoring = 0;
-  let onSettled: (() => void) | null = null;
-  let answeredInDrain = 0;
-
-  const score: Handler = async (req, res) => {
-    // a request that came on an open connection after the shutdown began; those in progress finish
-    if (draining) throw new HttpError(503, 'the server is shutting down', { 'Retry-After': '1' });
-    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    const multipart = type === 'multipart/form-data';
-    if (!multipart && !IMAGE_TYPES.test(type)) {
-      throw new HttpError(415, `Content-Type "${type || '(none)'}" is not an image; send image/jpeg, image/png or image/webp, or a multipart field "image"`);
-    }
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > max + (multipart ? MULTIPART_OVERHEAD : 0)) throw new HttpError(413, `upload larger than ${max} bytes`);
-    const busy = () => new HttpError(503, `the server is busy: ${maxQueue} images are waiting or being scored (--max-queue); retry in a moment`, { 'Retry-After': '1' });
-    if (scoring >= maxQueue) throw busy(); // before the upload is read
-    const image: Upload = multipart ? await readMultipartImage(req, max) : { data: await readRawBody(req, max), name: 'upload' };
-    if (image.data.length === 0) throw new HttpError(400, 'the upload is empty');
-    if (scoring >= maxQueue) throw busy();
-    scoring++;
-    upstream++;
-    let onTheWay = true;
-    const arrived = () => {
-      if (!onTheWay) return;
-      onTheWay = false;
-      upstream--;
-    };
-    // the deadline, or the client gone: stop spending work on this request
-    const gone = new AbortController();
-    const onClose = () => { if (!res.writableFinished) gone.abort(new HttpError(499, 'client closed the request')); };
-    res.on('close', onClose);
-    const signal = AbortSignal.any([AbortSignal.timeout(scoreTimeoutMs), gone.signal]);
-    try {
-      const header = await readImageHeader(image.data, { name: image.name, maxPixels });
-      const px = await pool.decode(image.data, header.width * header.height, image.name, signal);
-      m.imageDecoded();
-      arrived();
-      const verdict = await model.submit(px, signal);
-      m.verdict(verdict.label, verdict.ood);
-      send(res, 200, verdict);
-    } catch (e) {
-      if (e instanceof ImageTooLargeError) m.imageRefused('too_large');
-      else if (e instanceof ImageDecodeError) m.imageRefused('undecodable');
-      if ((e as Error)?.name === 'TimeoutError') throw new HttpError(504, `no verdict within ${scoreTimeoutMs / 1000} s of the upload (--score-timeout): the server is overloaded`);
-      throw e;
-    } finally {
-      if (onTheWay) {
-        arrived();
-        model.poke(); // a batch may have been waiting for this one
-      }
-      scoring--;
-      res.off('close', onClose);
-    }
-  };
-
-  const fileRoute = (dir: string, files: Readonly<Record<string, string>>, what: string): Route => ({
-    methods: {
-      GET: (_req, res, rest) => {
-        if (!Object.hasOwn(files, rest)) throw new HttpError(404, `no ${what} ${JSON.stringify(rest)}; served: ${Object.keys(files).join(', ')}`);
-        sendFile(res, join(dir, rest), files[rest]!);
-      },
-    },
-  });
-  const health: Handler = (_req, res) => send(res, draining ? 503 : 200, { status: draining ? 'draining' : 'ok' });
-  const routes: Readonly<Record<string, Route>> = {
-    '/': { methods: { GET: (_req, res) => send(res, 200, page, 'text/html; charset=utf-8') } },
-    '/v1/health': { methods: { GET: health } },
-    '/v1/ready': { methods: { GET: (_req, res) => send(res, draining ? 503 : 200, { status: draining ? 'draining' : 'ready' }) } },
-    '/v1/labels': { methods: { GET: (_req, res) => send(res, 200, { labels: detector.labels }) } },
-    '/v1/score': { methods: { POST: score }, protected: true },
-    '/metrics': {
-      methods: {
-        GET: async (_req, res) => {
-          const { text, type } = await m.render();
-          send(res, 200, text, type);
-        },
-      },
-      protected: true,
-    },
-    '/client.js': { methods: { GET: (_req, res) => sendFile(res, join(root, 'dist', 'web', 'client.js'), 'text/javascript; charset=utf-8') } },
-  };
-  // prefix routes: the rest of the path names the file
-  const prefixes: Readonly<Record<string, Route>> = {
-    '/bundle/': { ...fileRoute(o.bundle, BUNDLE_FILES, 'bundle file'), protected: true },
-    '/ort/': fileRoute(ortDist, ORT_FILES, 'onnxruntime-web file'),
-  };
-
-  /** The route a path takes: its table key (the metrics' `route` label), the route, the rest of the path. */
-  const resolve = (path: string): { key: string; route?: Route; rest: string } => {
-    if (Object.hasOwn(routes, path)) return { key: path, route: routes[path], rest: '' };
-    for (const [p, r] of Object.entries(prefixes)) if (path.startsWith(p)) return { key: p, route: r, rest: path.slice(p.length) };
-    return { key: 'other', rest: '' };
-  };
-
-  const handle = async (req: IncomingMessage, res: ServerResponse, url: URL | null): Promise<void> => {
-    if (!url) throw new HttpError(400, `bad request target ${JSON.stringify(req.url)}`);
-    const { route, rest } = resolve(url.pathname);
-    if (!route) throw new HttpError(404, `no route ${req.method} ${url.pathname}`);
-    for (const [k, v] of Object.entries(access.corsHeaders(req))) res.setHeader(k, v as string);
-    if (req.method === 'OPTIONS') {
-      const preflight = req.headers['access-control-request-method'] !== undefined && req.headers.origin !== undefined;
-      res.writeHead(204, { Allow: allowed(route), ...(preflight ? access.preflightHeaders(req) : {}) });
-      res.end();
-      return;
-    }
-    const method = req.method === 'HEAD' ? 'GET' : req.method;
-    const handler = method === 'GET' || method === 'POST' ? route.methods[method] : undefined;
-    if (!handler) {
-      const allow = allowed(route);
-      throw new HttpError(405, `${req.method} is not allowed on ${url.pathname}; use ${allow.replace(', OPTIONS', '')}${url.pathname === '/v1/score' ? ' with an image body or a multipart field "image"' : ''}`, { Allow: allow });
-    }
-    if (method !== 'GET') access.checkCrossOrigin(req);
-    if (route.protected) access.authenticate(req);
-    await handler(req, res, rest);
-  };
-
   const server = createServer({
     headersTimeout: o.timeouts?.headersMs ?? 10_000,
     requestTimeout: o.timeouts?.requestMs ?? 60_000,
     connectionsCheckingInterval: o.timeouts?.checkIntervalMs ?? 1_000,
-  }, (req, res) => {
+  });
+  server.keepAliveTimeout = 5_000;
+  const drain = new ConnectionDrain(server);
+  // the gauges read the pipeline when scraped
+  const metrics: ServeMetrics = new ServeMetrics({ inFlight: () => drain.inFlight, queueDepth: () => pipeline.queueDepth }).labels(detector.labels);
+  const row = 3 * detector.size * detector.size;
+  const pipeline: ScorePipeline = new ScorePipeline(pool, (pxs) => {
+    const batch = new Float32Array(pxs.length * row);
+    pxs.forEach((px, i) => batch.set(px, i * row));
+    return detector.score(batch, pxs.length);
+  }, metrics, {
+    maxBytes: o.maxBytes ?? 10 * 1024 * 1024, maxPixels, maxQueue: o.maxQueue ?? 32, scoreTimeoutMs: o.scoreTimeoutMs ?? 30_000, maxBatch: o.maxBatch, maxDelayMs: o.maxDelayMs,
+  }, () => drain.draining);
+
+  const page = detectorPage(detector.labels, { keyRequired: access.keyRequired });
+  const root = packageRoot();
+  const status = (ok: string) => (_req: unknown, res: Parameters<typeof send>[0]) => send(res, drain.draining ? 503 : 200, { status: drain.draining ? 'draining' : ok });
+  const router = new Router({
+    '/': { methods: { GET: (_req, res) => send(res, 200, page, 'text/html; charset=utf-8') } },
+    '/v1/health': { methods: { GET: status('ok') } },
+    '/v1/ready': { methods: { GET: status('ready') } },
+    '/v1/labels': { methods: { GET: (_req, res) => send(res, 200, { labels: detector.labels }) } },
+    '/v1/score': { methods: { POST: pipeline.handle }, protected: true },
+    '/metrics': { methods: { GET: async (_req, res) => { const { text, type } = await metrics.render(); send(res, 200, text, type); } }, protected: true },
+    '/client.js': { methods: { GET: (_req, res) => sendFile(res, join(root, 'dist', 'web', 'client.js'), 'text/javascript; charset=utf-8') } },
+  }, {
+    '/bundle/': fileRoute(o.bundle, BUNDLE_FILES, 'bundle file', true),
+    '/ort/': fileRoute(join(root, 'node_modules', 'onnxruntime-web', 'dist'), ORT_FILES, 'onnxruntime-web file'),
+  }, access);
+
+  server.on('request', (req, res) => {
     const t0 = performance.now();
-    // an absolute-form target may be no URL at all ("http://["): answered 400 by handle()
+    // an absolute-form target may be no URL at all ("http://["): the router answers 400
     let url: URL | null = null;
     try {
       url = new URL(req.url ?? '/', 'http://localhost');
     } catch { /* url stays null */ }
-    open.add(res);
-    if (draining) res.setHeader('Connection', 'close');
+    drain.track(res);
     // the client may be gone by the time we answer; that is no error of the server's
     res.on('error', () => undefined);
-    res.on('close', () => {
-      m.request(url ? resolve(url.pathname).key : 'other', req.method ?? '', res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000);
-      open.delete(res);
-      if (draining && res.writableFinished) answeredInDrain++;
-      onSettled?.();
-    });
-    handle(req, res, url).catch((e: unknown) => {
+    res.on('close', () => metrics.request(url ? router.resolve(url.pathname).key : 'other', req.method ?? '', res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000));
+    router.dispatch(req, res, url).catch((e: unknown) => {
       let status = 500;
       let message = e instanceof Error ? e.message : String(e);
       let headers = {};
       if (e instanceof HttpError) ({ status, headers } = e);
       else if (e instanceof ImageTooLargeError) status = 413;
       else if (e instanceof ImageDecodeError) status = 422;
-      else if (e instanceof DecodePoolError && draining) status = 503;
+      else if (e instanceof DecodePoolError && drain.draining) status = 503;
       else log(`setar serve: error on ${req.method} ${req.url}: ${e instanceof Error ? (e.stack ?? message) : message}`);
       if (status === 500) message = `internal error: ${message}`;
       if (!res.headersSent && !res.destroyed) send(res, status, { error: message }, 'application/json', headers);
       else if (!res.writableEnded) res.destroy();
     });
   });
-  server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port ?? 8080, host, () => {
@@ -331,40 +208,15 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
 
   let shutdownPromise: Promise<ShutdownReport> | null = null;
-  let endDrain: () => void = () => undefined;
   const shutdown = (drainTimeoutMs = 10_000): Promise<ShutdownReport> => {
     shutdownPromise ??= (async () => {
       const t0 = performance.now();
-      draining = true;
-      const inFlight = open.size;
-      for (const res of open) if (!res.headersSent) res.setHeader('Connection', 'close');
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      let ended = 0;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => endDrain(), drainTimeoutMs);
-        endDrain = () => {
-          clearTimeout(timer);
-          ended = open.size;
-          server.closeAllConnections();
-          resolve();
-        };
-        onSettled = () => {
-          if (open.size === 0) {
-            clearTimeout(timer);
-            resolve();
-          }
-        };
-        if (open.size === 0) onSettled();
-      });
-      onSettled = null;
-      server.closeAllConnections(); // idle keep-alive connections
-      await closed;
+      const report = await drain.drain(drainTimeoutMs);
       // requests cut by the timeout stop at their next step (their signal aborts); a model run finishes
-      while (scoring > 0) await new Promise((r) => setTimeout(r, 10));
-      await model.idle();
+      await pipeline.settled();
       await pool.close();
       await detector.close();
-      return { inFlight, answered: answeredInDrain, ended, seconds: (performance.now() - t0) / 1000 };
+      return { ...report, seconds: (performance.now() - t0) / 1000 };
     })();
     return shutdownPromise;
   };
@@ -372,7 +224,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     server,
     url: `http://${urlHost}:${addr.port}`,
     shutdown,
-    endDrain: () => endDrain(),
+    endDrain: () => drain.endNow(),
     close: async () => {
       await shutdown();
     },
