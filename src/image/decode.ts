@@ -220,11 +220,16 @@ export async function decodeImage(
     bytes = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   }
   if (bytes.length === 0) throw new ImageDecodeError(file, 'file is empty');
-  try {
-    return await decodeBytes(bytes, file, maxPixels);
-  } catch (err) {
-    if (err instanceof ImageDecodeError) throw err;
-    throw new ImageDecodeError(file, describe(err), { cause: err });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await decodeBytes(bytes, file, maxPixels);
+    } catch (err) {
+      if (err instanceof ImageDecodeError) throw err;
+      // libvips keeps its error text in one buffer for all threads: when another thread clears it
+      // first, sharp reports "Unknown error". Decoding once more recovers the reason.
+      if (attempt === 0 && err instanceof Error && err.message === 'Unknown error') continue;
+      throw new ImageDecodeError(file, describe(err), { cause: err });
+    }
   }
 }
 
