@@ -39,7 +39,7 @@ export { swinPreprocess } from './models/swinv2/preprocess.js';
 export { swinV2Family } from './models/swinv2/family.js';
 
 // Images, checkpoints
-export { decodeImage, ImageDecodeError, type DecodedImage } from './image/decode.js';
+export { decodeImage, readImageHeader, ImageDecodeError, ImageTooLargeError, DEFAULT_MAX_PIXELS, type DecodedImage, type ImageHeader } from './image/decode.js';
 export { preprocessClip, loadAndPreprocess, CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, type PreprocessOptions } from './image/preprocess.js';
 export { SafetensorsFile, Checkpoint, SafetensorsError, writeSafetensors, type TensorToWrite } from './io/safetensors.js';
 export { openTensorSource, TensorSourceError, type TensorSource, type TensorInfo } from './io/tensor-source.js';

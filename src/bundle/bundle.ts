@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { loadIdDataset, type IdSource } from '../data/datasets.js';
 import { loadImageBatches } from '../data/loader.js';
 import { decodeImage } from '../image/decode.js';
-import { preprocessClip } from '../image/preprocess.js';
+import { preprocessClip, type PreprocessOptions } from '../image/preprocess.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
@@ -205,10 +205,15 @@ export class Detector {
     );
   }
 
+  /** The bundle's preprocessing, as preprocessClip / loadAndPreprocess options (pixel_values [3, size, size]). */
+  get preprocess(): PreprocessOptions {
+    const m = this.manifest;
+    return m.head === 'classifier' ? { resizeTo: m.resizeTo, cropSize: m.size, mean: m.mean, std: m.std } : { size: m.size };
+  }
+
   /** An encoded image (JPEG/PNG/WebP/GIF…) → its verdict. */
   async scoreImage(image: Uint8Array, name = 'upload'): Promise<Verdict> {
-    const m = this.manifest;
-    const px = preprocessClip(await decodeImage(image, { name }), m.head === 'classifier' ? { resizeTo: m.resizeTo, cropSize: m.size, mean: m.mean, std: m.std } : { size: m.size });
+    const px = preprocessClip(await decodeImage(image, { name }), this.preprocess);
     return (await this.scoreBatch(tensor('float32', px, [1, 3, this.manifest.size, this.manifest.size], 'pixel_values')))[0]!;
   }
 

@@ -28,6 +28,7 @@ interface EvalCliFlags {
   seed?: number;
   template?: string;
   strict?: boolean;
+  maxPixels?: number;
   out?: string;
   workers?: number;
   threads?: number;
@@ -61,6 +62,7 @@ export function registerEval(program: Command): void {
     .option('--seed <n>', "seed of the 'random' prune mode (default 5)", (v) => Number(v))
     .option('--template <text>', TEMPLATE_HELP)
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
+    .option('--max-pixels <n>', 'largest image in pixels (width x height), read from its header before decoding; larger ones are skipped and listed (default 40000000)', positiveInt('--max-pixels'))
     .option('--workers <n>', 'image decoding threads (default: one per core)', positiveInt('--workers'))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
     .option('--out <dir>', 'output folder (required unless the config gives log_directory)')
@@ -73,7 +75,7 @@ export function registerEval(program: Command): void {
         scorers: f.scorers?.split(',').map((s) => s.trim()).filter(Boolean),
         temperature: f.temperature, recallLevel: f.recallLevel, split: f.split,
         loraSettings: f.loraSettings ? await readJson(f.loraSettings, 'lora settings file') : undefined,
-        loraSvdInitType: pruneModeOf(f), batchSize: f.batchSize, seed: f.seed, template: f.template, strict: f.strict, out: f.out,
+        loraSvdInitType: pruneModeOf(f), batchSize: f.batchSize, seed: f.seed, template: f.template, strict: f.strict, maxPixels: f.maxPixels, out: f.out,
         workers: f.workers, threads: f.threads,
       };
       const config = resolveEvalConfig(json as Record<string, unknown> | null, flags, f.config ?? 'config');

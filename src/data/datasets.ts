@@ -1,5 +1,5 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { extname, join, relative, resolve, sep } from 'node:path';
+import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { dataFile } from '../paths.js';
 
 /**
@@ -22,6 +22,8 @@ export interface ImageDataset {
   readonly labels?: Int32Array;
   /** Class folder names in sorted order (ID datasets); index = label. */
   readonly classes?: readonly string[];
+  /** Directory symlinks not followed because they lead to a folder already walked (cycles, aliases). */
+  readonly skippedFolders?: readonly SkippedFolder[];
 }
 
 /** A dataset problem: the message names the folder or file and what was expected. */
@@ -55,27 +57,67 @@ function byCodePoint(a: string, b: string): number {
   return x.length - y.length;
 }
 
+/** A folder the walk did not enter: a directory symlink leading to a folder already walked. */
+export interface SkippedFolder {
+  /** The path that was not walked (absolute). */
+  readonly path: string;
+  /** Why, e.g. "directory symlink cycle: leads back to '/data/x'". */
+  readonly reason: string;
+}
+
 /**
- * Image files under `dir`, in the order of torchvision's `make_dataset`:
+ * Image files under each of `roots`, each list in the order of torchvision's `make_dataset`:
  * `for root, _, fnames in sorted(os.walk(dir, followlinks=True)): for fname in sorted(fnames)`.
  * Sorting the walk sorts by the directory path string, which is not a depth-first order
  * (`x-1` sorts before `x/y`), hence the collect-then-sort.
+ *
+ * Directory symlinks are followed, as `ImageFolder` does, but each real directory is walked once:
+ * `os.walk(followlinks=True)` would follow a symlink cycle until the path is too long and list
+ * every image under it again at each level. Real paths win over symlinks: every root's tree is
+ * walked first without following symlinks, then the symlinks found, in the order found (sorted
+ * by name), each adding only folders not walked yet. A symlink to a folder already walked is not
+ * entered and is reported in `skipped` with its path — a cycle when it points to one of its own
+ * ancestors.
  */
-export function walkImages(dir: string): string[] {
-  const dirs: { path: string; files: string[] }[] = [];
-  const visit = (d: string) => {
+export function walkImageTrees(roots: readonly string[]): { files: string[][]; skipped: SkippedFolder[] } {
+  const visited = new Map<string, string>(); // real path → the path it was walked as
+  const dirs: { path: string; files: string[] }[][] = roots.map(() => []);
+  const links: { path: string; root: number }[] = [];
+  const skipped: SkippedFolder[] = [];
+  const walk = (d: string, root: number): void => {
+    const real = realpathSync(d);
+    const seen = visited.get(real);
+    if (seen !== undefined) {
+      const parent = realpathSync(dirname(d));
+      const cycle = parent === real || parent.startsWith(real.endsWith(sep) ? real : real + sep);
+      skipped.push({ path: d, reason: cycle ? `directory symlink cycle: leads back to '${seen}'` : `directory symlink to '${seen}', already walked` });
+      return;
+    }
+    visited.set(real, d);
     const files: string[] = [];
-    for (const e of readdirSync(d, { withFileTypes: true })) {
+    const entries = readdirSync(d, { withFileTypes: true }).sort((a, b) => byCodePoint(a.name, b.name));
+    for (const e of entries) {
       const p = join(d, e.name);
-      const directory = e.isDirectory() || (e.isSymbolicLink() && isDir(p));
-      if (directory) visit(p);
+      if (e.isDirectory()) walk(p, root);
+      else if (e.isSymbolicLink() && isDir(p)) links.push({ path: p, root });
       else if (isImage(e.name)) files.push(e.name);
     }
-    dirs.push({ path: d, files });
+    dirs[root]!.push({ path: d, files });
   };
-  visit(dir);
-  dirs.sort((a, b) => byCodePoint(a.path, b.path));
-  return dirs.flatMap((d) => d.files.sort(byCodePoint).map((f) => join(d.path, f)));
+  roots.forEach((r, i) => walk(r, i));
+  for (let k = 0; k < links.length; k++) walk(links[k]!.path, links[k]!.root); // grows while it runs
+  const files = dirs.map((list) => {
+    list.sort((a, b) => byCodePoint(a.path, b.path));
+    return list.flatMap((d) => d.files.sort(byCodePoint).map((f) => join(d.path, f)));
+  });
+  return { files, skipped };
+}
+
+/** {@link walkImageTrees} of one folder: its image files, in torchvision's order. */
+export function walkImages(dir: string, skipped?: SkippedFolder[]): string[] {
+  const r = walkImageTrees([dir]);
+  skipped?.push(...r.skipped);
+  return r.files[0]!;
 }
 
 function rel(root: string, file: string): string {
@@ -100,14 +142,16 @@ export function imageFolder(name: string, root: string): ImageDataset {
   if (classes.length === 0) throw new DatasetError(`dataset ${name}: '${root}' has no class sub-folders (expected ${root}/<class>/<image>)`);
   const files: string[] = [];
   const labels: number[] = [];
-  classes.forEach((c, i) => {
-    for (const f of walkImages(join(root, c))) {
+  // one walk over every class: a real folder belongs to the class that holds it, not to a symlink elsewhere
+  const walk = walkImageTrees(classes.map((c) => join(root, c)));
+  walk.files.forEach((list, i) => {
+    for (const f of list) {
       files.push(f);
       labels.push(i);
     }
   });
   if (files.length === 0) throw new DatasetError(`dataset ${name}: no images under '${root}' (extensions: ${IMAGE_EXTENSIONS.join(' ')})`);
-  return { name, root, files, relPaths: files.map((f) => rel(root, f)), labels: Int32Array.from(labels), classes };
+  return { name, root, files, relPaths: files.map((f) => rel(root, f)), labels: Int32Array.from(labels), classes, ...(walk.skipped.length ? { skippedFolders: walk.skipped } : {}) };
 }
 
 /**
@@ -150,9 +194,10 @@ function statSafe(p: string): boolean {
 export function imageTree(name: string, root: string): ImageDataset {
   root = resolve(root);
   requireDir(root, `OOD dataset ${name}`);
-  const files = walkImages(root);
+  const skipped: SkippedFolder[] = [];
+  const files = walkImages(root, skipped);
   if (files.length === 0) throw new DatasetError(`OOD dataset ${name}: no images under '${root}' (extensions: ${IMAGE_EXTENSIONS.join(' ')})`);
-  return { name, root, files, relPaths: files.map((f) => rel(root, f)) };
+  return { name, root, files, relPaths: files.map((f) => rel(root, f)), ...(skipped.length ? { skippedFolders: skipped } : {}) };
 }
 
 // ---- benchmark presets -----------------------------------------------------------------------

@@ -11,7 +11,8 @@
  */
 import 'sharp'; // sharp's docs: load it in the main thread before any worker does, so its shared libraries stay loaded when a worker exits
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorkerModule, workerModuleUrl } from '../io/worker-module.js';
 import { ImageDecodeError } from '../image/decode.js';
 import { tensor, type Tensor } from '../tensor.js';
 import type { FromWorker, ToWorker, WorkerInit } from './preprocess-worker.js';
@@ -56,6 +57,11 @@ export interface LoaderOptions {
    * (prefetchBatches + 1) · batchSize − 1 images are held besides the batch the consumer has.
    */
   readonly prefetchBatches?: number;
+  /**
+   * Largest image in pixels (width × height), checked from the header before decoding (default
+   * 40 MP, decode.ts DEFAULT_MAX_PIXELS): a larger one is unreadable, skipped or (strict) fatal.
+   */
+  readonly maxPixels?: number;
   /**
    * true: the first unreadable image (in dataset order) rejects the iteration with an
    * ImageDecodeError naming the file, after the batches before it have been delivered.
@@ -118,18 +124,10 @@ export function activeWorkerCount(): number {
   return liveWorkers;
 }
 
-// Compiled, this module is .js and starts preprocess-worker.js beside it. Under tsx it is .ts, and
-// on Node 20 a worker thread does not get tsx's loader hooks from `--import tsx` (the worker fails
-// with "Unknown file extension .ts"), so the worker first registers tsx itself, then imports the
-// .ts worker module.
-const RUNNING_TS = import.meta.url.endsWith('.ts');
-const WORKER_URL = new URL(RUNNING_TS ? './preprocess-worker.ts' : './preprocess-worker.js', import.meta.url);
+const WORKER_URL = workerModuleUrl(import.meta.url, 'preprocess-worker');
 
 function spawnWorker(init: WorkerInit): Worker {
-  if (!RUNNING_TS) return new Worker(WORKER_URL, { workerData: init });
-  const tsxApi = import.meta.resolve('tsx/esm/api');
-  const bootstrap = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER_URL.href)}); });`;
-  return new Worker(bootstrap, { eval: true, workerData: init });
+  return startWorkerModule(WORKER_URL, init);
 }
 
 function positiveInt(value: number, name: string): number {
@@ -158,6 +156,7 @@ export function loadImageBatches(files: readonly string[], options: LoaderOption
   if (options.prefetchBatches !== undefined) positiveInt(options.prefetchBatches, 'prefetchBatches');
   const crop = options.preprocess.cropSize ?? options.preprocess.size ?? 224;
   positiveInt(crop, 'preprocess crop size');
+  if (options.maxPixels !== undefined && !(options.maxPixels > 0)) throw new RangeError(`loadImageBatches: maxPixels must be a positive number, got ${options.maxPixels}`);
   for (const [i, f] of files.entries()) {
     if (typeof f !== 'string') throw new TypeError(`loadImageBatches: files[${i}] is not a string`);
   }
@@ -244,7 +243,7 @@ class BatchRun implements AsyncIterator<ImageBatch> {
   private start(): void {
     this.started = true;
     const count = Math.min(this.options.workers ?? defaultWorkerCount(), this.files.length);
-    const init: WorkerInit = { preprocess: { ...this.options.preprocess } };
+    const init: WorkerInit = { preprocess: { ...this.options.preprocess }, ...(this.options.maxPixels !== undefined ? { maxPixels: this.options.maxPixels } : {}) };
     for (let i = 0; i < count; i++) {
       const worker = spawnWorker(init);
       liveWorkers++;

@@ -11,6 +11,8 @@ import { loadAndPreprocess, type PreprocessOptions } from '../image/preprocess.j
 /** `workerData` given to each worker. */
 export interface WorkerInit {
   readonly preprocess: PreprocessOptions;
+  /** Largest image in pixels (decode.ts default when absent). */
+  readonly maxPixels?: number;
 }
 
 /** main → worker: preprocess `file` (position `index` of the dataset), or finish and exit. */
@@ -23,7 +25,7 @@ export type FromWorker =
 
 const port = parentPort;
 if (port) {
-  const { preprocess } = workerData as WorkerInit;
+  const { preprocess, maxPixels } = workerData as WorkerInit;
   let inFlight = 0;
   let closing = false;
 
@@ -38,7 +40,7 @@ if (port) {
     let reply: FromWorker;
     let transfer: ArrayBuffer[] = [];
     try {
-      let data = await loadAndPreprocess(file, preprocess);
+      let data = await loadAndPreprocess(file, { ...preprocess, maxPixels });
       // Transfer only a buffer the array owns whole, so nothing else is detached or sent along.
       if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice();
       reply = { type: 'done', index, data };

@@ -28,6 +28,8 @@ export interface EvalConfig {
   readonly lora_svd_init_type: PruneMode;
   readonly template: string;
   readonly strict: boolean;
+  /** Largest image in pixels, checked from the header; larger ones are skipped (default 40 MP). */
+  readonly max_pixels?: number;
   readonly out: string;
   readonly workers?: number;
   readonly threads?: number;
@@ -72,6 +74,7 @@ export interface EvalFlags {
   seed?: number;
   template?: string;
   strict?: boolean;
+  maxPixels?: number;
   out?: string;
   workers?: number;
   threads?: number;
@@ -122,6 +125,6 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
   return {
     model, ...(clip_ckpt ? { clip_ckpt } : {}), ...locoop, id, labels: flags.labels, ood, scorers, temperature, recall_level, split: split as string, batch_size, seed,
     lora_settings, lora_svd_init_type: mode, template: flags.template ?? family.defaults.template ?? 'a photo of a {}', strict: flags.strict ?? false,
-    out, workers: flags.workers, threads: flags.threads,
+    out, workers: flags.workers, threads: flags.threads, ...(flags.maxPixels !== undefined ? { max_pixels: flags.maxPixels } : {}),
   };
 }

@@ -1,9 +1,9 @@
 import { appendFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { benchmarkPreset, imageTree, loadIdDataset, type ImageDataset } from '../data/datasets.js';
 import { loadImageBatches, type SkippedImage } from '../data/loader.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { openOutputFolder, writeFileAtomic } from '../io/atomic.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
 import type { Classifier, FamilyModel } from '../models/family.js';
 import { loadModel } from '../models/registry.js';
@@ -67,12 +67,14 @@ function fmt2(x: number): string {
  */
 export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promise<EvalResult> {
   prepareOutDir(config.out);
+  const orphans = openOutputFolder(config.out);
   const logFile = join(config.out, 'eval.log');
   const files: string[] = [logFile];
   const log = (line: string) => {
     appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`);
     hooks.log?.(line);
   };
+  for (const f of orphans) log(`removed ${f}, a temporary file left by an interrupted run`);
 
   // Datasets first: a wrong path fails before the model loads.
   const { dataset: id, labels } = loadIdDataset(config.id, config.split, config.labels);
@@ -94,12 +96,14 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
       const indices: number[] = [];
       const skipped: SkippedImage[] = [];
       let correct = 0;
+      for (const f of ds.skippedFolders ?? []) log(`${ds.name}: not walking ${f.path}: ${f.reason}`);
       hooks.onDatasetStart?.(ds.name, ds.files.length);
       for await (const batch of loadImageBatches(ds.files, {
         batchSize: config.batch_size,
         preprocess: model.preprocess,
         workers: config.workers,
         strict: config.strict,
+        maxPixels: config.max_pixels,
         onSkip: (s) => {
           skipped.push(s);
           log(`skipped ${s.file}: ${s.reason}`);
@@ -119,8 +123,10 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
         }
       }
       const skippedFile = `skipped_${ds.name}_${config.split}.txt`;
-      if (skipped.length) write(skippedFile, skipped.map((s) => `${ds.relPaths[s.index]}\t${oneLine(s.reason)}\n`).join(''));
-      hooks.onDatasetEnd?.(ds.name, skipped.length, skipped.length ? join(config.out, skippedFile) : null);
+      // folders not walked (symlink cycles and aliases) first, each as `path/`, then the unreadable images
+      const folders = (ds.skippedFolders ?? []).map((f) => `${relative(ds.root, f.path).split(sep).join('/')}/\t${f.reason}\n`);
+      if (skipped.length || folders.length) write(skippedFile, folders.join('') + skipped.map((s) => `${ds.relPaths[s.index]}\t${oneLine(s.reason)}\n`).join(''));
+      hooks.onDatasetEnd?.(ds.name, skipped.length, skipped.length || folders.length ? join(config.out, skippedFile) : null);
       if (indices.length === 0) throw new Error(`dataset ${ds.name}: none of its ${ds.files.length} images could be read (see ${join(config.out, skippedFile)})`);
       const result: DatasetScores = {
         dataset: ds,

@@ -34,7 +34,7 @@
  * upsampling, library YCbCr → RGB); the fixture photo and grey JPEGs decode bit-identically.
  */
 import { readFile } from 'node:fs/promises';
-import sharp, { type SharpOptions } from 'sharp';
+import sharp, { type Metadata, type SharpOptions } from 'sharp';
 
 /** An 8-bit RGB image, interleaved (HWC), row-major: `data[(y * width + x) * 3 + c]`. */
 export interface DecodedImage {
@@ -53,9 +53,62 @@ export class ImageDecodeError extends Error {
   }
 }
 
+/**
+ * An image whose header declares more pixels than allowed: refused before any pixel is decoded (a
+ * 31 KB PNG may declare 16000 x 16000 pixels, 768 MB of RGB). An ImageDecodeError, so evaluation
+ * skips and lists it as it does a corrupt file.
+ */
+export class ImageTooLargeError extends ImageDecodeError {
+  constructor(file: string, readonly width: number, readonly height: number, readonly limit: number) {
+    super(file, `${width} x ${height} = ${width * height} pixels exceeds the limit of ${limit} pixels (--max-pixels)`);
+    this.name = 'ImageTooLargeError';
+  }
+}
+
+/** Default largest image, in pixels (width × height): 40 MP, above any camera photo, 1/6 of a 16000² bomb. */
+export const DEFAULT_MAX_PIXELS = 40_000_000;
+
 export interface DecodeOptions {
   /** Name used in error messages when the input is a buffer (default "<buffer>"). */
   name?: string;
+  /**
+   * Largest width × height accepted, read from the header before decoding (default
+   * {@link DEFAULT_MAX_PIXELS}; Infinity: no limit). A larger image throws ImageTooLargeError.
+   */
+  maxPixels?: number;
+}
+
+/** An image header: its size, read without decoding the pixels. */
+export interface ImageHeader {
+  readonly width: number;
+  readonly height: number;
+  /** sharp's format name: jpeg, png, webp, gif, tiff, … */
+  readonly format: string;
+}
+
+function checkMaxPixels(maxPixels: number): number {
+  if (!(maxPixels > 0)) throw new RangeError(`maxPixels must be a positive number of pixels (or Infinity), got ${maxPixels}`);
+  return maxPixels;
+}
+
+/**
+ * The header of encoded image bytes (sharp's metadata: no pixel is decoded), checked against
+ * `maxPixels` (default {@link DEFAULT_MAX_PIXELS}). Throws ImageDecodeError naming the input when
+ * the bytes are not an image, ImageTooLargeError when it declares too many pixels.
+ */
+export async function readImageHeader(bytes: Uint8Array, options: DecodeOptions = {}): Promise<ImageHeader> {
+  const file = options.name ?? '<buffer>';
+  const maxPixels = checkMaxPixels(options.maxPixels ?? DEFAULT_MAX_PIXELS);
+  if (bytes.length === 0) throw new ImageDecodeError(file, 'file is empty');
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, HEADER_INPUT).metadata();
+  } catch (err) {
+    throw new ImageDecodeError(file, describe(err), { cause: err });
+  }
+  if (!meta.width || !meta.height || !meta.format) throw new ImageDecodeError(file, 'no image size in the header');
+  if (meta.width * meta.height > maxPixels) throw new ImageTooLargeError(file, meta.width, meta.height, maxPixels);
+  return { width: meta.width, height: meta.height, format: meta.format };
 }
 
 /** (a * b + 128 + ((a * b + 128) >> 8)) >> 8, Pillow's MULDIV255. */
@@ -155,6 +208,7 @@ export async function decodeImage(
   options: DecodeOptions = {},
 ): Promise<DecodedImage> {
   const file = typeof input === 'string' ? input : (options.name ?? '<buffer>');
+  const maxPixels = checkMaxPixels(options.maxPixels ?? DEFAULT_MAX_PIXELS);
   let bytes: Buffer;
   if (typeof input === 'string') {
     try {
@@ -166,11 +220,16 @@ export async function decodeImage(
     bytes = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   }
   if (bytes.length === 0) throw new ImageDecodeError(file, 'file is empty');
-  try {
-    return await decodeBytes(bytes);
-  } catch (err) {
-    if (err instanceof ImageDecodeError) throw err;
-    throw new ImageDecodeError(file, describe(err), { cause: err });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await decodeBytes(bytes, file, maxPixels);
+    } catch (err) {
+      if (err instanceof ImageDecodeError) throw err;
+      // libvips keeps its error text in one buffer for all threads: when another thread clears it
+      // first, sharp reports "Unknown error". Decoding once more recovers the reason.
+      if (attempt === 0 && err instanceof Error && err.message === 'Unknown error') continue;
+      throw new ImageDecodeError(file, describe(err), { cause: err });
+    }
   }
 }
 
@@ -182,10 +241,20 @@ const SHARP_INPUT: SharpOptions = {
   page: 0,
 };
 
-async function decodeBytes(bytes: Buffer): Promise<DecodedImage> {
-  const meta = await sharp(bytes, SHARP_INPUT).metadata();
+/** For reading the header: libvips' own limit off there, so our check names the size and the limit. */
+const HEADER_INPUT: SharpOptions = { ...SHARP_INPUT, limitInputPixels: false };
+
+/** sharp's input options with libvips' own pixel limit set too, a second guard behind our header check. */
+function sharpInput(maxPixels: number): SharpOptions {
+  return { ...SHARP_INPUT, limitInputPixels: Number.isFinite(maxPixels) ? Math.max(1, Math.floor(maxPixels)) : false };
+}
+
+async function decodeBytes(bytes: Buffer, file: string, maxPixels: number): Promise<DecodedImage> {
+  const input = sharpInput(maxPixels);
+  const meta = await sharp(bytes, HEADER_INPUT).metadata();
+  if (meta.width && meta.height && meta.width * meta.height > maxPixels) throw new ImageTooLargeError(file, meta.width, meta.height, maxPixels);
   if (meta.space === 'cmyk') {
-    const { data, info } = await sharp(bytes, SHARP_INPUT)
+    const { data, info } = await sharp(bytes, input)
       .pipelineColourspace('cmyk')
       .toColourspace('cmyk')
       .raw()
@@ -200,7 +269,7 @@ async function decodeBytes(bytes: Buffer): Promise<DecodedImage> {
     }
     return { data: cmykToRgbPillow(cmyk), width: info.width, height: info.height };
   }
-  const { data, info } = await sharp(bytes, SHARP_INPUT).raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharp(bytes, input).raw().toBuffer({ resolveWithObject: true });
   const { width, height, channels } = info;
   const n = width * height;
   if (data.length !== n * channels) {

@@ -22,6 +22,6 @@ export async function loadAndPreprocess(
   file: string | Uint8Array,
   options: PreprocessOptions & DecodeOptions = {},
 ): Promise<Float32Array> {
-  const image = await decodeImage(file, { name: options.name });
+  const image = await decodeImage(file, { name: options.name, maxPixels: options.maxPixels });
   return preprocessClip(image, options);
 }

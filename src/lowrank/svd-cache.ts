@@ -25,6 +25,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { endianness, homedir } from 'node:os';
 import { join } from 'node:path';
+import { removeOrphanTempFiles } from '../io/atomic.js';
 import { svd, type SvdFactors } from './svd.js';
 
 /** Options of {@link getSvd}. */
@@ -53,6 +54,9 @@ export function defaultSvdCacheDir(): string {
 const memory = new Map<string, SvdFactors>();
 /** Computations in progress by key, so concurrent requests for one weight share one SVD. */
 const pending = new Map<string, Promise<SvdFactors>>();
+
+/** Cache folders this process has cleared of orphan temporary files (once each, before its first write). */
+const cleaned = new Set<string>();
 
 /** Empties the in-memory cache (the disk cache is untouched). */
 export function clearSvdMemoryCache(): void {
@@ -102,6 +106,11 @@ async function load(key: string, weight: Float32Array, rows: number, cols: numbe
   // The payload is written in the machine's byte order, which the format fixes as little-endian.
   if (options.noCache || endianness() !== 'LE') return compute(weight, rows, cols);
   const dir = options.cacheDir ?? defaultSvdCacheDir();
+  if (!cleaned.has(dir)) {
+    // before this process writes there: what a killed run left half-written
+    cleaned.add(dir);
+    removeOrphanTempFiles(dir);
+  }
   const file = join(dir, `${key}.svd`);
   let bytes: Buffer | null = null;
   try {

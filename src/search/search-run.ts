@@ -6,7 +6,7 @@ import { loadIdDataset } from '../data/datasets.js';
 import { loadImageBatches } from '../data/loader.js';
 import { resolveEvalConfig } from '../eval/config.js';
 import { runEval, type EvalResult } from '../eval/run-eval.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { openOutputFolder, writeFileAtomic } from '../io/atomic.js';
 import { lowRankApprox } from '../lowrank/lowrank.js';
 import type { LowRankSetting, LowRankTarget, WeightSlot } from '../lowrank/settings.js';
 import { getSvd } from '../lowrank/svd-cache.js';
@@ -145,6 +145,7 @@ export class SearchRun {
   /** Resolves the validation data (never the test split) and loads a saved state of the same settings. */
   static open(given: SearchConfig, hooks: SearchHooks): SearchRun {
     prepareOutDir(given.out);
+    const orphans = openOutputFolder(given.out); // a killed run's temporary files
     const { dataset, labels } = loadIdDataset(given.id, given.split, given.labels);
     const { config, note } = withTopK(given, labels.length);
     if (config.locoop_top_k > labels.length) {
@@ -161,6 +162,7 @@ export class SearchRun {
       state = saved;
     }
     const run = new SearchRun(config, hooks, dataset, labels, statePath, state);
+    for (const f of orphans) run.log(`removed ${f}, a temporary file left by an interrupted run`);
     if (note) {
       run.log(note);
       hooks.notice?.(note);

@@ -7,8 +7,10 @@ import { escapeHtml } from '../report/escape.js';
  * /v1/score`); with "score in this browser" checked the page loads `/client.js` (onnxruntime-web,
  * wasm) and the bundle from `/bundle/`, and scores it itself. Either way the raw verdict is left
  * as JSON in `#result[data-verdict]` and its origin in `data-source` ("server" or "browser").
+ * With `keyRequired` (the server has an API key) the page asks for the key and sends it with the
+ * score request and the bundle downloads.
  */
-export function detectorPage(labels: readonly string[]): string {
+export function detectorPage(labels: readonly string[], options: { keyRequired?: boolean } = {}): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>setar detector</title>
 <style>
@@ -26,7 +28,7 @@ td{padding:2px 10px 2px 0}
 <h1>setar detector</h1>
 <p>Classes: ${labels.map((l) => escapeHtml(l)).join(', ')}. An image whose score is above the bundle's threshold is out of distribution.</p>
 <label id="drop">Drop an image here, or click to choose one<input id="file" type="file" accept="image/*" hidden></label>
-<p><label><input id="in-browser" type="checkbox"> score in this browser (onnxruntime-web, wasm; the model is downloaded once)</label> <span id="status"></span></p>
+${options.keyRequired ? '<p><label>API key <input id="api-key" type="password" autocomplete="off"></label> (this server needs one)</p>\n' : ''}<p><label><input id="in-browser" type="checkbox"> score in this browser (onnxruntime-web, wasm; the model is downloaded once)</label> <span id="status"></span></p>
 <p id="error" role="alert"></p>
 <div id="result" hidden>
   <canvas id="view" width="336" height="336" aria-label="image with the patch map"></canvas>
@@ -39,6 +41,7 @@ drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); if (e.dataTransfer.files[0]) score(e.dataTransfer.files[0]); });
 input.addEventListener('change', () => { if (input.files[0]) score(input.files[0]); });
 let client = null;
+function auth() { const k = document.getElementById('api-key'); return k && k.value ? { Authorization: 'Bearer ' + k.value } : {}; }
 function fail(message) { document.getElementById('error').textContent = message; document.getElementById('result').hidden = true; document.getElementById('status').textContent = ''; }
 async function score(file) {
   document.getElementById('error').textContent = '';
@@ -51,7 +54,7 @@ async function score(file) {
     const status = document.getElementById('status');
     try {
       status.textContent = 'scoring in this browser…';
-      if (!client) client = import('/client.js').then((m) => m.loadClientDetector('/bundle/', '/ort/'));
+      if (!client) client = import('/client.js').then((m) => m.loadClientDetector('/bundle/', '/ort/', { headers: auth() }));
       body = await (await client).scoreFile(file);
       status.textContent = '';
     } catch (e) {
@@ -60,7 +63,7 @@ async function score(file) {
     }
   } else {
     source = 'server';
-    const res = await fetch('/v1/score', { method: 'POST', headers: { 'Content-Type': file.type || 'application/octet-stream' }, body: file });
+    const res = await fetch('/v1/score', { method: 'POST', headers: { 'Content-Type': file.type || 'application/octet-stream', ...auth() }, body: file });
     body = await res.json();
     if (!res.ok) return fail(body.error);
   }

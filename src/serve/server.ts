@@ -1,13 +1,19 @@
-import { readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import busboy from 'busboy';
-import { Detector } from '../bundle/bundle.js';
-import { ImageDecodeError } from '../image/decode.js';
+import { DEFAULT_MAX_PIXELS, ImageDecodeError, ImageTooLargeError } from '../image/decode.js';
 import { packageRoot } from '../paths.js';
+import { AccessPolicy, checkBindSafety } from './access.js';
+import { DecodePool, DecodePoolError } from './decode-pool.js';
+import { ConnectionDrain, type DrainReport } from './drain.js';
+import { HttpError, send, sendFile } from './http.js';
+import { ServeMetrics } from './metrics.js';
+import { ModelThread } from './model-thread.js';
 import { detectorPage } from './page.js';
+import { Router, type Route } from './router.js';
+import { ScorePipeline } from './score-route.js';
 
-/** Options of {@link startServer}. */
+/** Options of {@link startServer}; each maps to a flag of `setar serve`. */
 export interface ServeOptions {
   readonly bundle: string;
   readonly host?: string;
@@ -15,62 +21,49 @@ export interface ServeOptions {
   /** Largest accepted upload in bytes (default 10 MB). */
   readonly maxBytes?: number;
   readonly threads?: number;
+  /** Largest image in pixels, read from its header before decoding (default 40 MP); larger: 413. */
+  readonly maxPixels?: number;
+  /** Image decoding threads (default: cores − 1, between 2 and 4). */
+  readonly decodeWorkers?: number;
+  /** Uploads received and not yet answered beyond which a score request gets 503 (default 32). */
+  readonly maxQueue?: number;
+  /** A verdict not ready this long after the upload is received gets 504 (ms, default 30 s). */
+  readonly scoreTimeoutMs?: number;
+  /** Dynamic batching: most images per model run (default 16; 1: no batching). */
+  readonly maxBatch?: number;
+  /** Dynamic batching: how long the oldest waiting image may wait for others, in ms (default 5). */
+  readonly maxDelayMs?: number;
+  /** `POST /v1/score`, `GET /metrics` and `/bundle/*` then need `Authorization: Bearer KEY`. */
+  readonly apiKey?: string;
+  /** Origins whose pages may call the API (`--cors-origin`); `*` for any. */
+  readonly corsOrigins?: readonly string[];
+  /** Serve on a non-loopback address without an API key (refused otherwise). */
+  readonly insecureNoAuth?: boolean;
+  /** Node's HTTP timeouts (ms): whole headers 10 s, whole request 60 s, checked every second. */
+  readonly timeouts?: { readonly headersMs?: number; readonly requestMs?: number; readonly checkIntervalMs?: number };
+  /** Warnings and errors that reach no client (default: stderr). */
+  readonly log?: (line: string) => void;
 }
 
-/** A client error: its status and a message for the JSON body. */
-class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
+/** How a shutdown went. */
+export interface ShutdownReport extends DrainReport {
+  readonly seconds: number;
 }
 
-const IMAGE_TYPES = /^image\/(jpeg|png|webp|gif|bmp|tiff)$/;
-
-function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
-        reject(new HttpError(413, `upload larger than ${max} bytes`));
-        req.resume();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
-function readMultipartImage(req: IncomingMessage, max: number): Promise<{ data: Buffer; name: string }> {
-  return new Promise((resolve, reject) => {
-    let bb: busboy.Busboy;
-    try {
-      bb = busboy({ headers: req.headers, limits: { fileSize: max, files: 1 } });
-    } catch (e) {
-      reject(new HttpError(400, `bad multipart request: ${(e as Error).message}`));
-      return;
-    }
-    let found: { data: Buffer; name: string } | null = null;
-    let failed: HttpError | null = null;
-    bb.on('file', (field, stream, info) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('limit', () => (failed = new HttpError(413, `upload larger than ${max} bytes`)));
-      stream.on('close', () => {
-        if (field === 'image') found = { data: Buffer.concat(chunks), name: info.filename || 'upload' };
-      });
-    });
-    bb.on('close', () => {
-      if (failed) reject(failed);
-      else if (!found) reject(new HttpError(400, 'multipart upload has no file field "image"'));
-      else resolve(found);
-    });
-    bb.on('error', (e) => reject(new HttpError(400, `bad multipart request: ${(e as Error).message}`)));
-    req.pipe(bb);
-  });
+/** A running `setar serve`. */
+export interface RunningServer {
+  readonly server: Server;
+  readonly url: string;
+  /**
+   * Graceful shutdown: stop accepting connections, answer 503 on /v1/health and /v1/ready, let the
+   * requests in progress finish, end the connections still open after `drainTimeoutMs` (default
+   * 10 s), then release the workers and the model. Idempotent.
+   */
+  shutdown(drainTimeoutMs?: number): Promise<ShutdownReport>;
+  /** Ends the drain now (a second Ctrl-C): what {@link shutdown}'s timeout does. */
+  endDrain(): void;
+  /** {@link shutdown} with the default drain timeout. */
+  close(): Promise<void>;
 }
 
 /** The bundle files the browser client fetches from `/bundle/<file>` (nothing else in the folder is served). */
@@ -86,101 +79,154 @@ const ORT_FILES: Readonly<Record<string, string>> = {
   'ort-wasm-simd-threaded.mjs': 'text/javascript; charset=utf-8',
 };
 
-/** A static file, read on each request (they are small or cached by the OS; no-store so a rebuilt bundle is seen). */
-function sendFile(res: ServerResponse, path: string, type: string): void {
-  let body: Buffer;
-  try {
-    body = readFileSync(path);
-  } catch {
-    throw new HttpError(404, `not available: ${path.split(/[\\/]/).pop()}${type.startsWith('text/javascript') ? ' (run `npm run build` to build the browser client)' : ''}`);
-  }
-  res.writeHead(200, { 'Content-Type': type, 'Content-Length': body.length, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
-  res.end(body);
+function defaultDecodeWorkers(): number {
+  return Math.min(4, Math.max(2, availableParallelism() - 1));
 }
 
-function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
-  const text = type === 'application/json' ? JSON.stringify(body) : String(body);
-  res.writeHead(status, { 'Content-Type': type === 'application/json' ? 'application/json; charset=utf-8' : type, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
-  res.end(text);
+/** A route serving the files of `dir` named in `files` (name → content type). */
+function fileRoute(dir: string, files: Readonly<Record<string, string>>, what: string, isProtected = false): Route {
+  return {
+    methods: {
+      GET: (_req, res, rest) => {
+        if (!Object.hasOwn(files, rest)) throw new HttpError(404, `no ${what} ${JSON.stringify(rest)}; served: ${Object.keys(files).join(', ')}`);
+        sendFile(res, join(dir, rest), files[rest]!);
+      },
+    },
+    protected: isProtected,
+  };
 }
 
 /**
  * `setar serve`: the bundle's detector over HTTP (loopback by default).
  * - `POST /v1/score`: the image as the raw body (`Content-Type: image/*`) or the `image` field of a
  *   multipart form → `{label, top, scores, ood, threshold, patch_map}`;
- * - `GET /v1/health`, `GET /v1/labels`;
+ * - `GET /v1/health`, `GET /v1/ready` (both 503 once shutting down), `GET /v1/labels`;
+ * - `GET /metrics`: Prometheus text (metrics.ts);
  * - `GET /`: a page to drop an image and see the verdict and the patch map, scored by the server
  *   or, with "score in this browser", by the page itself (onnxruntime-web, wasm) from
  *   `GET /bundle/{bundle.json,image_encoder.onnx,text_features.safetensors}`, `GET /client.js`
  *   (dist/web/client.js, built by scripts/build-web.mjs) and `GET /ort/<wasm backend file>`.
- * Bad uploads get a 4xx JSON error; the server keeps serving.
+ * Every GET route answers HEAD; a known path with another method gets 405 with `Allow`.
+ *
+ * Each upload's header is read first (a size above `maxPixels`: 413, before any decoding); the
+ * image is then decoded in a worker thread (decode-pool.ts) and scored by the model, in a thread of
+ * its own (model-thread.ts), in dynamic batches (batcher.ts: up to `maxBatch` images, waiting at
+ * most `maxDelayMs` for company); score-route.ts has the stages, router.ts the routing rules.
+ * At most `maxQueue` uploads wait or are scored at once (then 503 with Retry-After) and each has
+ * `scoreTimeoutMs` to get its verdict (then 504). Bad uploads get a 4xx JSON error; no upload,
+ * however cut or malformed, can stop the server.
  */
-export async function startServer(o: ServeOptions): Promise<{ server: Server; url: string; close(): Promise<void> }> {
-  const detector = await Detector.load(o.bundle, { threads: o.threads });
-  const max = o.maxBytes ?? 10 * 1024 * 1024;
-  const page = detectorPage(detector.manifest.labels);
-  const root = packageRoot();
-  const ortDist = join(root, 'node_modules', 'onnxruntime-web', 'dist');
-  // one image at a time through the model: ORT already uses every core for each run
-  let queue: Promise<unknown> = Promise.resolve();
-  const serialised = <T>(f: () => Promise<T>): Promise<T> => {
-    const p = queue.then(f, f);
-    queue = p.catch(() => undefined);
-    return p;
-  };
-  const server = createServer((req, res) => {
-    void (async () => {
-      try {
-        const url = new URL(req.url ?? '/', 'http://localhost');
-        if (req.method === 'GET' && url.pathname === '/') return send(res, 200, page, 'text/html; charset=utf-8');
-        if (req.method === 'GET' && url.pathname === '/v1/health') return send(res, 200, { status: 'ok' });
-        if (req.method === 'GET' && url.pathname === '/v1/labels') return send(res, 200, { labels: detector.manifest.labels });
-        if (req.method === 'GET' && url.pathname.startsWith('/bundle/')) {
-          const f = url.pathname.slice('/bundle/'.length);
-          if (!Object.hasOwn(BUNDLE_FILES, f)) throw new HttpError(404, `no bundle file ${JSON.stringify(f)}; served: ${Object.keys(BUNDLE_FILES).join(', ')}`);
-          return sendFile(res, join(o.bundle, f), BUNDLE_FILES[f]!);
-        }
-        if (req.method === 'GET' && url.pathname.startsWith('/ort/')) {
-          const f = url.pathname.slice('/ort/'.length);
-          if (!Object.hasOwn(ORT_FILES, f)) throw new HttpError(404, `no onnxruntime-web file ${JSON.stringify(f)}`);
-          return sendFile(res, join(ortDist, f), ORT_FILES[f]!);
-        }
-        if (req.method === 'GET' && url.pathname === '/client.js') return sendFile(res, join(root, 'dist', 'web', 'client.js'), 'text/javascript; charset=utf-8');
-        if (url.pathname === '/v1/score') {
-          if (req.method !== 'POST') throw new HttpError(405, 'use POST with an image body or a multipart field "image"');
-          const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-          const declared = Number(req.headers['content-length'] ?? 0);
-          if (declared > max) throw new HttpError(413, `upload larger than ${max} bytes`);
-          let image: { data: Buffer; name: string };
-          if (type === 'multipart/form-data') image = await readMultipartImage(req, max);
-          else if (IMAGE_TYPES.test(type)) image = { data: await readBody(req, max), name: 'upload' };
-          else throw new HttpError(415, `Content-Type "${type || '(none)'}" is not an image; send image/jpeg, image/png or image/webp, or a multipart field "image"`);
-          if (image.data.length === 0) throw new HttpError(400, 'the upload is empty');
-          const verdict = await serialised(() => detector.scoreImage(image.data, image.name)).catch((e: unknown) => {
-            if (e instanceof ImageDecodeError) throw new HttpError(422, e.message);
-            throw e;
-          });
-          return send(res, 200, verdict);
-        }
-        throw new HttpError(404, `no route ${req.method} ${url.pathname}`);
-      } catch (e) {
-        if (e instanceof HttpError) {
-          if (!res.headersSent) send(res, e.status, { error: e.message });
-        } else if (!res.headersSent) {
-          send(res, 500, { error: (e as Error).message });
-        }
-        if (req.readable) req.resume();
-      }
-    })();
+export async function startServer(o: ServeOptions): Promise<RunningServer> {
+  const host = o.host ?? '127.0.0.1';
+  const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const access = new AccessPolicy({ apiKey: o.apiKey, corsOrigins: o.corsOrigins });
+  await checkBindSafety(host, { apiKey: o.apiKey, insecureNoAuth: o.insecureNoAuth, warn: log });
+  const maxPixels = o.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!(maxPixels > 0)) throw new RangeError(`--max-pixels must be a positive number of pixels, got ${maxPixels}`);
+
+  const detector = await ModelThread.start(o.bundle, { threads: o.threads });
+  let pool: DecodePool;
+  try {
+    pool = new DecodePool({ workers: o.decodeWorkers ?? defaultDecodeWorkers(), preprocess: detector.preprocess, maxPixels });
+  } catch (e) {
+    await detector.close();
+    throw e;
+  }
+  const server = createServer({
+    headersTimeout: o.timeouts?.headersMs ?? 10_000,
+    requestTimeout: o.timeouts?.requestMs ?? 60_000,
+    connectionsCheckingInterval: o.timeouts?.checkIntervalMs ?? 1_000,
   });
-  await new Promise<void>((resolve) => server.listen(o.port ?? 8080, o.host ?? '127.0.0.1', resolve));
-  const addr = server.address() as { port: number; address: string };
+  server.keepAliveTimeout = 5_000;
+  const drain = new ConnectionDrain(server);
+  // the gauges read the pipeline when scraped
+  const metrics: ServeMetrics = new ServeMetrics({ inFlight: () => drain.inFlight, queueDepth: () => pipeline.queueDepth }).labels(detector.labels);
+  const row = 3 * detector.size * detector.size;
+  const pipeline: ScorePipeline = new ScorePipeline(pool, (pxs) => {
+    const batch = new Float32Array(pxs.length * row);
+    pxs.forEach((px, i) => batch.set(px, i * row));
+    return detector.score(batch, pxs.length);
+  }, metrics, {
+    maxBytes: o.maxBytes ?? 10 * 1024 * 1024, maxPixels, maxQueue: o.maxQueue ?? 32, scoreTimeoutMs: o.scoreTimeoutMs ?? 30_000, maxBatch: o.maxBatch, maxDelayMs: o.maxDelayMs,
+  }, () => drain.draining);
+
+  const page = detectorPage(detector.labels, { keyRequired: access.keyRequired });
+  const root = packageRoot();
+  const status = (ok: string) => (_req: unknown, res: Parameters<typeof send>[0]) => send(res, drain.draining ? 503 : 200, { status: drain.draining ? 'draining' : ok });
+  const router = new Router({
+    '/': { methods: { GET: (_req, res) => send(res, 200, page, 'text/html; charset=utf-8') } },
+    '/v1/health': { methods: { GET: status('ok') } },
+    '/v1/ready': { methods: { GET: status('ready') } },
+    '/v1/labels': { methods: { GET: (_req, res) => send(res, 200, { labels: detector.labels }) } },
+    '/v1/score': { methods: { POST: pipeline.handle }, protected: true },
+    '/metrics': { methods: { GET: async (_req, res) => { const { text, type } = await metrics.render(); send(res, 200, text, type); } }, protected: true },
+    '/client.js': { methods: { GET: (_req, res) => sendFile(res, join(root, 'dist', 'web', 'client.js'), 'text/javascript; charset=utf-8') } },
+  }, {
+    '/bundle/': fileRoute(o.bundle, BUNDLE_FILES, 'bundle file', true),
+    '/ort/': fileRoute(join(root, 'node_modules', 'onnxruntime-web', 'dist'), ORT_FILES, 'onnxruntime-web file'),
+  }, access);
+
+  server.on('request', (req, res) => {
+    const t0 = performance.now();
+    // an absolute-form target may be no URL at all ("http://["): the router answers 400
+    let url: URL | null = null;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch { /* url stays null */ }
+    drain.track(res);
+    // the client may be gone by the time we answer; that is no error of the server's
+    res.on('error', () => undefined);
+    res.on('close', () => metrics.request(url ? router.resolve(url.pathname).key : 'other', req.method ?? '', res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000));
+    router.dispatch(req, res, url).catch((e: unknown) => {
+      let status = 500;
+      let message = e instanceof Error ? e.message : String(e);
+      let headers = {};
+      if (e instanceof HttpError) ({ status, headers } = e);
+      else if (e instanceof ImageTooLargeError) status = 413;
+      else if (e instanceof ImageDecodeError) status = 422;
+      else if (e instanceof DecodePoolError && drain.draining) status = 503;
+      else log(`setar serve: error on ${req.method} ${req.url}: ${e instanceof Error ? (e.stack ?? message) : message}`);
+      if (status === 500) message = `internal error: ${message}`;
+      if (!res.headersSent && !res.destroyed) send(res, status, { error: message }, 'application/json', headers);
+      else if (!res.writableEnded) res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port ?? 8080, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch(async (e: unknown) => {
+    await pool.close();
+    await detector.close();
+    throw e;
+  });
+  // an error on the listening socket after start (rare: EMFILE on accept) must not end the process
+  server.on('error', (e) => log(`setar serve: server error: ${e.message}`));
+  const addr = server.address() as { port: number; address: string; family: string };
+  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+
+  let shutdownPromise: Promise<ShutdownReport> | null = null;
+  const shutdown = (drainTimeoutMs = 10_000): Promise<ShutdownReport> => {
+    shutdownPromise ??= (async () => {
+      const t0 = performance.now();
+      const report = await drain.drain(drainTimeoutMs);
+      // requests cut by the timeout stop at their next step (their signal aborts); a model run finishes
+      await pipeline.settled();
+      await pool.close();
+      await detector.close();
+      return { ...report, seconds: (performance.now() - t0) / 1000 };
+    })();
+    return shutdownPromise;
+  };
   return {
     server,
-    url: `http://${addr.address}:${addr.port}`,
+    url: `http://${urlHost}:${addr.port}`,
+    shutdown,
+    endDrain: () => drain.endNow(),
     close: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await detector.release();
+      await shutdown();
     },
   };
 }

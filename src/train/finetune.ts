@@ -5,7 +5,7 @@ import { loadIdDataset } from '../data/datasets.js';
 import { decodeImage, type DecodedImage } from '../image/decode.js';
 import { resolveEvalConfig } from '../eval/config.js';
 import { runEval, type EvalResult } from '../eval/run-eval.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { openOutputFolder, writeFileAtomic } from '../io/atomic.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { LoraAdapter } from '../models/common/layers.js';
 import { loadModel, resolveFamily } from '../models/registry.js';
@@ -45,10 +45,12 @@ function fingerprint(c: FinetuneConfig): string {
 export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
   if (given.adapters.kind === 'context') return runLocoopTraining(given, given.adapters, hooks);
   prepareOutDir(given.out);
+  const orphans = openOutputFolder(given.out);
   const log = (line: string) => {
     appendFileSync(join(given.out, 'finetune.log'), `${new Date().toISOString()} ${line}\n`);
     hooks.log?.(line);
   };
+  for (const f of orphans) log(`removed ${f}, a temporary file left by an interrupted run`);
 
   const { dataset: data, labels } = loadIdDataset(given.id, given.split, given.labels);
   // K: given, else the family's share of the classes (SPEC §5's 300 of ImageNet's 1,000 for CLIP)

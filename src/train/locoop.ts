@@ -6,7 +6,7 @@ import { loadIdDataset } from '../data/datasets.js';
 import { resolveEvalConfig } from '../eval/config.js';
 import { runEval, type EvalResult } from '../eval/run-eval.js';
 import { decodeImage, type DecodedImage } from '../image/decode.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { openOutputFolder, writeFileAtomic } from '../io/atomic.js';
 import { prepareOutDir } from '../io/out-dir.js';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { PyFloat, type SaveValue } from '../io/torch-save.js';
@@ -59,10 +59,12 @@ function schedulerState(base: number, epochs: number, plan: ContextPlan, lr: num
  */
 export async function runLocoopTraining(config: FinetuneConfig, plan: ContextPlan, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
   prepareOutDir(config.out);
+  const orphans = openOutputFolder(config.out); // a killed run's temporary files
   const log = (line: string) => {
     appendFileSync(join(config.out, 'finetune.log'), `${new Date().toISOString()} ${line}\n`);
     hooks.log?.(line);
   };
+  for (const f of orphans) log(`removed ${f}, a temporary file left by an interrupted run`);
 
   const { dataset: data, labels } = loadIdDataset(config.id, config.split, config.labels);
   const classes = labels.length;

@@ -82,8 +82,8 @@ export interface ClientDetector {
   scoreFile(file: Blob): Promise<Verdict>;
 }
 
-async function fetchOk(url: string): Promise<Response> {
-  const r = await fetch(url);
+async function fetchOk(url: string, init: RequestInit): Promise<Response> {
+  const r = await fetch(url, init);
   if (!r.ok) throw new Error(`GET ${url}: ${r.status} ${r.statusText}`);
   return r;
 }
@@ -91,19 +91,21 @@ async function fetchOk(url: string): Promise<Response> {
 /**
  * Fetches the bundle from `base` (`/bundle/` on the serving page) and starts an onnxruntime-web
  * session on the wasm backend, single-threaded, its .wasm served from `wasmPaths` (`/ort/`).
+ * `init.headers` go with the bundle requests (`Authorization` when the server has an API key).
  */
-export async function loadClientDetector(base = '/bundle/', wasmPaths = '/ort/'): Promise<ClientDetector> {
+export async function loadClientDetector(base = '/bundle/', wasmPaths = '/ort/', init: { readonly headers?: Record<string, string> } = {}): Promise<ClientDetector> {
+  const request: RequestInit = { headers: init.headers ?? {} };
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.wasmPaths = wasmPaths;
   ort.env.wasm.proxy = false;
-  const manifest = await fetchOk(base + 'bundle.json').then((r) => r.json() as Promise<BundleManifest>);
+  const manifest = await fetchOk(base + 'bundle.json', request).then((r) => r.json() as Promise<BundleManifest>);
   if (manifest.format !== 'setar-bundle/1') throw new Error(`bundle.json: format ${JSON.stringify(manifest.format)}, expected "setar-bundle/1"`);
   const head = manifest.head ?? 'clip-text';
   if (head !== 'clip-text' && head !== 'classifier') throw new Error(`bundle.json: head ${JSON.stringify(head)}, expected "clip-text" or "classifier"`);
   // a classifier bundle (Swin V2) has no text features: its encoder returns logits directly
   const [model, text] = await Promise.all([
-    fetchOk(base + 'image_encoder.onnx').then((r) => r.arrayBuffer()),
-    head === 'clip-text' ? fetchOk(base + 'text_features.safetensors').then((r) => r.arrayBuffer()) : Promise.resolve(null),
+    fetchOk(base + 'image_encoder.onnx', request).then((r) => r.arrayBuffer()),
+    head === 'clip-text' ? fetchOk(base + 'text_features.safetensors', request).then((r) => r.arrayBuffer()) : Promise.resolve(null),
   ]);
   let textSide: { text: Float32Array; scale: number } | null = null;
   if (text) {

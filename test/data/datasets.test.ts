@@ -1,10 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dataFile } from '../../src/paths.js';
-import { benchmarkPreset, imageFolder, imageTree, resolveLabels, splitListDataset, walkImages } from '../../src/data/datasets.js';
+import { benchmarkPreset, imageFolder, imageTree, resolveLabels, splitListDataset, walkImages, type SkippedFolder } from '../../src/data/datasets.js';
 
 function touch(root: string, ...paths: string[]): void {
   for (const p of paths) {
@@ -24,6 +24,39 @@ describe('datasets', () => {
     const rel = walkImages(r).map((f) => f.slice(r.length + 1));
     // 'x-1' < 'x/y' because '-' (0x2d) sorts before '/' (0x2f): not a depth-first order
     assert.deepEqual(rel, ['a.PNG', 'b.jpg', 'x/1.webp', 'x/2.jpg', 'x-1/z.jpg', 'x/y/0.jpg']);
+  });
+
+  it('follows directory symlinks as ImageFolder does, but walks each real folder once: cycles and aliases are skipped and listed', () => {
+    const r = join(dir, 'links');
+    const outside = join(dir, 'outside');
+    touch(r, 'a/1.jpg', 'a/deep/2.jpg', 'z/3.jpg');
+    touch(outside, 'x.jpg');
+    symlinkSync(r, join(r, 'a', 'deep', 'loop')); // a cycle: back to the root
+    symlinkSync(join(r, 'a'), join(r, 'b')); // an alias of a folder walked anyway
+    symlinkSync(join(r, 'z'), join(r, 'a', 'to-z')); // sorts before z, but the real path wins
+    symlinkSync(outside, join(r, 'ext')); // a folder reachable only through the link: followed
+    symlinkSync(join(dir, 'nowhere'), join(r, 'dangling'));
+    const skipped: SkippedFolder[] = [];
+    const rel = walkImages(r, skipped).map((f) => f.slice(r.length + 1));
+    assert.deepEqual(rel, ['a/1.jpg', 'a/deep/2.jpg', 'ext/x.jpg', 'z/3.jpg']);
+    assert.deepEqual(skipped.map((s) => [s.path.slice(r.length + 1), s.reason]).sort(), [
+      ['a/deep/loop', `directory symlink cycle: leads back to '${r}'`],
+      ['a/to-z', `directory symlink to '${join(r, 'z')}', already walked`],
+      ['b', `directory symlink to '${join(r, 'a')}', already walked`],
+    ]);
+    const tree = imageTree('OOD_links', r);
+    assert.equal(tree.files.length, 4, 'each image once');
+    assert.equal(tree.skippedFolders!.length, 3);
+    // ImageFolder: a class folder that is a symlink to another class's folder gets none of its images
+    const id = join(dir, 'id-links');
+    touch(id, 'cat/1.jpg', 'cat/2.jpg');
+    symlinkSync(outside, join(id, 'bird'));
+    symlinkSync(join(id, 'cat'), join(id, 'dog'));
+    const ds = imageFolder('ID_links', id);
+    assert.deepEqual(ds.classes, ['bird', 'cat', 'dog']);
+    assert.deepEqual(ds.relPaths, ['bird/x.jpg', 'cat/1.jpg', 'cat/2.jpg']);
+    assert.deepEqual([...ds.labels!], [0, 1, 1]);
+    assert.deepEqual(ds.skippedFolders!.map((s) => s.path), [join(id, 'dog')]);
   });
 
   it('ImageFolder: sorted class folders give the labels, images found recursively', () => {

@@ -10,7 +10,10 @@ import {
   decodeImage,
   gifFirstFrameFillColour,
   ImageDecodeError,
+  ImageTooLargeError,
+  readImageHeader,
 } from '../../src/image/decode.js';
+import { bombPng } from '../helpers/bombs.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { fixture } from '../helpers/fixtures.js';
 
@@ -579,5 +582,35 @@ describe('decodeImage: errors name the file', () => {
       assert.match(err.message, /upload-42\.png.*unsupported image format/);
       return true;
     });
+  });
+});
+
+describe('the pixel limit: checked from the header, before decoding', () => {
+  const bomb = bombPng(16000, 16000); // 256 MP in 31 KB
+
+  it('readImageHeader gives the size without decoding and refuses more than maxPixels (default 40 MP)', async () => {
+    assert.deepEqual(await readImageHeader(bombPng(300, 200)), { width: 300, height: 200, format: 'png' });
+    await assert.rejects(readImageHeader(bomb, { name: 'bomb.png' }), (err: unknown) => {
+      assert.ok(err instanceof ImageTooLargeError && err instanceof ImageDecodeError);
+      assert.deepEqual([err.width, err.height, err.limit, err.file], [16000, 16000, 40_000_000, 'bomb.png']);
+      assert.equal(err.message, 'cannot decode image bomb.png: 16000 x 16000 = 256000000 pixels exceeds the limit of 40000000 pixels (--max-pixels)');
+      return true;
+    });
+    await assert.rejects(readImageHeader(Buffer.from('not an image'), { name: 'x' }), /cannot decode image x: .*unsupported image format/);
+    await assert.rejects(readImageHeader(bomb, { maxPixels: 0 }), /maxPixels must be a positive number of pixels \(or Infinity\), got 0/);
+  });
+
+  it('decodeImage applies it too (files and buffers); exactly the limit passes, one pixel more does not', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'setar-bomb-'));
+    try {
+      await writeFile(join(dir, 'bomb.png'), bomb);
+      await assert.rejects(decodeImage(join(dir, 'bomb.png')), (err: unknown) => err instanceof ImageTooLargeError && err.file === join(dir, 'bomb.png'));
+      const img = bombPng(100, 30);
+      assert.equal((await decodeImage(img, { maxPixels: 3000 })).data.length, 3000 * 3);
+      await assert.rejects(decodeImage(img, { maxPixels: 2999, name: 'u' }), /cannot decode image u: 100 x 30 = 3000 pixels exceeds the limit of 2999 pixels/);
+      assert.equal((await decodeImage(img, { maxPixels: Infinity })).width, 100);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

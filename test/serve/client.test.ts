@@ -53,7 +53,9 @@ describe('setar serve: the same bundle scored in the browser (onnxruntime-web, w
       assert.deepEqual(new Uint8Array(await r.arrayBuffer()), new Uint8Array(readFileSync(join(dir, 'bundle', f))), f);
     }
     for (const bad of ['recipe.json', '..%2Fbundle%2Fbundle.json', '', 'x']) assert.equal((await fetch(`${server.url}/bundle/${bad}`)).status, 404, bad);
-    assert.equal((await fetch(`${server.url}/bundle/bundle.json`, { method: 'POST', body: 'x' })).status, 404);
+    const post = await fetch(`${server.url}/bundle/bundle.json`, { method: 'POST', body: 'x' });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get('allow'), 'GET, HEAD, OPTIONS');
     const wasm = await fetch(`${server.url}/ort/ort-wasm-simd-threaded.wasm`);
     assert.equal(wasm.headers.get('content-type'), 'application/wasm');
     assert.deepEqual([...new Uint8Array(await wasm.arrayBuffer()).subarray(0, 4)], [0, 0x61, 0x73, 0x6d]); // \0asm
