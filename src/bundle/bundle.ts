@@ -10,6 +10,7 @@ import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
 import type { LoraSetting } from '../lowrank/settings.js';
 import { GraphBuilder } from '../onnx/graph-builder.js';
+import { convertPrecision, type Precision } from '../onnx/precision.js';
 import { visionEmbeddings, visionTower, type LayerRun } from '../models/clip/graph.js';
 import { l2Normalize } from '../models/clip/logits.js';
 import type { ClipModel } from '../models/clip/model.js';
@@ -19,6 +20,7 @@ import { modelFamily, swinPreprocess, IMAGENET_MEAN, IMAGENET_STD } from '../mod
 import { swinV2ClassifierGraph } from '../models/swinv2/graph.js';
 import { SwinV2Model } from '../models/swinv2/model.js';
 import { getScorer } from '../ood/scores.js';
+import { runSingly } from '../runtime/run-singly.js';
 import { Session } from '../runtime/session.js';
 import { verdictsFromEmbeddings, verdictsFromLogits, type Verdict } from './verdict.js';
 import { tensor, type Tensor } from '../tensor.js';
@@ -35,6 +37,8 @@ export interface BundleManifest {
   readonly head?: BundleHead;
   readonly labels: readonly string[];
   readonly templates: readonly string[];
+  /** How image_encoder.onnx stores its weights (absent in bundles written before: fp32). */
+  readonly precision?: Precision;
   readonly scorer: string;
   readonly temperature: number;
   /** Score above which an image is OOD (the bundle scorer's units; lower = more in-distribution). */
@@ -62,6 +66,8 @@ export interface BundleOptions {
   readonly temperature?: number;
   readonly out: string;
   readonly threads?: number;
+  /** image_encoder.onnx's weights: fp32 (default), fp16 (stored half, computed fp32), int8 (see onnx/precision.ts). */
+  readonly precision?: Precision;
 }
 
 const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
@@ -117,7 +123,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
     }
     const textFeatures = l2Normalize(tensor('float32', text, [c, p]));
     mkdirSync(o.out, { recursive: true });
-    writeFileAtomic(join(o.out, 'image_encoder.onnx'), imageEncoderOnnx(clip.model));
+    writeFileAtomic(join(o.out, 'image_encoder.onnx'), convertPrecision(imageEncoderOnnx(clip.model), o.precision ?? 'fp32'));
     writeSafetensors(join(o.out, 'text_features.safetensors'), {
       text_features: { dtype: 'F32', shape: [c, p], data: textFeatures.data },
       logit_scale: { dtype: 'F32', shape: [], data: Float32Array.of(clip.model.logitScale) },
@@ -135,7 +141,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
     scores.sort((a, b) => a - b);
     const threshold = scores[Math.min(scores.length - 1, Math.ceil(tpr * scores.length) - 1)]!;
     const manifest: BundleManifest = {
-      format: 'setar-bundle/1', labels, templates, scorer, temperature, threshold, tpr, validation_images: scores.length, grid: clip.model.grid,
+      format: 'setar-bundle/1', labels, templates, precision: o.precision ?? 'fp32', scorer, temperature, threshold, tpr, validation_images: scores.length, grid: clip.model.grid,
       preprocess: { size, resample: 'bicubic (Pillow)', mean: [...CLIP_MEAN], std: [...CLIP_STD] },
     };
     writeFileAtomic(join(o.out, 'bundle.json'), JSON.stringify(manifest, null, 2) + '\n');
@@ -143,6 +149,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
     writeFileAtomic(join(o.out, 'recipe.json'), JSON.stringify({
       checkpoint: Object.fromEntries(weights.map((f) => [f, sha256(readFileSync(join(o.model, f)))])),
       lora_settings: o.loraSettings ?? null,
+      precision: manifest.precision,
       labels_sha256: sha256(JSON.stringify(labels)),
       templates_sha256: sha256(JSON.stringify(templates)),
       validation: { dataset: dataset.name, images: dataset.relPaths.length, files_sha256: sha256(dataset.relPaths.join('\n')) },
@@ -177,7 +184,7 @@ async function createClassifierBundle(o: BundleOptions, scorer: string, tpr: num
     if (gh !== gw) throw new RangeError(`swinv2 bundle: the last stage's grid ${gh} x ${gw} is not square`);
     const grid = gh;
     mkdirSync(o.out, { recursive: true });
-    writeFileAtomic(join(o.out, 'image_encoder.onnx'), swinV2ClassifierGraph(model.config, model.tensorSource, { bakeWeights: (name) => model.matrix(name).data }));
+    writeFileAtomic(join(o.out, 'image_encoder.onnx'), convertPrecision(swinV2ClassifierGraph(model.config, model.tensorSource, { bakeWeights: (name) => model.matrix(name).data }), o.precision ?? 'fp32'));
 
     const preprocess = { size, resize_to: pre.resizeTo, resample: 'bicubic (Pillow)' as const, mean: [...IMAGENET_MEAN], std: [...IMAGENET_STD] };
     const detector = await Detector.load(o.out, { threads: o.threads, manifest: { head: 'classifier', labels, templates: [], scorer, temperature, grid, size, resizeTo: pre.resizeTo, mean: IMAGENET_MEAN, std: IMAGENET_STD } });
@@ -193,13 +200,14 @@ async function createClassifierBundle(o: BundleOptions, scorer: string, tpr: num
     scores.sort((a, b) => a - b);
     const threshold = scores[Math.min(scores.length - 1, Math.ceil(tpr * scores.length) - 1)]!;
     const manifest: BundleManifest = {
-      format: 'setar-bundle/1', head: 'classifier', labels, templates: [], scorer, temperature, threshold, tpr, validation_images: scores.length, grid, preprocess,
+      format: 'setar-bundle/1', head: 'classifier', labels, templates: [], precision: o.precision ?? 'fp32', scorer, temperature, threshold, tpr, validation_images: scores.length, grid, preprocess,
     };
     writeFileAtomic(join(o.out, 'bundle.json'), JSON.stringify(manifest, null, 2) + '\n');
     const weights = readdirSync(o.model).filter((f) => f.endsWith('.safetensors') || f.endsWith('.bin') || f === 'config.json' || f.endsWith('.index.json')).sort();
     writeFileAtomic(join(o.out, 'recipe.json'), JSON.stringify({
       checkpoint: Object.fromEntries(weights.map((f) => [f, sha256(readFileSync(join(o.model, f)))])),
       lora_settings: o.loraSettings ?? null,
+      precision: manifest.precision,
       labels_sha256: sha256(JSON.stringify(labels)),
       templates_sha256: sha256(JSON.stringify([])),
       validation: { dataset: dataset.name, images: dataset.relPaths.length, files_sha256: sha256(dataset.relPaths.join('\n')) },
@@ -267,7 +275,9 @@ export class Detector {
 
   /** Preprocessed pixel_values [B, 3, S, S] → one verdict per image. */
   async scoreBatch(pixelValues: Tensor<'float32'>): Promise<Verdict[]> {
-    const out = await this.session.run({ pixel_values: pixelValues });
+    // an int8 encoder takes one image per run (its activation scales are per run): image by image
+    const feeds = { pixel_values: pixelValues };
+    const out = this.session.inputShape('pixel_values')?.[0] === 1 ? await runSingly(this.session, feeds) : await this.session.run(feeds);
     const b = pixelValues.dims[0]!;
     if (this.text === null) return verdictsFromLogits({ global: out.logits!.data as Float32Array, local: out.logits_local!.data as Float32Array }, b, this.manifest);
     return verdictsFromEmbeddings(

@@ -3,8 +3,6 @@ import { AttributeType } from './proto.js';
 
 /** An INT attribute. */
 export const intAttr = (name: string, i: number): OnnxAttribute => ({ name, type: AttributeType.INT, i });
-/** An INTS attribute. */
-export const intsAttr = (name: string, ints: number[]): OnnxAttribute => ({ name, type: AttributeType.INTS, ints });
 
 /**
  * Rewrites a decoded graph node by node, in order: a pass `keep`s the nodes it leaves alone and
@@ -16,7 +14,6 @@ export class GraphEdit {
   readonly nodes: OnnxNode[] = [];
   readonly initializers: OnnxTensor[] = [];
   private readonly used = new Set<string>();
-  private readonly shared = new Map<string, string>();
 
   constructor(g: OnnxGraph) {
     for (const v of [...g.input, ...g.output, ...g.initializer]) this.used.add(v.name);
@@ -57,16 +54,9 @@ export class GraphEdit {
   }
 
   /** Adds an initializer named after `base`. */
-  constant(base: string, data: Float32Array | Uint16Array | Int8Array | BigInt64Array, dims: number[], dataType: number): string {
+  constant(base: string, data: Float32Array | Uint16Array | Int8Array, dims: number[], dataType: number): string {
     const name = this.fresh(base);
     this.initializers.push({ name, dims, data_type: dataType, raw_data: rawBytes(data) });
-    return name;
-  }
-
-  /** A small constant added once per `key` and reused (shapes, 0, 1, 255). */
-  sharedConstant(key: string, data: Float32Array | BigInt64Array, dims: number[], dataType: number): string {
-    let name = this.shared.get(key);
-    if (!name) this.shared.set(key, (name = this.constant(key, data, dims, dataType)));
     return name;
   }
 }

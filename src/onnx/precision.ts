@@ -1,3 +1,4 @@
+import { setBatchSize } from './batch-size.js';
 import { weightsToFloat16 } from './fp16-weights.js';
 import { decodeModel, encodeModel } from './model-proto.js';
 import { quantizeMatMuls } from './quantize.js';
@@ -16,12 +17,13 @@ export function parsePrecision(value: string, what = 'precision'): Precision {
 
 /**
  * ONNX model bytes at another precision: `fp32` unchanged; `fp16` weights stored in half precision,
- * computed in float32 ({@link weightsToFloat16}); `int8` MatMul weights int8 per output channel with
- * dynamic activation quantisation per image ({@link quantizeMatMuls}), so a batch's images never
- * change each other's results.
+ * computed in float32 ({@link weightsToFloat16}); `int8` MatMul weights int8 per output channel
+ * with dynamic activation quantisation ({@link quantizeMatMuls}), taking one image per run
+ * ({@link setBatchSize}): activation scales come from the whole input tensor, so batching images
+ * would make each one's result depend on the others.
  */
 export function convertPrecision(bytes: Uint8Array, precision: Precision): Uint8Array {
   if (precision === 'fp32') return bytes;
   const model = decodeModel(bytes);
-  return encodeModel(precision === 'fp16' ? weightsToFloat16(model) : quantizeMatMuls(model, { activations: 'per-image' }));
+  return encodeModel(precision === 'fp16' ? weightsToFloat16(model) : setBatchSize(quantizeMatMuls(model), 1));
 }

@@ -50,6 +50,12 @@ export class Session {
     return this.inner.outputNames;
   }
 
+  /** The shape a graph input declares (numbers fixed, strings symbolic), or undefined for an unknown name. */
+  inputShape(name: string): readonly (number | string)[] | undefined {
+    const m = this.inner.inputMetadata.find((i) => i.name === name);
+    return m?.isTensor ? m.shape : undefined;
+  }
+
   /** Runs the graph; every declared input must be fed (all missing names are listed at once). */
   async run(feeds: Record<string, Tensor>, outputs?: readonly string[]): Promise<Record<string, Tensor>> {
     const missing = this.inner.inputNames.filter((n) => !(n in feeds));
