@@ -9,9 +9,11 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { applyLoraSettings } from '../lowrank/apply.js';
 import type { LowRankSetting } from '../lowrank/settings.js';
+import { convertPrecision, type Precision } from '../onnx/precision.js';
 import { resolveFamily } from '../models/registry.js';
 import type { FamilyLoadOptions } from '../models/family.js';
 import { getScorer } from '../ood/scores.js';
+import { runSingly } from '../runtime/run-singly.js';
 import { Session } from '../runtime/session.js';
 import { verdictsFromEmbeddings, verdictsFromLogits, type Verdict } from './verdict.js';
 import { tensor, type Tensor } from '../tensor.js';
@@ -29,6 +31,8 @@ export interface BundleManifest {
   readonly head?: BundleHead;
   readonly labels: readonly string[];
   readonly templates: readonly string[];
+  /** How image_encoder.onnx stores its weights (absent in bundles written before: fp32). */
+  readonly precision?: Precision;
   readonly scorer: string;
   readonly temperature: number;
   /** Score above which an image is OOD (the bundle scorer's units; lower = more in-distribution). */
@@ -62,6 +66,8 @@ export interface BundleOptions {
   readonly temperature?: number;
   readonly out: string;
   readonly threads?: number;
+  /** image_encoder.onnx's weights: fp32 (default), fp16 (stored half, computed fp32), int8 (see onnx/precision.ts). */
+  readonly precision?: Precision;
 }
 
 const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
@@ -94,7 +100,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
     const pre = parts.preprocess;
     const size = pre.cropSize;
     mkdirSync(o.out, { recursive: true });
-    writeFileAtomic(join(o.out, 'image_encoder.onnx'), parts.encoder);
+    writeFileAtomic(join(o.out, 'image_encoder.onnx'), convertPrecision(parts.encoder, o.precision ?? 'fp32'));
     if (parts.text) {
       const [c, p] = parts.text.features.dims as [number, number];
       writeSafetensors(join(o.out, 'text_features.safetensors'), {
@@ -118,7 +124,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
     const threshold = scores[Math.min(scores.length - 1, Math.ceil(tpr * scores.length) - 1)]!;
     // A clip-text bundle has no `head` key and resizes straight to the crop: bundle.json as setar-bundle/1 first wrote it.
     const manifest: BundleManifest = {
-      format: 'setar-bundle/1', ...(parts.head === 'clip-text' ? {} : { head: parts.head }), labels, templates: parts.templates, scorer, temperature, threshold, tpr,
+      format: 'setar-bundle/1', ...(parts.head === 'clip-text' ? {} : { head: parts.head }), labels, templates: parts.templates, precision: o.precision ?? 'fp32', scorer, temperature, threshold, tpr,
       validation_images: scores.length, grid,
       preprocess: { size, ...(pre.resizeTo === size ? {} : { resize_to: pre.resizeTo }), resample: 'bicubic (Pillow)', mean: [...pre.mean], std: [...pre.std] },
     };
@@ -129,6 +135,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
       ...(o.clipCkpt ? { clip_ckpt: { file: o.clipCkpt, sha256: sha256(readFileSync(o.clipCkpt)) } } : {}),
       ...(o.locoopCkpt ? { locoop_ckpt: { file: o.locoopCkpt, sha256: sha256(readFileSync(o.locoopCkpt)), n_ctx: model.promptContext?.n } } : {}),
       lora_settings: o.loraSettings ?? null,
+      precision: manifest.precision,
       labels_sha256: sha256(JSON.stringify(labels)),
       templates_sha256: sha256(JSON.stringify(parts.templates)),
       validation: { dataset: dataset.name, images: dataset.relPaths.length, files_sha256: sha256(dataset.relPaths.join('\n')) },
@@ -196,7 +203,9 @@ export class Detector {
 
   /** Preprocessed pixel_values [B, 3, S, S] → one verdict per image. */
   async scoreBatch(pixelValues: Tensor<'float32'>): Promise<Verdict[]> {
-    const out = await this.session.run({ pixel_values: pixelValues });
+    // an int8 encoder takes one image per run (its activation scales are per run): image by image
+    const feeds = { pixel_values: pixelValues };
+    const out = this.session.inputShape('pixel_values')?.[0] === 1 ? await runSingly(this.session, feeds) : await this.session.run(feeds);
     const b = pixelValues.dims[0]!;
     if (this.text === null) return verdictsFromLogits({ global: out.logits!.data as Float32Array, local: out.logits_local!.data as Float32Array }, b, this.manifest);
     return verdictsFromEmbeddings(

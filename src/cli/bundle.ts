@@ -2,9 +2,10 @@ import type { Command } from 'commander';
 import { createBundle } from '../bundle/bundle.js';
 import { locoopLoadOptions, parseNamedDir, resolveLocoopCkpt } from '../config/run-config.js';
 import { parseLoraSettings } from '../lowrank/settings.js';
+import { parsePrecision, type Precision } from '../onnx/precision.js';
 import { CLIP_CKPT_HELP, LOCOOP_CKPT_HELP, N_CTX_HELP, finiteNumber, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
-interface BundleFlags { scorers?: string; model: string; revision?: string; clipCkpt?: string; locoopCkpt?: string; nCtx?: number; id: string; labels?: string; loraSettings?: string; scorer: string; tpr: number; template?: string[]; temperature?: number; out: string; threads?: number }
+interface BundleFlags { scorers?: string; model: string; revision?: string; clipCkpt?: string; locoopCkpt?: string; nCtx?: number; id: string; labels?: string; loraSettings?: string; scorer: string; tpr: number; template?: string[]; temperature?: number; out: string; threads?: number; precision: Precision }
 
 /** `setar bundle`: a self-contained detector folder with a threshold chosen on ID validation images. */
 export function registerBundle(program: Command): void {
@@ -25,6 +26,7 @@ export function registerBundle(program: Command): void {
     .option('--template <text>', "prompt template, '{}' is the class name (repeat for an ensemble) (default \"a photo of a {}\" for CLIP, \"{}.\" for LoCoOp)", (v: string, acc: string[] = []) => [...acc, v])
     .option('--temperature <t>', 'score temperature (default: 100 for CLIP, 1 for Swin V2)', finiteNumber('--temperature'))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--precision <p>', 'image_encoder.onnx weights: fp32, fp16 (stored half, computed fp32) or int8 (MatMul weights int8, dynamic activation quantisation); the threshold is chosen with that model', (v: string) => parsePrecision(v, '--precision'), 'fp32')
     .requiredOption('--out <dir>', 'bundle folder')
     .action(async (f: BundleFlags) => {
       const { name, root } = parseNamedDir(f.id, '--id');
@@ -35,11 +37,11 @@ export function registerBundle(program: Command): void {
       }
       const locoop = locoopLoadOptions(resolveLocoopCkpt({}, f));
       const m = await createBundle({
-        model: (await resolveModelFlag(f.model, f.revision))!, clipCkpt: f.clipCkpt, ...locoop, id: { kind: 'folder', name, root }, out: f.out, scorer: f.scorer, tpr: f.tpr, templates: f.template, temperature: f.temperature, threads: f.threads,
+        model: (await resolveModelFlag(f.model, f.revision))!, clipCkpt: f.clipCkpt, ...locoop, id: { kind: 'folder', name, root }, out: f.out, scorer: f.scorer, tpr: f.tpr, templates: f.template, temperature: f.temperature, threads: f.threads, precision: f.precision,
         labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
         loraSettings: f.loraSettings ? parseLoraSettings(await readJson(f.loraSettings, 'lora settings file'), f.loraSettings) : undefined,
       });
-      process.stdout.write(`bundle written to ${f.out}: ${m.labels.length} labels, ${m.scorer} threshold ${m.threshold.toPrecision(4)} (TPR ${m.tpr} on ${m.validation_images} ID validation images)\n`);
+      process.stdout.write(`bundle written to ${f.out}: ${m.labels.length} labels, ${m.scorer} threshold ${m.threshold.toPrecision(4)} (TPR ${m.tpr} on ${m.validation_images} ID validation images), ${m.precision} weights\n`);
       process.stdout.write(`\nnext:\n  setar serve --bundle ${/^[\w@%+=:,./-]+$/.test(f.out) ? f.out : `'${f.out}'`}\n`);
     });
 }

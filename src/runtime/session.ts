@@ -105,6 +105,12 @@ export class Session {
     return this.inner.outputNames;
   }
 
+  /** The shape a graph input declares (numbers fixed, strings symbolic), or undefined for an unknown name. */
+  inputShape(name: string): readonly (number | string)[] | undefined {
+    const m = this.inner.inputMetadata.find((i) => i.name === name);
+    return m?.isTensor ? m.shape : undefined;
+  }
+
   /** Runs the graph; every declared input must be fed (all missing names are listed at once). Outputs come back to the host. */
   async run(feeds: Record<string, Resident>, outputs?: readonly string[]): Promise<Record<string, Tensor>> {
     if (this.deviceOutputs.size) throw new Error(`session '${this.name}' keeps outputs on the device: use runResident`);

@@ -1,12 +1,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { fixture, REPO_ROOT } from '../helpers/fixtures.js';
 import { assertRelMax } from '../helpers/close.js';
+import { writeTestImage } from '../helpers/images.js';
 
 const MODEL = fixture('clip-tiny-a');
 const REL = 1e-5; // the clip-tiny-a README's float32-vs-float64 criterion
@@ -142,5 +143,17 @@ describe('setar CLI', () => {
     assert.match(badSet.stderr, /W_upp/);
     const noModel = setar('embed', '--model', join(dir, 'no-model'), '--texts', labels, '--out', join(dir, 'o.safetensors'));
     assert.match(noModel.stderr, /model '.*no-model' is not a local folder \(no such directory\) and not a Hugging Face hub id \(ORG\/NAME\)/);
+  });
+
+  it('bundle --precision int8 writes an int8 bundle and says so; another value lists the valid ones', async () => {
+    for (const c of ['bird', 'cat']) for (let i = 0; i < 3; i++) await writeTestImage(join(dir, 'val', c, `${i}.png`), 3 * c.length + i);
+    const out = join(dir, 'bundle-int8');
+    const r = setar('bundle', '--model', MODEL, '--id', `toy=${join(dir, 'val')}`, '--precision', 'int8', '--threads', '1', '--out', out);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /, int8 weights\n$/);
+    assert.equal((JSON.parse(readFileSync(join(out, 'bundle.json'), 'utf8')) as { precision: string }).precision, 'int8');
+    const bad = setar('bundle', '--model', MODEL, '--id', `toy=${join(dir, 'val')}`, '--precision', 'bf16', '--out', join(dir, 'b'));
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^setar: error: --precision must be one of fp32, fp16, int8, got "bf16"\n$/);
   });
 });

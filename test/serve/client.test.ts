@@ -8,6 +8,9 @@ import { startServer } from '../../src/serve/server.js';
 import { fixture } from '../helpers/fixtures.js';
 import { writeTestImage } from '../helpers/images.js';
 import { launchBrowser } from '../helpers/browser.js';
+import type { Precision } from '../../src/onnx/precision.js';
+
+const PRECISIONS: readonly Precision[] = ['fp32', 'fp16', 'int8'];
 
 const MODEL = fixture('clip-tiny-a');
 
@@ -23,17 +26,33 @@ const MODEL = fixture('clip-tiny-a');
  */
 const TOL = 1e-4;
 
+/**
+ * The same bound for the reduced-precision bundles. fp16: the weights are stored in half but
+ * both runtimes turn them back into the same float32 values and compute in float32, so the fp32
+ * reasoning holds unchanged (measured max 8.3e-6). int8: both run the same exact integer
+ * arithmetic, but an activation whose x / scale lands within float32 noise of a rounding
+ * midpoint can round to the neighbouring level in one runtime, moving that MatMul output by
+ * scale_x · |w| (1/255 of the activation's range times one weight): measured max 2.7e-5 on
+ * these images; a wrong scale, zero point or weight layout moves scores by 1e-2 and more.
+ */
+const TOL_BY_PRECISION = { fp32: TOL, fp16: TOL, int8: TOL } as const;
+
 describe('setar serve: the same bundle scored in the browser (onnxruntime-web, wasm)', () => {
   let dir = '';
   let server: Awaited<ReturnType<typeof startServer>>;
+  const servers: Partial<Record<Precision, Awaited<ReturnType<typeof startServer>>>> = {};
   const pngs: string[] = [];
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'setar-client-'));
     process.env.SETAR_CACHE_DIR = join(dir, 'cache');
     let k = 0;
     for (const c of ['bird', 'cat', 'dog']) for (let i = 0; i < 4; i++) await writeTestImage(join(dir, 'val', c, `${i}.jpg`), k++);
-    await createBundle({ model: MODEL, id: { kind: 'folder', name: 'toy', root: join(dir, 'val') }, out: join(dir, 'bundle'), threads: 1 });
-    server = await startServer({ bundle: join(dir, 'bundle'), port: 0, threads: 1 });
+    for (const precision of PRECISIONS) {
+      const out = join(dir, precision === 'fp32' ? 'bundle' : `bundle-${precision}`);
+      await createBundle({ model: MODEL, id: { kind: 'folder', name: 'toy', root: join(dir, 'val') }, out, threads: 1, precision });
+      servers[precision] = await startServer({ bundle: out, port: 0, threads: 1 });
+    }
+    server = servers.fp32!;
     // landscape, portrait (resize + crop paths) and one smaller than the crop on one side
     for (const [k2, width, height] of [[99, 64, 48], [5, 41, 77], [17, 300, 20]] as const) {
       const p = join(dir, `upload-${k2}.png`);
@@ -42,7 +61,7 @@ describe('setar serve: the same bundle scored in the browser (onnxruntime-web, w
     }
   });
   after(async () => {
-    await server?.close();
+    for (const s of Object.values(servers)) await s.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -68,7 +87,9 @@ describe('setar serve: the same bundle scored in the browser (onnxruntime-web, w
     assert.doesNotMatch(src, /from\s*["'](node:|sharp|fs)/);
   });
 
-  it('"score in this browser" gives the server\'s verdict on PNGs: same label and OOD flag, every score within 1e-4', async (t) => {
+  for (const precision of PRECISIONS) it(`"score in this browser" gives the server's verdict on PNGs, ${precision} bundle: same label and OOD flag, every score within ${TOL_BY_PRECISION[precision]}`, async (t) => {
+    const server = servers[precision]!;
+    const TOL = TOL_BY_PRECISION[precision];
     const browser = await launchBrowser();
     let maxDiff = 0;
     try {
@@ -116,6 +137,6 @@ describe('setar serve: the same bundle scored in the browser (onnxruntime-web, w
     } finally {
       await browser.close();
     }
-    t.diagnostic(`max |client - server| over scores, top probs and patch maps: ${maxDiff.toExponential(3)}`);
+    t.diagnostic(`${precision}: max |client - server| over scores, top probs and patch maps: ${maxDiff.toExponential(3)}`);
   });
 });
