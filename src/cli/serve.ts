@@ -47,15 +47,15 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'port (0: any free port)', nonNegativeInt('--port'), 8080)
     .option('--max-mb <n>', 'largest upload in MB', positiveInt('--max-mb'), 10)
     .option('--max-pixels <n>', 'largest image in pixels (width x height), read from its header before decoding; larger: 413', positiveInt('--max-pixels'), DEFAULT_MAX_PIXELS)
-    .option('--workers <n>', 'image decoding threads (at least 2; default cores - 1, up to 4)', positiveInt('--workers'))
+    .option('--workers <n>', 'image decoding threads, at least 2 (default: cores − 1, up to 4)', positiveInt('--workers'))
     .option('--max-batch <n>', 'dynamic batching: most images per model run (1: no batching)', positiveInt('--max-batch'), 16)
     .option('--max-delay-ms <ms>', 'dynamic batching: how long the oldest waiting image may wait for others to join its batch', nonNegativeMs('--max-delay-ms'), 5)
     .option('--max-queue <n>', 'uploads waiting or being scored beyond which requests get 503 with Retry-After', positiveInt('--max-queue'), 32)
     .option('--score-timeout <s>', 'seconds from an upload to its verdict before the request gets 504', positiveSeconds('--score-timeout'), 30)
     .option('--drain-timeout <s>', 'on SIGTERM or SIGINT: seconds the requests in progress have to finish before their connections are ended', positiveSeconds('--drain-timeout'), 10)
-    .addOption(new Option('--api-key <key>', 'POST /v1/score, /metrics and /bundle/* need the header Authorization: Bearer KEY').env('SETAR_API_KEY'))
+    .addOption(new Option('--api-key <key>', 'POST /v1/score, /metrics and /bundle/* need the header Authorization: Bearer KEY (default: none, or SETAR_API_KEY; required for a non-loopback --host)').env('SETAR_API_KEY'))
     .option('--insecure-no-auth', 'allow a non-loopback --host without --api-key (anyone who reaches it can use it)')
-    .option('--cors-origin <origin>', 'an origin whose pages may call the API (repeat the flag for several; * for any)', (v: string, acc: string[] = []) => [...acc, v])
+    .option('--cors-origin <origin>', 'an origin whose pages may call the API (repeat the flag for several; * for any) (default: none but the page\'s own)', (v: string, acc: string[] = []) => [...acc, v])
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
     .action(async (f: ServeFlags) => {
       if (f.workers !== undefined && f.workers < 2) throw new UsageError(`--workers must be at least 2 (one is kept for small images), got ${f.workers}`);
