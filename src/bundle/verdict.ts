@@ -12,12 +12,25 @@ import { computeScores, SCORER_NAMES } from '../ood/scores.js';
 /** One image's verdict, as `POST /v1/score` returns it. */
 export interface Verdict {
   readonly label: string;
+  /**
+   * The five most probable classes with their classification probability: the softmax of the
+   * logits (CLIP's already include exp(logit_scale)), as `setar classify` reports it — not the
+   * score's tempered softmax.
+   */
   readonly top: readonly { readonly label: string; readonly prob: number }[];
+  /** Every scorer's score (lower = more in-distribution). */
   readonly scores: Readonly<Record<string, number>>;
+  /** The bundle's scorer: the one the threshold belongs to. */
+  readonly scorer: string;
+  /** That scorer's score, `scores[scorer]`. */
+  readonly score: number;
+  /** `score > threshold`. */
   readonly ood: boolean;
   readonly threshold: number;
-  /** grid x grid: each patch's −max local probability (GL-MCM's local evidence). */
+  /** grid x grid: each patch's −max local probability at the score temperature (GL-MCM's local evidence). */
   readonly patch_map: readonly (readonly number[])[];
+  /** grid x grid: each patch's highest class probability (softmax of its logits, as `top`), in [1/C, 1]. */
+  readonly patch_probability: readonly (readonly number[])[];
 }
 
 /** What the verdict needs from the bundle manifest (threshold absent → never OOD). */
@@ -93,18 +106,26 @@ export function verdictsFromLogits(
   for (const s of SCORER_NAMES) scores[s] = computeScores(s, { global, local }, m.temperature);
   return Array.from({ length: b }, (_, i) => {
     const row = global.data.subarray(i * c, (i + 1) * c);
-    const probs = softmax(row, m.temperature);
+    const probs = softmax(row, 1);
     const order = [...probs.keys()].sort((x, y) => probs[y]! - probs[x]! || x - y);
     const patch: number[][] = [];
+    const patchProb: number[][] = [];
     for (let r = 0; r < m.grid; r++) {
       patch.push([]);
+      patchProb.push([]);
       for (let q = 0; q < m.grid; q++) {
         const at = i * g2 + r * m.grid + q;
-        patch[r]!.push(-Math.max(...softmax(local.data.subarray(at * c, (at + 1) * c), m.temperature)));
+        const logits = local.data.subarray(at * c, (at + 1) * c);
+        patch[r]!.push(-Math.max(...softmax(logits, m.temperature)));
+        patchProb[r]!.push(Math.max(...softmax(logits, 1)));
       }
     }
     const own = Object.fromEntries(SCORER_NAMES.map((s) => [s, scores[s]![i]!]));
     const threshold = m.threshold ?? Infinity;
-    return { label: m.labels[order[0]!]!, top: order.slice(0, 5).map((j) => ({ label: m.labels[j]!, prob: probs[j]! })), scores: own, ood: own[m.scorer]! > threshold, threshold, patch_map: patch };
+    const score = own[m.scorer]!;
+    return {
+      label: m.labels[order[0]!]!, top: order.slice(0, 5).map((j) => ({ label: m.labels[j]!, prob: probs[j]! })), scores: own, scorer: m.scorer, score,
+      ood: score > threshold, threshold, patch_map: patch, patch_probability: patchProb,
+    };
   });
 }

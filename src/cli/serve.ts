@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { DEFAULT_MAX_PIXELS } from '../image/decode.js';
 import { startServer } from '../serve/server.js';
-import { nonNegativeInt, positiveInt, UsageError } from './inputs.js';
+import { positiveInt, UsageError } from './inputs.js';
 
 interface ServeFlags {
   bundle: string;
@@ -37,6 +37,13 @@ function positiveSeconds(flag: string): (v: string) => number {
   };
 }
 
+/** `--port`: an integer in [0, 65535], naming the flag otherwise. */
+function portNumber(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--port must be an integer in [0, 65535], got '${v}'`);
+  return n;
+}
+
 /** `setar serve`: a bundle's detector over HTTP, with a web page. */
 export function registerServe(program: Command): void {
   program
@@ -44,7 +51,7 @@ export function registerServe(program: Command): void {
     .description('serve a bundle: POST /v1/score, GET /v1/health, GET /v1/ready, GET /v1/labels, GET /metrics, and a web page at /')
     .requiredOption('--bundle <dir>', 'a folder written by setar bundle')
     .option('--host <host>', 'address to bind (loopback by default; any other address needs --api-key)', '127.0.0.1')
-    .option('--port <n>', 'port (0: any free port)', nonNegativeInt('--port'), 8080)
+    .option('--port <n>', 'port (0: any free port)', portNumber, 8080)
     .option('--max-mb <n>', 'largest upload in MB', positiveInt('--max-mb'), 10)
     .option('--max-pixels <n>', 'largest image in pixels (width x height), read from its header before decoding; larger: 413', positiveInt('--max-pixels'), DEFAULT_MAX_PIXELS)
     .option('--workers <n>', 'image decoding threads, at least 2 (default: cores − 1, up to 4)', positiveInt('--workers'))

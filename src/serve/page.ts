@@ -1,8 +1,9 @@
 import { escapeHtml } from '../report/escape.js';
 
 /**
- * The detector's web page: pick or drop an image, see the verdict, the top classes and the
- * GL-MCM patch map over the image (redder = the patch looks less like any ID class). Plain
+ * The detector's web page: pick or drop an image, see the verdict (the bundle's scorer, its score
+ * and its threshold), the class probabilities (as `setar classify`) and the patch map over the
+ * image on an absolute scale with its legend (redder = the patch looks less like any ID class). Plain
  * HTML and script, no external resources. By default the server scores the image (`POST
  * /v1/score`); with "score in this browser" checked the page loads `/client.js` (onnxruntime-web,
  * wasm) and the bundle from `/bundle/`, and scores it itself. Either way the raw verdict is left
@@ -13,16 +14,21 @@ import { escapeHtml } from '../report/escape.js';
 export function detectorPage(labels: readonly string[], options: { keyRequired?: boolean } = {}): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>setar detector</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <style>
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:900px}
-#drop{border:2px dashed #888;border-radius:8px;padding:24px;text-align:center;cursor:pointer}
+[hidden]{display:none !important}
+#drop{display:block;box-sizing:border-box;border:2px dashed #888;border-radius:8px;padding:24px;margin:16px 0;text-align:center;cursor:pointer}
 #drop.over{background:#eef}
 #result{display:flex;gap:24px;margin-top:20px;align-items:flex-start}
 #verdict{font-size:1.4em;font-weight:bold;margin:0 0 8px}
 .ood{color:#b00}.id{color:#070}
 canvas{border:1px solid #ccc;image-rendering:pixelated}
-td{padding:2px 10px 2px 0}
+td,th{padding:2px 10px 2px 0;text-align:left}
+th{font-weight:normal;color:#555}
 #error{color:#b00}
+#legend{display:flex;align-items:center;gap:6px;font-size:.85em;color:#444;margin-top:6px}
+#legend-bar{width:120px;height:10px;border:1px solid #ccc;background:linear-gradient(to right,rgba(220,0,0,0),rgba(220,0,0,.6))}
 </style></head>
 <body>
 <h1>setar detector</h1>
@@ -31,8 +37,11 @@ td{padding:2px 10px 2px 0}
 ${options.keyRequired ? '<p><label>API key <input id="api-key" type="password" autocomplete="off"></label> (this server needs one)</p>\n' : ''}<p><label><input id="in-browser" type="checkbox"> score in this browser (onnxruntime-web, wasm; the model is downloaded once)</label> <span id="status"></span></p>
 <p id="error" role="alert"></p>
 <div id="result" hidden>
-  <canvas id="view" width="336" height="336" aria-label="image with the patch map"></canvas>
-  <div><p id="verdict"></p><p id="score"></p><table id="top"></table></div>
+  <div>
+    <canvas id="view" width="336" height="336" aria-label="image with the patch map"></canvas>
+    <div id="legend"><span>patch like one class (100%)</span><span id="legend-bar"></span><span id="legend-low">like none of them (1/${labels.length})</span></div>
+  </div>
+  <div><p id="verdict"></p><p id="score"></p><table id="top"><caption>class probabilities (softmax of the logits, as setar classify)</caption></table></div>
 </div>
 <script>
 const drop = document.getElementById('drop'), input = document.getElementById('file');
@@ -46,6 +55,8 @@ function fail(message) { document.getElementById('error').textContent = message;
 async function score(file) {
   document.getElementById('error').textContent = '';
   const result = document.getElementById('result');
+  // the last image's verdict goes before this one is scored: an error never shows beside it
+  result.hidden = true;
   delete result.dataset.verdict;
   delete result.dataset.source;
   let body, source;
@@ -75,19 +86,20 @@ function draw(img, v) {
   const c = document.getElementById('view'), g = c.getContext('2d');
   g.clearRect(0, 0, c.width, c.height);
   g.drawImage(img, 0, 0, c.width, c.height);
-  const n = v.patch_map.length, flat = v.patch_map.flat(), lo = Math.min(...flat), hi = Math.max(...flat);
+  // absolute scale: a patch's highest class probability p in [1/C, 1] → red from none (p = 1) to full (p = 1/C)
+  const n = v.patch_probability.length, classes = ${labels.length};
   for (let r = 0; r < n; r++) for (let q = 0; q < n; q++) {
-    const t = hi > lo ? (v.patch_map[r][q] - lo) / (hi - lo) : 0;
-    g.fillStyle = 'rgba(220,0,0,' + (0.55 * t).toFixed(3) + ')';
+    const t = Math.min(1, Math.max(0, (1 - v.patch_probability[r][q]) / (1 - 1 / classes)));
+    g.fillStyle = 'rgba(220,0,0,' + (0.6 * t).toFixed(3) + ')';
     g.fillRect(q * c.width / n, r * c.height / n, c.width / n, c.height / n);
   }
   c.dataset.patches = String(n * n);
   const verdict = document.getElementById('verdict');
   verdict.textContent = v.ood ? 'Out of distribution' : 'In distribution: ' + v.label;
   verdict.className = v.ood ? 'ood' : 'id';
-  document.getElementById('score').textContent = 'score ' + v.scores[Object.keys(v.scores).find((k) => k === 'gl_mcm_score') || Object.keys(v.scores)[0]].toFixed(4) + ', threshold ' + v.threshold.toFixed(4);
-  const top = document.getElementById('top');
-  top.replaceChildren(...v.top.map((t) => { const tr = document.createElement('tr'); const a = document.createElement('td'); a.textContent = t.label; const b = document.createElement('td'); b.textContent = (100 * t.prob).toFixed(1) + '%'; tr.append(a, b); return tr; }));
+  document.getElementById('score').textContent = v.scorer + ' ' + v.score.toFixed(4) + ' (lower = more in-distribution); threshold for ' + v.scorer + ' (set on ID validation images): ' + v.threshold.toFixed(4) + ', above it is out of distribution';
+  const top = document.getElementById('top'), caption = top.querySelector('caption');
+  top.replaceChildren(caption, ...v.top.map((t) => { const tr = document.createElement('tr'); const a = document.createElement('td'); a.textContent = t.label; const b = document.createElement('td'); b.textContent = (100 * t.prob).toFixed(1) + '%'; tr.append(a, b); return tr; }));
   document.getElementById('result').hidden = false;
 }
 </script>

@@ -73,6 +73,9 @@ const BUNDLE_FILES: Readonly<Record<string, string>> = {
   'text_features.safetensors': 'application/octet-stream',
 };
 
+/** The page's icon: a magnifier over a dashed square (an image under inspection). */
+const FAVICON = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect x="3" y="3" width="20" height="20" rx="2" fill="none" stroke="#555" stroke-width="2" stroke-dasharray="4 2"/><circle cx="19" cy="19" r="6" fill="#fff" stroke="#b00" stroke-width="3"/><path d="M23.5 23.5 29 29" stroke="#b00" stroke-width="3" stroke-linecap="round"/></svg>';
+
 /** onnxruntime-web's wasm backend files the client loads from `/ort/<file>` (single-threaded, SIMD). */
 const ORT_FILES: Readonly<Record<string, string>> = {
   'ort-wasm-simd-threaded.wasm': 'application/wasm',
@@ -161,6 +164,9 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     '/v1/score': { methods: { POST: pipeline.handle }, protected: true },
     '/metrics': { methods: { GET: async (_req, res) => { const { text, type } = await metrics.render(); send(res, 200, text, type); } }, protected: true },
     '/client.js': { methods: { GET: (_req, res) => sendFile(res, join(root, 'dist', 'web', 'client.js'), 'text/javascript; charset=utf-8') } },
+    // browsers ask for /favicon.ico whatever the page says; both get the same small SVG
+    '/favicon.svg': { methods: { GET: (_req, res) => send(res, 200, FAVICON, 'image/svg+xml') } },
+    '/favicon.ico': { methods: { GET: (_req, res) => send(res, 200, FAVICON, 'image/svg+xml') } },
   }, {
     '/bundle/': fileRoute(o.bundle, BUNDLE_FILES, 'bundle file', true),
     '/ort/': fileRoute(join(root, 'node_modules', 'onnxruntime-web', 'dist'), ORT_FILES, 'onnxruntime-web file'),
@@ -200,6 +206,12 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   }).catch(async (e: unknown) => {
     await pool.close();
     await detector.close();
+    // the usual start-up failures in words, naming the port or address: not a stack
+    const code = (e as NodeJS.ErrnoException).code;
+    const where = `port ${o.port ?? 8080} on ${host}`;
+    if (code === 'EADDRINUSE') throw new Error(`${where} is already in use (another setar serve?); choose another with --port`);
+    if (code === 'EACCES') throw new Error(`${where}: permission denied (ports below 1024 need privileges); choose another with --port`);
+    if (code === 'EADDRNOTAVAIL') throw new Error(`cannot bind ${host}: no such address on this machine; check --host`);
     throw e;
   });
   // an error on the listening socket after start (rare: EMFILE on accept) must not end the process
