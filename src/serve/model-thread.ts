@@ -72,6 +72,11 @@ export class ModelThread {
     });
   }
 
+  /** Why the model thread can no longer score (it failed or exited), or null while it can. */
+  get lost(): string | null {
+    return this.failure?.message ?? null;
+  }
+
   /** Releases the session and ends the thread (after the batch in progress). */
   async close(): Promise<void> {
     if (!this.closing) {

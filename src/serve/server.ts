@@ -155,7 +155,12 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
 
   const page = detectorPage(detector.labels, { keyRequired: access.keyRequired });
   const root = packageRoot();
-  const status = (ok: string) => (_req: unknown, res: Parameters<typeof send>[0]) => send(res, drain.draining ? 503 : 200, { status: drain.draining ? 'draining' : ok });
+  // not healthy while draining, nor once the model thread is lost: an orchestrator then restarts the process
+  const status = (ok: string) => (_req: unknown, res: Parameters<typeof send>[0]) => {
+    const lost = detector.lost;
+    if (lost) return send(res, 503, { status: 'model lost', error: lost });
+    send(res, drain.draining ? 503 : 200, { status: drain.draining ? 'draining' : ok });
+  };
   const router = new Router({
     '/': { methods: { GET: (_req, res) => send(res, 200, page, 'text/html; charset=utf-8') } },
     '/v1/health': { methods: { GET: status('ok') } },
