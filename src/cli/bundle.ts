@@ -2,9 +2,10 @@ import type { Command } from 'commander';
 import { createBundle } from '../bundle/bundle.js';
 import { parseNamedDir } from '../config/run-config.js';
 import { parseLoraSettings } from '../lowrank/settings.js';
-import { CLIP_CKPT_HELP, finiteNumber, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import type { DeviceRequest } from '../runtime/device.js';
+import { CLIP_CKPT_HELP, DEVICE_HELP, deviceFlag, finiteNumber, openDeviceFlag, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
-interface BundleFlags { scorers?: string; model: string; revision?: string; clipCkpt?: string; id: string; labels?: string; loraSettings?: string; scorer: string; tpr: number; template?: string[]; temperature?: number; out: string; threads?: number }
+interface BundleFlags { scorers?: string; model: string; revision?: string; clipCkpt?: string; id: string; labels?: string; loraSettings?: string; scorer: string; tpr: number; template?: string[]; temperature?: number; out: string; threads?: number; device?: DeviceRequest }
 
 /** `setar bundle`: a self-contained detector folder with a threshold chosen on ID validation images. */
 export function registerBundle(program: Command): void {
@@ -23,6 +24,7 @@ export function registerBundle(program: Command): void {
     .option('--template <text>', "prompt template, '{}' is the class name (repeat for an ensemble) (default 'a photo of a {}')", (v: string, acc: string[] = []) => [...acc, v])
     .option('--temperature <t>', 'score temperature (default: 100 for CLIP, 1 for Swin V2)', finiteNumber('--temperature'))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--device <name>', `${DEVICE_HELP}; the bundle itself runs on any device`, deviceFlag)
     .requiredOption('--out <dir>', 'bundle folder')
     .action(async (f: BundleFlags) => {
       const { name, root } = parseNamedDir(f.id, '--id');
@@ -31,8 +33,9 @@ export function registerBundle(program: Command): void {
         if (list.length !== 1) throw new UsageError(`--scorers: a bundle has exactly one scorer, got ${list.length} (${f.scorers})`);
         f.scorer = list[0]!;
       }
+      const device = await openDeviceFlag(f.device);
       const m = await createBundle({
-        model: (await resolveModelFlag(f.model, f.revision))!, clipCkpt: f.clipCkpt, id: { kind: 'folder', name, root }, out: f.out, scorer: f.scorer, tpr: f.tpr, templates: f.template, temperature: f.temperature, threads: f.threads,
+        device, model: (await resolveModelFlag(f.model, f.revision))!, clipCkpt: f.clipCkpt, id: { kind: 'folder', name, root }, out: f.out, scorer: f.scorer, tpr: f.tpr, templates: f.template, temperature: f.temperature, threads: f.threads,
         labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
         loraSettings: f.loraSettings ? parseLoraSettings(await readJson(f.loraSettings, 'lora settings file'), f.loraSettings) : undefined,
       });

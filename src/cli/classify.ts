@@ -2,9 +2,10 @@ import type { Command } from 'commander';
 import { loadAndPreprocess } from '../image/preprocess.js';
 import { resolveFamily } from '../models/registry.js';
 import { tensor } from '../tensor.js';
-import { CLIP_CKPT_HELP, positiveInt, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import type { DeviceRequest } from '../runtime/device.js';
+import { CLIP_CKPT_HELP, DEVICE_HELP, deviceFlag, openDeviceFlag, positiveInt, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
-interface ClassifyFlags { model: string; revision?: string; clipCkpt?: string; labels?: string; template: string; top: number; json?: boolean; threads?: number }
+interface ClassifyFlags { model: string; revision?: string; clipCkpt?: string; labels?: string; template: string; top: number; json?: boolean; threads?: number; device?: DeviceRequest }
 
 /** One image's prediction. */
 interface Prediction {
@@ -29,12 +30,14 @@ export function registerClassify(program: Command): void {
     .option('--top <k>', 'how many labels to print per image', positiveInt('--top'), 5)
     .option('--json', 'print JSON instead of a table')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--device <name>', DEVICE_HELP, deviceFlag)
     .argument('<images...>', 'image files (JPEG, PNG, WebP, GIF, …)')
     .action(async (images: string[], flags: ClassifyFlags) => {
       const given = flags.labels ? await readStringList(flags.labels, 'labels file', { allowEmptyEntries: false }) : undefined;
       const dir = (await resolveModelFlag(flags.model, flags.revision))!;
       const family = resolveFamily(dir);
-      const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt });
+      const device = await openDeviceFlag(flags.device);
+      const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt, device });
       const preds: Prediction[][] = [];
       const errors = new Map<number, string>();
       try {

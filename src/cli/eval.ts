@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { resolveEvalConfig, type EvalFlags } from '../eval/config.js';
 import { runEval } from '../eval/run-eval.js';
 import { fprColumn } from '../ood/metrics.js';
-import { CLIP_CKPT_HELP, configModelName, finiteNumber, positiveInt, PRUNE_MODE_HELP, pruneModeOf, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, configModelName, DEVICE_HELP, deviceFlag, finiteNumber, positiveInt, PRUNE_MODE_HELP, pruneModeOf, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 import { ProgressBar } from './progress.js';
 
 interface EvalCliFlags {
@@ -29,6 +29,7 @@ interface EvalCliFlags {
   out?: string;
   workers?: number;
   threads?: number;
+  device?: string;
 }
 
 
@@ -59,6 +60,7 @@ export function registerEval(program: Command): void {
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
     .option('--workers <n>', 'image decoding threads (default: one per core)', positiveInt('--workers'))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--device <name>', `${DEVICE_HELP}; wins over the config's "device" ("cuda" in the official configs)`, deviceFlag)
     .option('--out <dir>', 'output folder (required unless the config gives log_directory)')
     .action(async (f: EvalCliFlags) => {
       const json = f.config ? await readJson(f.config, 'config file') : null;
@@ -70,7 +72,7 @@ export function registerEval(program: Command): void {
         temperature: f.temperature, recallLevel: f.recallLevel, split: f.split,
         loraSettings: f.loraSettings ? await readJson(f.loraSettings, 'lora settings file') : undefined,
         loraSvdInitType: pruneModeOf(f), batchSize: f.batchSize, seed: f.seed, template: f.template, strict: f.strict, out: f.out,
-        workers: f.workers, threads: f.threads,
+        workers: f.workers, threads: f.threads, device: f.device,
       };
       const config = resolveEvalConfig(json as Record<string, unknown> | null, flags, f.config ?? 'config');
       const bar = new ProgressBar();
@@ -88,6 +90,9 @@ export function registerEval(program: Command): void {
         },
         log: (line) => {
           if (!process.stderr.isTTY) process.stderr.write(`${line}\n`);
+        },
+        notice: (line) => {
+          if (process.stderr.isTTY) process.stderr.write(`${line}\n`);
         },
       });
       for (const [scorer, rows] of Object.entries(result.metrics)) {

@@ -105,6 +105,14 @@ export class Session {
     return this.inner.outputNames;
   }
 
+  /**
+   * How many device tensors this session's runs produced that nobody disposed yet: releasing
+   * the session would free them, so a cache must not release it while they are in use.
+   */
+  get liveOutputs(): number {
+    return this.live.size;
+  }
+
   /** Runs the graph; every declared input must be fed (all missing names are listed at once). Outputs come back to the host. */
   async run(feeds: Record<string, Resident>, outputs?: readonly string[]): Promise<Record<string, Tensor>> {
     if (this.deviceOutputs.size) throw new Error(`session '${this.name}' keeps outputs on the device: use runResident`);

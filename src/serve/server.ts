@@ -5,6 +5,7 @@ import busboy from 'busboy';
 import { Detector } from '../bundle/bundle.js';
 import { ImageDecodeError } from '../image/decode.js';
 import { packageRoot } from '../paths.js';
+import type { ResolvedDevice } from '../runtime/device.js';
 import { detectorPage } from './page.js';
 
 /** Options of {@link startServer}. */
@@ -15,6 +16,8 @@ export interface ServeOptions {
   /** Largest accepted upload in bytes (default 10 MB). */
   readonly maxBytes?: number;
   readonly threads?: number;
+  /** Where the detector runs (default cpu). */
+  readonly device?: ResolvedDevice;
 }
 
 /** A client error: its status and a message for the JSON body. */
@@ -116,7 +119,7 @@ function send(res: ServerResponse, status: number, body: unknown, type = 'applic
  * Bad uploads get a 4xx JSON error; the server keeps serving.
  */
 export async function startServer(o: ServeOptions): Promise<{ server: Server; url: string; close(): Promise<void> }> {
-  const detector = await Detector.load(o.bundle, { threads: o.threads });
+  const detector = await Detector.load(o.bundle, { threads: o.threads, device: o.device });
   const max = o.maxBytes ?? 10 * 1024 * 1024;
   const page = detectorPage(detector.manifest.labels);
   const root = packageRoot();

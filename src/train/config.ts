@@ -4,6 +4,7 @@ import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { parseLoraSettings, type LowRankSetting } from '../lowrank/settings.js';
 import { SCORER_NAMES } from '../ood/scores.js';
 import { LR_SCHEDULES, type LrSchedule } from './schedule.js';
+import { resolveDeviceSetting, type DeviceSetting } from '../config/device.js';
 
 /** The adapters to train: SeTAR+FT from searched settings, or plain LoRA on target modules. */
 export type AdapterPlan =
@@ -11,7 +12,7 @@ export type AdapterPlan =
   | { readonly kind: 'lora'; readonly r: number; readonly alpha: number; readonly targetModules: readonly string[] };
 
 /** Everything `setar finetune` needs, resolved. */
-export interface FinetuneConfig {
+export interface FinetuneConfig extends DeviceSetting {
   readonly model: string;
   readonly id: IdSource;
   readonly labels?: readonly string[];
@@ -58,7 +59,7 @@ export interface FinetuneFlags {
   numTrainEpochs?: number; maxTrainSteps?: number; learningRate?: number; momentum?: number; weightDecay?: number;
   lrSchedulerType?: string; numWarmupSteps?: number; gradientAccumulationSteps?: number; batchSize?: number; seed?: number;
   locoopLambda?: number; locoopTopK?: number; usePredLabel?: boolean; template?: string; out?: string;
-  testId?: string; testOod?: readonly string[]; scorers?: readonly string[]; threads?: number;
+  testId?: string; testOod?: readonly string[]; scorers?: readonly string[]; threads?: number; device?: string;
 }
 
 /** Resolves a fine-tuning run from an official config (optional) and flags (which win). */
@@ -67,6 +68,7 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
   const unknown = Object.keys(j).filter((k) => !KEYS.includes(k));
   if (unknown.length) fail(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${KEYS.join(', ')}`);
   const { model, family } = resolveModel(j, flags.model, configFile);
+  const device = resolveDeviceSetting(j, flags.device, configFile);
   const id = resolveIdSource(j, flags);
 
 
@@ -124,7 +126,7 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
     out, test, scorers: scorers.length ? scorers : ['mcm_score', 'gl_mcm_score'],
     temperature: settings.num(undefined, 'temperature', family.defaults.temperature, (x) => x > 0, 'a positive number'),
     recall_level: settings.num(undefined, 'recall_level', 0.95, (x) => x > 0 && x < 1, 'in (0, 1)'),
-    threads: flags.threads, official: j,
+    threads: flags.threads, official: j, ...device,
   };
   return config;
 }

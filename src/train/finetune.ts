@@ -10,8 +10,12 @@ import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/saf
 import type { LoraAdapter } from '../models/common/layers.js';
 import { resolveFamily } from '../models/registry.js';
 import { defaultTopK } from '../ood/locoop.js';
+import { openDevice } from '../config/device.js';
+import { DeviceMemory } from '../runtime/device-memory.js';
+import type { Resident } from '../runtime/device-tensor.js';
 import { Session } from '../runtime/session.js';
-import { tensor, type Tensor } from '../tensor.js';
+import { TransferCounter } from '../runtime/transfers.js';
+import { tensor } from '../tensor.js';
 import { setarAdapters, loraAdapters, mergeAdapter, type Adapter } from './adapters.js';
 import { trainTransform } from './augment.js';
 import type { FinetuneConfig } from './config.js';
@@ -31,6 +35,9 @@ export interface TrainLogRow {
   loss_ood: number;
   acc: number;
   ood_patch_percent: number;
+  /** Bytes the step moved from host to device and back (devices other than the CPU only). */
+  bytes_up?: number;
+  bytes_down?: number;
 }
 
 /** Progress hooks of {@link runFinetune}. */
@@ -59,11 +66,14 @@ export class NonFiniteLossError extends Error {
 }
 
 function fingerprint(c: FinetuneConfig): string {
-  const { out: _o, threads: _t, test: _x, scorers: _s, official: _f, ...rest } = c;
+  // the device changes no decision: a run may resume on another one
+  const { out: _o, threads: _t, test: _x, scorers: _s, official: _f, device: _d, deviceOrigin: _do, ...rest } = c;
   return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16);
 }
 
 const CSV_COLUMNS: readonly (keyof TrainLogRow)[] = ['step', 'epoch', 'lr', 'locoop_loss', 'loss_id', 'loss_ood', 'acc', 'ood_patch_percent'];
+/** Added to train_log.csv on a device other than the CPU. */
+const BYTES_COLUMNS: readonly (keyof TrainLogRow)[] = ['bytes_up', 'bytes_down'];
 
 /**
  * SeTAR+FT and plain LoRA (SPEC §7): trains only the adapters' A and B with the LoCoOp loss by
@@ -72,6 +82,9 @@ const CSV_COLUMNS: readonly (keyof TrainLogRow)[] = ['step', 'epoch', 'lr', 'loc
  * per step. Saves a checkpoint after every epoch (a re-run resumes from it), then the merged
  * model (base + scaling·B·A) in HF layout under `OUT/model`, a log, a report, and evaluates the
  * merged model when test data is configured.
+ *
+ * On webgpu the frozen weights and the fixed inputs are uploaded once; each step moves the
+ * images, the adapters and the gradients, and train_log gains `bytes_up` / `bytes_down`.
  */
 export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
   prepareOutDir(given.out);
@@ -92,7 +105,14 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
   }
   if (config.locoop_top_k > labels.length) throw new RangeError(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}); it must be in [1, ${labels.length}]`);
 
-  const model = await resolveFamily(config.model).load(config.model, { threads: config.threads });
+  const device = await openDevice(config, (line) => {
+    log(line);
+    hooks.notice?.(line);
+  });
+  const transfers = device.name === 'cpu' ? null : new TransferCounter();
+  if (transfers) log(`device: ${device.name} (${device.executionProviders.join(', ')})`);
+  const sessionOptions = { threads: config.threads, device, ...(transfers ? { transfers } : {}) };
+  const model = await resolveFamily(config.model).load(config.model, sessionOptions);
   try {
     model.checkLabels(labels);
   } catch (e) {
@@ -100,6 +120,7 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
     throw e;
   }
   let session: Session | null = null;
+  const memory = new DeviceMemory({ executionProviders: device.executionProviders, transfers: transfers ?? undefined });
   try {
     // Training images, decoded once (augmentation differs per epoch, decoding does not).
     const images: DecodedImage[] = [];
@@ -126,9 +147,13 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
     const plan = new Map<string, LoraAdapter>(adapters.map((a) => [a.prefix, { rank: a.rank, scaling: a.scaling }]));
     const lossOptions = { topK: config.locoop_top_k, lambda: config.locoop_lambda, usePredLabel: config.use_pred_label };
     const { graph, feeds: fixedFeeds, patchesPerImage } = await model.trainSetup(plan, lossOptions, { labels, template: config.template });
-    session = await Session.create(graph.bytes, `${model.family.name}_train`, { memoryArena: true, threads: config.threads });
-    const weightFeeds: Record<string, Tensor> = {};
-    for (const n of session.inputNames) if (model.isSwappable(n)) weightFeeds[n] = model.matrix(n);
+    session = await Session.create(graph.bytes, `${model.family.name}_train`, { memoryArena: true, threads: config.threads, executionProviders: device.executionProviders, transfers: transfers ?? undefined });
+    // what every step feeds unchanged: the (frozen) weight matrices and the family's fixed inputs, uploaded once
+    const constantFeeds: Record<string, Resident> = {};
+    for (const n of session.inputNames) if (model.isSwappable(n)) constantFeeds[n] = await model.residentMatrix(n);
+    for (const [k, v] of Object.entries(fixedFeeds)) constantFeeds[k] = await memory.upload(v);
+    const once = transfers?.take();
+    if (once) log(`set-up moved ${(once.uploaded / 1024 ** 2).toFixed(2)} MiB up, ${(once.downloaded / 1024 ** 2).toFixed(2)} MiB down (the frozen weights and fixed inputs, uploaded once)`);
 
     // Parameters and optimiser; LoRA matrices are weights, so they decay (PEFT's parameters are not biases or norms).
     const params: Param[] = adapters.flatMap((a) => [
@@ -179,7 +204,8 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
       for (const old of readdirSync(ckptDir)) if (/^adapters(-epoch\d+)?\.safetensors$/.test(old) && old !== file) rmSync(join(ckptDir, old), { force: true });
     };
     const writeLogs = () => {
-      writeFileAtomic(join(config.out, 'train_log.csv'), [CSV_COLUMNS.join(','), ...trainLog.map((r) => CSV_COLUMNS.map((c) => r[c]).join(','))].join('\n') + '\n');
+      const columns = transfers || trainLog.some((r) => r.bytes_up !== undefined) ? [...CSV_COLUMNS, ...BYTES_COLUMNS] : CSV_COLUMNS;
+      writeFileAtomic(join(config.out, 'train_log.csv'), [columns.join(','), ...trainLog.map((r) => columns.map((c) => r[c] ?? '').join(','))].join('\n') + '\n');
       writeFileAtomic(join(config.out, 'train_log.jsonl'), trainLog.map((r) => JSON.stringify(r)).join('\n') + (trainLog.length ? '\n' : ''));
     };
 
@@ -201,8 +227,8 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
             px.set(trainTransform(images[i]!, size, () => rng.next(), augment), r * perImage);
             onehot[r * classes + imageLabels[i]!] = 1;
           });
-          const feeds: Record<string, Tensor> = {
-            ...weightFeeds, ...fixedFeeds,
+          const feeds: Record<string, Resident> = {
+            ...constantFeeds,
             pixel_values: tensor('float32', px, [idx.length, 3, size, size], 'pixel_values'),
             labels_onehot: tensor('float32', onehot, [idx.length, classes], 'labels_onehot'),
           };
@@ -233,6 +259,8 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
           step, epoch, lr, locoop_loss: sums.locoop_loss, loss_id: sums.loss_id, loss_ood: sums.loss_ood,
           acc: (sums.correct / sums.images) * 100, ood_patch_percent: (sums.ood / sums.patches) * 100,
         };
+        const moved = transfers?.take();
+        if (moved) Object.assign(row, { bytes_up: moved.uploaded, bytes_down: moved.downloaded });
         trainLog.push(row);
         hooks.onStep?.(step, totalSteps, row);
         step++;
@@ -252,6 +280,7 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
     log(`saved the merged model to ${modelDir}`);
     await session.release();
     session = null;
+    await memory.release();
     await model.dispose();
 
     let evaluation: EvalResult | null = null;
@@ -263,6 +292,7 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
           model: modelDir,
           ...(config.test.id.kind === 'folder' ? { id: `${config.test.id.name}=${config.test.id.root}`, ood: config.test.ood.map((o) => `${o.name}=${o.root}`), labels: config.labels } : { benchmark: config.test.id.benchmark, dataRoot: config.test.id.dataRoot }),
           scorers: config.scorers, temperature: config.temperature, recallLevel: config.recall_level, split: 'test', template: config.template, out: config.out, threads: config.threads,
+          device: config.device,
         });
         evaluation = await runEval(ev, { log: hooks.log });
       } else {
@@ -272,6 +302,7 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
     return { steps: step, resumedFromEpoch: startEpoch, log: trainLog, modelDir, evaluation };
   } finally {
     await session?.release();
+    await memory.release();
     await model.dispose().catch(() => undefined);
   }
 }

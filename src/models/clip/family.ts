@@ -4,7 +4,10 @@ import { tensor, type Tensor } from '../../tensor.js';
 import type { LoraAdapter } from '../common/layers.js';
 import { softmaxRows } from '../common/probabilities.js';
 import type { TrainLossOptions } from '../common/locoop-train-graph.js';
-import type { BundleParts, Classifier, FamilyLoadOptions, FamilyModel, ModelFamily, SearchSubject, TrainSetup } from '../family.js';
+import type { Resident } from '../../runtime/device-tensor.js';
+import type { SessionOptions } from '../../runtime/session.js';
+import { headSessionOptions, onDevice } from '../common/device-options.js';
+import type { BundleParts, Classifier, FamilyModel, ModelFamily, SearchSubject, TrainSetup } from '../family.js';
 import { clipImageEncoderOnnx } from './image-encoder.js';
 import { clipLogits, ClipLogitsHead, l2Normalize } from './logits.js';
 import { DEFAULT_TEMPLATE, fillTemplate, ClipPipeline } from './pipeline.js';
@@ -21,7 +24,7 @@ class ClipFamilyModel implements FamilyModel {
   readonly preprocess;
   readonly augment;
 
-  constructor(readonly clip: ClipPipeline, private readonly options: FamilyLoadOptions) {
+  constructor(readonly clip: ClipPipeline, private readonly options: SessionOptions) {
     const size = clip.model.config.vision_config.image_size;
     this.preprocess = { resizeTo: size, cropSize: size, mean: CLIP_MEAN, std: CLIP_STD };
     // SPEC §1: random-resized-crop scale (0.9, 1) and flips, CLIP's normalisation (trainTransform's defaults)
@@ -60,6 +63,14 @@ class ClipFamilyModel implements FamilyModel {
     return this.clip.model.matrix(name);
   }
 
+  residentMatrix(name: string): Promise<Resident> {
+    return this.clip.model.residentMatrix(name);
+  }
+
+  get deviceWeightBytes(): number {
+    return this.clip.model.deviceWeightBytes;
+  }
+
   defaultLabels(): null {
     return null;
   }
@@ -72,7 +83,7 @@ class ClipFamilyModel implements FamilyModel {
     this.checkLabels(labels);
     const model = this.clip.model;
     const text = await this.clip.encodeTexts(labels.map((l) => fillTemplate(options.template, l)));
-    const head = await ClipLogitsHead.create(text, model.logitScale, { threads: this.options.threads });
+    const head = await ClipLogitsHead.create(text, model.logitScale, headSessionOptions(this.options));
     return {
       classes: head.classes,
       async logits(pixels, local) {
@@ -103,7 +114,7 @@ class ClipFamilyModel implements FamilyModel {
   }
 
   searchSubject(labels: readonly string[], options: { template: string }): Promise<SearchSubject> {
-    return clipSearchSubject(this.clip, labels, options.template, this.options.threads);
+    return clipSearchSubject(this.clip, labels, options.template, headSessionOptions(this.options));
   }
 
   async trainSetup(adapters: ReadonlyMap<string, LoraAdapter>, loss: TrainLossOptions, prompts: { labels: readonly string[]; template: string }): Promise<TrainSetup> {
@@ -175,6 +186,7 @@ export const clipFamily: ModelFamily = {
     locoopTopKShare: 0.3,
   },
   async load(dir, options = {}) {
-    return new ClipFamilyModel(await ClipPipeline.load(dir, options), options);
+    const o = onDevice(options);
+    return new ClipFamilyModel(await ClipPipeline.load(dir, o), o);
   },
 };

@@ -1,3 +1,4 @@
+import type { SessionOptions } from '../../runtime/session.js';
 import { sliceBatch, type Tensor } from '../../tensor.js';
 import type { SearchSubject, SearchTower } from '../family.js';
 import { ClipLogitsHead } from './logits.js';
@@ -10,7 +11,7 @@ import { fillTemplate } from './pipeline.js';
  * images, the text tower the class prompts (one padded batch, pooled at each prompt's end token);
  * logits are exp(logit_scale)·cos of the image (global and per patch) and prompt features.
  */
-export async function clipSearchSubject(clip: ClipPipeline, labels: readonly string[], template: string, threads?: number): Promise<SearchSubject> {
+export async function clipSearchSubject(clip: ClipPipeline, labels: readonly string[], template: string, sessionOptions: SessionOptions = {}): Promise<SearchSubject> {
   const model: ClipModel = clip.model;
   const rows = clip.tokenize(labels.map((l) => fillTemplate(template, l)));
   const length = Math.max(...rows.map((r) => r.length));
@@ -18,8 +19,8 @@ export async function clipSearchSubject(clip: ClipPipeline, labels: readonly str
   rows.forEach((r, i) => ids.set(r, i * length));
   const tokens: TokenIds = { ids, batch: rows.length, length };
   const positions = model.poolPositions(tokens);
-  const textEmbeddings = await model.textEmbeddings(tokens);
-  const head = await ClipLogitsHead.create(await model.encodeTokenIds(tokens), model.logitScale, { threads });
+  const textEmbeddings = await model.textEmbeddingsResident(tokens);
+  const head = await ClipLogitsHead.create(await model.encodeTokenIds(tokens), model.logitScale, sessionOptions);
   let headText: Tensor<'float32'> | null = null;
 
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -28,9 +29,9 @@ export async function clipSearchSubject(clip: ClipPipeline, labels: readonly str
     layers: range(model.visionLayerCount),
     projection: true,
     readsImages: true,
-    embed: (pixels) => model.visionEmbeddings(pixels!),
-    run: (h, from, to) => model.visionLayers(h, from, to),
-    head: (h, from) => model.visionFrom(h, from),
+    embed: (pixels) => model.visionEmbeddingsResident(pixels!),
+    run: (h, from, to) => model.visionLayersResident(h, from, to),
+    head: (h, from) => model.visionFromResident(h, from),
   };
   const text: SearchTower = {
     tower: 'text',
@@ -38,8 +39,8 @@ export async function clipSearchSubject(clip: ClipPipeline, labels: readonly str
     projection: true,
     readsImages: false,
     embed: async () => textEmbeddings,
-    run: (h, from, to) => model.textLayers(h, from, to),
-    head: (h, from) => model.textFrom(h, from, positions),
+    run: (h, from, to) => model.textLayersResident(h, from, to),
+    head: (h, from) => model.textFromResident(h, from, positions),
   };
   return {
     towers: [vision, text],
