@@ -48,7 +48,7 @@ export async function clipSearchSubject(clip: ClipPipeline, labels: readonly str
       const img = outputs[0] as ImageFeatures;
       const txt = outputs[1] as Tensor<'float32'>;
       if (txt !== headText) {
-        head.setText(txt);
+        await head.setText(txt);
         headText = txt;
       }
       return { global: await head.logits(sliceBatch(img.image_embeds, start, count)), local: await head.logits(sliceBatch(img.image_embeds_local!, start, count)) };
