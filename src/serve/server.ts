@@ -85,8 +85,9 @@ const BUNDLE_FILES: Readonly<Record<string, string>> = {
 
 /** onnxruntime-web's wasm backend files the client loads from `/ort/<file>` (single-threaded, SIMD). */
 const ORT_FILES: Readonly<Record<string, string>> = {
-  'ort-wasm-simd-threaded.wasm': 'application/wasm',
-  'ort-wasm-simd-threaded.mjs': 'text/javascript; charset=utf-8',
+  // onnxruntime-web's WebGPU build (src/web/client.ts): its WebGPU and wasm execution providers
+  'ort-wasm-simd-threaded.asyncify.wasm': 'application/wasm',
+  'ort-wasm-simd-threaded.asyncify.mjs': 'text/javascript; charset=utf-8',
 };
 
 /** A static file, read on each request (they are small or cached by the OS; no-store so a rebuilt bundle is seen). */
