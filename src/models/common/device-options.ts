@@ -11,5 +11,5 @@ export function onDevice<T extends SessionOptions & { readonly device?: Resolved
 
 /** The options a family passes to the sessions it makes besides the model's (a logits head): device, threads and the byte counter. */
 export function headSessionOptions(options: SessionOptions): SessionOptions {
-  return { threads: options.threads, executionProviders: options.executionProviders, transfers: options.transfers };
+  return { threads: options.threads, executionProviders: options.executionProviders, transfers: options.transfers, profile: options.profile };
 }
