@@ -257,7 +257,7 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
 
   /** pixel_values [B, 3, H, W] → hidden states entering layer 0, [B, 1+grid², D]. */
   async visionEmbeddings(pixelValues: Tensor<'float32'>): Promise<Tensor<'float32'>> {
-    return this.hostHiddenStates(await this.visionEmbeddingsResident(pixelValues));
+    return this.takeHiddenStates(await this.visionEmbeddingsResident(pixelValues));
   }
 
   /** {@link visionEmbeddings}, the hidden states left where the device put them, one chunk per `maxVisionBatch` images. */
@@ -270,7 +270,7 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
   async visionLayers(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>> {
     this.checkRange('vision', from, to, this.visionLayerCount - 1);
     if (from === to) return hidden;
-    return this.hostHiddenStates(await this.visionLayersResident(hostHiddenStates(hidden, this.visionChunk), from, to));
+    return this.takeHiddenStates(await this.visionLayersResident(hostHiddenStates(hidden, this.visionChunk), from, to));
   }
 
   /** {@link visionLayers} on hidden states wherever they are; the result stays there (from = to: the input itself). */
@@ -399,7 +399,7 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
   async textLayers(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>> {
     this.checkRange('text', from, to, this.textLayerCount - 1);
     if (from === to) return hidden;
-    return this.hostHiddenStates(await this.textLayersResident(hostHiddenStates(hidden, this.textChunk), from, to));
+    return this.takeHiddenStates(await this.textLayersResident(hostHiddenStates(hidden, this.textChunk), from, to));
   }
 
   /** {@link textLayers} on hidden states wherever they are; the result stays there (from = to: the input itself). */

@@ -3,7 +3,7 @@ import { DeviceMemory } from '../../runtime/device-memory.js';
 import { disposeResident, type Resident } from '../../runtime/device-tensor.js';
 import type { SessionOptions } from '../../runtime/session.js';
 import { concatBatch, shapeString, tensor, type Tensor } from '../../tensor.js';
-import type { HiddenStates } from './hidden-states.js';
+import { disposeHiddenStates, type HiddenStates } from './hidden-states.js';
 import { transpose } from './layers.js';
 
 /** Where a model's tensors come from: a safetensors checkpoint or a torch `pytorch_model.bin`. */
@@ -170,6 +170,15 @@ export abstract class SwappableModel {
     const parts: Tensor<'float32'>[] = [];
     for (const c of h.chunks) parts.push((await this.memory.download(c)) as Tensor<'float32'>);
     return concatBatch(parts);
+  }
+
+  /** {@link hostHiddenStates}, then frees their device memory: for methods that hand out host tensors only. */
+  protected async takeHiddenStates(h: HiddenStates): Promise<Tensor<'float32'>> {
+    try {
+      return await this.hostHiddenStates(h);
+    } finally {
+      disposeHiddenStates(h);
+    }
   }
 
   /** Forgets every cached matrix and frees the device copies and device memory (when the model is released). */

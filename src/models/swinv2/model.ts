@@ -178,7 +178,7 @@ export class SwinV2Model extends SwappableModel implements LowRankTarget {
 
   /** pixel_values → hidden states entering block 0, [B, tokens, embed_dim]. */
   async embeddings(pixelValues: Tensor<'float32'>): Promise<Tensor<'float32'>> {
-    return this.hostHiddenStates(await this.embeddingsResident(pixelValues));
+    return this.takeHiddenStates(await this.embeddingsResident(pixelValues));
   }
 
   /** {@link embeddings}, the hidden states left where the device put them, in chunks of 8 images. */
@@ -191,7 +191,7 @@ export class SwinV2Model extends SwappableModel implements LowRankTarget {
   async blocks(hidden: Tensor<'float32'>, from: number, to: number, height = this.config.image_size[0], width = this.config.image_size[1]): Promise<Tensor<'float32'>> {
     this.checkHidden(hidden.dims, from, to, height, width);
     if (from === to) return hidden;
-    return this.hostHiddenStates(await this.blocksResident(hostHiddenStates(hidden, CHUNK), from, to, height, width));
+    return this.takeHiddenStates(await this.blocksResident(hostHiddenStates(hidden, CHUNK), from, to, height, width));
   }
 
   /** {@link blocks} on hidden states wherever they are; the result stays there (from = to: the input itself). */
