@@ -24,6 +24,15 @@ export function resolveDeviceSetting(j: Record<string, unknown>, flag: string | 
 }
 
 /**
+ * A resolved config as its output files record it: the device only when it is not the default
+ * cpu, so a run on the CPU writes what it wrote before devices existed.
+ */
+export function recordedConfig<T extends DeviceSetting>(config: T): Omit<T, 'device' | 'deviceOrigin'> & { readonly device?: DeviceRequest } {
+  const { device, deviceOrigin: _origin, ...rest } = config;
+  return device === 'cpu' ? rest : { ...rest, device };
+}
+
+/**
  * The device a run asked for, checked once per process: DeviceUnavailableError when it cannot run
  * here (a config key's request says so and how to override it). `auto` says which device it
  * chose through `notice`.

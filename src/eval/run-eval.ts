@@ -12,7 +12,7 @@ import { getScorer, computeScores } from '../ood/scores.js';
 import { writeEvalReport } from '../report/html-report.js';
 import type { EvalConfig } from './config.js';
 import { prepareOutDir } from '../io/out-dir.js';
-import { openDevice } from '../config/device.js';
+import { openDevice, recordedConfig } from '../config/device.js';
 
 /** Progress of one dataset's pass, for a progress bar. */
 export interface EvalProgress {
@@ -153,7 +153,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
       write(`cutoffs_${s}_${config.split}.csv`, stringify([['OOD dataset', 'Cutoff'], ...rows.map((r) => [r.name, String(r.cutoff)])]));
       for (const r of table) log(`${s} ${r.name}: ${fprColumn(config.recall_level)} ${fmt2(r.FPR)} AUROC ${fmt2(r.AUROC)} AUPR ${fmt2(r.AUPR)}`);
     }
-    const resolved = { ...config, id_dataset: id.name, labels: undefined, ood: oods.map((o) => ({ name: o.name, root: o.root })) };
+    const resolved = { ...recordedConfig(config), id_dataset: id.name, labels: undefined, ood: oods.map((o) => ({ name: o.name, root: o.root })) };
     write('config.json', JSON.stringify(resolved, null, 2) + '\n');
     const report = join(config.out, `report_${config.split}.html`);
     writeEvalReport(report, {

@@ -10,7 +10,7 @@ import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/saf
 import type { LoraAdapter } from '../models/common/layers.js';
 import { resolveFamily } from '../models/registry.js';
 import { defaultTopK } from '../ood/locoop.js';
-import { openDevice } from '../config/device.js';
+import { openDevice, recordedConfig } from '../config/device.js';
 import { DeviceMemory } from '../runtime/device-memory.js';
 import type { Resident } from '../runtime/device-tensor.js';
 import { Session } from '../runtime/session.js';
@@ -276,7 +276,7 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
     const modelDir = join(config.out, 'model');
     rmSync(modelDir, { recursive: true, force: true });
     model.save(modelDir);
-    writeTrainingReport(join(config.out, 'report_finetune.html'), { title: `setar finetune — ${data.name}`, rows: trainLog, config: { ...config, labels: undefined, official: undefined } as unknown as Record<string, unknown> });
+    writeTrainingReport(join(config.out, 'report_finetune.html'), { title: `setar finetune — ${data.name}`, rows: trainLog, config: { ...recordedConfig(config), labels: undefined, official: undefined } as unknown as Record<string, unknown> });
     log(`saved the merged model to ${modelDir}`);
     await session.release();
     session = null;

@@ -120,6 +120,9 @@ describe('--device webgpu gives the CPU\'s results', () => {
     const cpu = await scores('cpu');
     assert.match(readFileSync(join(dir, 'eval-webgpu', 'eval.log'), 'utf8'), / device: webgpu \(webgpu\)\n/);
     assert.doesNotMatch(readFileSync(join(dir, 'eval-cpu', 'eval.log'), 'utf8'), /device:/);
+    // config.json names the device only off the CPU: a CPU run writes what it wrote before devices
+    const recorded = (d: string) => (JSON.parse(readFileSync(join(dir, `eval-${d}`, 'config.json'), 'utf8')) as { device?: string }).device;
+    assert.deepEqual([recorded('webgpu'), recorded('cpu')], ['webgpu', undefined]);
     gpu.forEach((rows, d) => rows.forEach((row, i) => {
       assert.equal(row.image, cpu[d]![i]!.image);
       for (const s of ['mcm_score', 'gl_mcm_score']) assertRel(Number(row[s]), Number(cpu[d]![i]![s]), 1e-5, `${row.image} ${s}`);
