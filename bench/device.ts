@@ -1,7 +1,7 @@
 // `npm run bench:device`: setar's workloads on every device available here (cpu, webgpu, cuda),
 // in one run, one table:
 //   - images/s of the image tower with GL-MCM local features at batch 1, 8 and 32;
-//   - prompts/s of the text tower on the 1,000 ImageNet prompts "a photo of a {c}";
+//   - prompts/s of the text tower on the 1,000 ImageNet prompts "a photo of a {c}" (tokenizer included);
 //   - training images/s (LoRA on every mlp.fc1 of both towers, LoCoOp loss, forward + backward in
 //     one run, plus the SGD update);
 //   - seconds per search candidate: one visual W_up of the middle layer replaced by its low-rank
@@ -18,19 +18,17 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lowRankApprox } from '../src/lowrank/lowrank.js';
 import { getSvd } from '../src/lowrank/svd-cache.js';
-import { ClipLogitsHead } from '../src/models/clip/logits.js';
-import { ClipModel } from '../src/models/clip/model.js';
+import { clipFamily } from '../src/models/clip/family.js';
 import { mulberry32, VIT_B16_CONFIG, writeRandomClip } from '../src/models/clip/random.js';
-import { ClipTokenizer } from '../src/models/clip/tokenizer.js';
-import { isSwappable } from '../src/models/clip/weights.js';
 import type { ResolvedDevice } from '../src/runtime/device.js';
 import { builtinDevices } from '../src/runtime/devices.js';
 import { defaultThreads, ortVersion, Session } from '../src/runtime/session.js';
+import { DeviceMemory } from '../src/runtime/device-memory.js';
+import type { Resident } from '../src/runtime/device-tensor.js';
 import { TransferCounter } from '../src/runtime/transfers.js';
-import { ObjectiveAccumulator } from '../src/search/objective.js';
-import { sliceBatch, tensor, type Tensor } from '../src/tensor.js';
+import { Evaluator } from '../src/search/evaluator.js';
+import { tensor } from '../src/tensor.js';
 import { loraAdapters } from '../src/train/adapters.js';
-import { clipTrainGraph } from '../src/models/clip/train-graph.js';
 import { Sgd } from '../src/train/optimizer.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -61,17 +59,23 @@ interface Sizes {
 const FULL: Sizes = { label: 'CLIP ViT-B/16 (random weights)', config: VIT_B16_CONFIG, batches: [1, 8, 32], trainBatch: 16, trainClasses: 100, loraRank: 32, searchImages: 256, searchClasses: 1000, reps: 3 };
 const QUICK: Sizes = { label: 'quick: CLIP with a 4-layer 192-wide ViT/16 on 64 px images, 4-layer 128-wide text tower (random weights)', config: QUICK_CONFIG, batches: [1, 8, 32], trainBatch: 4, trainClasses: 10, loraRank: 8, searchImages: 32, searchClasses: 100, reps: 2 };
 
+/** Bytes moved between host and device by one unit of work. */
+interface Moved {
+  readonly up: number;
+  readonly down: number;
+}
+
 /** One device's figures; a string is why a figure is missing. */
 interface Row {
   device: string;
-  note?: string;
   imagesPerSecond: Record<number, number | string>;
-  bytesPerImage: number | string;
+  perImage: Moved | string;
+  weightsOnce: number | string;
   promptsPerSecond: number | string;
   trainImagesPerSecond: number | string;
-  bytesPerStep: number | string;
+  perStep: Moved | string;
   secondsPerCandidate: number | string;
-  bytesPerCandidate: number | string;
+  perCandidate: Moved | string;
 }
 
 function randomArray(n: number, seed: number): Float32Array {
@@ -81,7 +85,7 @@ function randomArray(n: number, seed: number): Float32Array {
   return a;
 }
 
-/** Median wall seconds of `reps` calls after one warm-up call (compiles sessions, sizes arenas). */
+/** Median wall seconds of `reps` calls after one warm-up call (compiles sessions, sizes arenas, uploads weights). */
 async function seconds(f: () => Promise<unknown>, reps: number): Promise<number> {
   await f();
   const ts: number[] = [];
@@ -105,113 +109,120 @@ async function figure<T>(what: string, f: () => Promise<T>): Promise<T | string>
   }
 }
 
-async function measure(dir: string, d: ResolvedDevice, s: Sizes, prompts: readonly (readonly number[])[]): Promise<Row> {
+/**
+ * The device's figures, each through the code path the commands run: the family's model with its
+ * weights resident on the device (`setar embed`), the text tower, a training step as
+ * `setar finetune` runs it (frozen weights and prompts uploaded once), and a search candidate as
+ * `setar search` evaluates it (hidden states cached on the device, one weight replaced, the
+ * tower from that layer and the objective over every class).
+ */
+async function measure(dir: string, d: ResolvedDevice, s: Sizes, classes: readonly string[]): Promise<Row> {
   const transfers = new TransferCounter();
-  const eps = d.executionProviders;
-  const model = await ClipModel.load(dir, { executionProviders: eps, transfers, maxVisionBatch: 32 });
-  const v = model.config.vision_config;
-  const row: Row = { device: d.name, imagesPerSecond: {}, bytesPerImage: '', promptsPerSecond: '', trainImagesPerSecond: '', bytesPerStep: '', secondsPerCandidate: '', bytesPerCandidate: '' };
+  const model = await clipFamily.load(dir, { device: d, transfers });
+  const size = model.preprocess.cropSize;
+  const v = { image_size: size };
+  const moved = (n: number): Moved => {
+    const t = transfers.take();
+    return { up: t.uploaded / n, down: t.downloaded / n };
+  };
+  const row: Row = { device: d.name, imagesPerSecond: {}, perImage: '', weightsOnce: '', promptsPerSecond: '', trainImagesPerSecond: '', perStep: '', secondsPerCandidate: '', perCandidate: '' };
   try {
     // ---- embed: pixels → image_embeds + image_embeds_local
     for (const b of s.batches) {
-      const px = tensor('float32', randomArray(b * 3 * v.image_size * v.image_size, b), [b, 3, v.image_size, v.image_size]);
-      row.imagesPerSecond[b] = await figure(`batch ${b}`, async () => b / (await seconds(() => model.encodeImages(px, { local: true }), s.reps)));
+      const pixels = tensor('float32', randomArray(b * 3 * v.image_size * v.image_size, b), [b, 3, v.image_size, v.image_size]);
+      row.imagesPerSecond[b] = await figure(`batch ${b}`, async () => b / (await seconds(() => model.embed({ pixels }, { local: true }), s.reps)));
       console.log(`    embed batch ${b}: ${fmt(row.imagesPerSecond[b]!, 2)} images/s`);
     }
-    row.bytesPerImage = await figure('bytes per image', async () => {
+    row.weightsOnce = model.deviceWeightBytes;
+    row.perImage = await figure('bytes per image', async () => {
       const b = s.batches[s.batches.length - 1]!;
-      const px = tensor('float32', randomArray(b * 3 * v.image_size * v.image_size, 99), [b, 3, v.image_size, v.image_size]);
+      const pixels = tensor('float32', randomArray(b * 3 * v.image_size * v.image_size, 99), [b, 3, v.image_size, v.image_size]);
       transfers.take();
-      await model.encodeImages(px, { local: true });
-      const t = transfers.take();
-      return (t.uploaded + t.downloaded) / b;
+      await model.embed({ pixels }, { local: true });
+      return moved(b);
     });
 
     // ---- text tower on the ImageNet prompts
-    row.promptsPerSecond = await figure('text tower', async () => prompts.length / (await seconds(() => model.encodeTokenRows(prompts), s.reps)));
+    const texts = classes.map((c) => `a photo of a ${c}`);
+    row.promptsPerSecond = await figure('text tower', async () => texts.length / (await seconds(() => model.embed({ texts }, { local: false }), s.reps)));
     console.log(`    text tower: ${fmt(row.promptsPerSecond, 0)} prompts/s`);
 
-    // ---- training step
+    // ---- a training step, as runFinetune runs it
     const train = await figure('training', async () => {
       const r = mulberry32(1);
       const adapters = loraAdapters(model, { r: s.loraRank, alpha: s.loraRank / 2, targetModules: ['mlp.fc1'], rng: r });
       const plan = new Map(adapters.map((a) => [a.prefix, { rank: a.rank, scaling: a.scaling }]));
-      const graph = clipTrainGraph(model.config, model.source, plan, model.logitScale, { topK: Math.max(1, Math.floor(s.trainClasses / 5)), lambda: 0.25, usePredLabel: false });
-      const rows = prompts.slice(0, s.trainClasses);
-      const length = Math.max(...rows.map((x) => x.length));
-      const ids = new Int32Array(rows.length * length).fill(model.config.text_config.eos_token_id);
-      rows.forEach((x, i) => ids.set(x, i * length));
-      const tokens = { ids, batch: rows.length, length };
-      const B = s.trainBatch;
       const C = s.trainClasses;
-      const feeds: Record<string, Tensor> = {
-        pixel_values: tensor('float32', randomArray(B * 3 * v.image_size * v.image_size, 5), [B, 3, v.image_size, v.image_size]),
-        labels_onehot: tensor('float32', Float32Array.from({ length: B * C }, (_, i) => (i % C === Math.floor(i / C) % C ? 1 : 0)), [B, C]),
-        text_hidden: await model.textEmbeddings(tokens),
-        pool_index: tensor('int64', BigInt64Array.from(model.poolPositions(tokens), (p, i) => BigInt(i * length + p)), [C]),
-      };
-      const session = await Session.create(graph.bytes, 'train', { memoryArena: true, executionProviders: eps, transfers });
+      const B = s.trainBatch;
+      const setup = await model.trainSetup(plan, { topK: Math.max(1, Math.floor(C / 5)), lambda: 0.25, usePredLabel: false }, { labels: classes.slice(0, C), template: 'a photo of a {}' });
+      const session = await Session.create(setup.graph.bytes, 'train', { memoryArena: true, executionProviders: d.executionProviders, transfers });
+      const memory = new DeviceMemory({ executionProviders: d.executionProviders, transfers });
       try {
-        for (const n of session.inputNames) if (isSwappable(n)) feeds[n] = model.matrix(n);
+        const feeds: Record<string, Resident> = {
+          pixel_values: tensor('float32', randomArray(B * 3 * v.image_size * v.image_size, 5), [B, 3, v.image_size, v.image_size]),
+          labels_onehot: tensor('float32', Float32Array.from({ length: B * C }, (_, i) => (i % C === Math.floor(i / C) % C ? 1 : 0)), [B, C]),
+        };
+        for (const n of session.inputNames) if (model.isSwappable(n)) feeds[n] = await model.residentMatrix(n);
+        for (const [k, t] of Object.entries(setup.feeds)) feeds[k] = await memory.upload(t);
         const params = adapters.flatMap((a) => [{ name: `${a.prefix}.lora_A`, value: a.A, decay: true }, { name: `${a.prefix}.lora_B`, value: a.B, decay: true }]);
         const shapes = new Map<string, number[]>(adapters.flatMap((a) => [[`${a.prefix}.lora_A`, [a.shape[1], a.rank]], [`${a.prefix}.lora_B`, [a.rank, a.shape[0]]]]));
         const sgd = new Sgd(params, { momentum: 0.9, weightDecay: 5e-4 });
         const step = async () => {
           for (const p of params) feeds[p.name] = tensor('float32', p.value, shapes.get(p.name)!, p.name);
           const out = await session.run(feeds);
-          sgd.step(new Map([...graph.gradients].map(([n, g]) => [n, out[g]!.data as Float32Array])), 1e-4);
+          sgd.step(new Map([...setup.graph.gradients].map(([n, g]) => [n, out[g]!.data as Float32Array])), 1e-4);
         };
         const sec = await seconds(step, s.reps);
         transfers.take();
         await step();
-        const t = transfers.take();
-        return { ips: B / sec, bytes: t.uploaded + t.downloaded };
+        return { ips: B / sec, moved: moved(1) };
       } finally {
         await session.release();
+        await memory.release();
       }
     });
     row.trainImagesPerSecond = typeof train === 'string' ? train : train.ips;
-    row.bytesPerStep = typeof train === 'string' ? train : train.bytes;
+    row.perStep = typeof train === 'string' ? train : train.moved;
     console.log(`    training: ${fmt(row.trainImagesPerSecond, 2)} images/s`);
 
-    // ---- one search candidate
+    // ---- search candidates, as runSearch evaluates them
     const cand = await figure('search candidate', async () => {
       const N = s.searchImages;
       const C = s.searchClasses;
-      const l = Math.floor(model.visionLayerCount / 2);
-      const name = `vision_model.encoder.layers.${l}.mlp.fc1.weight`;
+      const l = Math.floor(s.config.vision_config.num_hidden_layers / 2);
+      const slot = { tower: 'visual', weight: 'W_up', layer: l } as const;
+      const name = model.weightName([slot.tower, slot.weight, l, 0]);
       const shape = model.weightShape(name) as [number, number];
       const weight = model.getOriginalWeight(name);
       const factors = await getSvd(weight, shape); // the search reads SVDs from its disk cache
-      const hidden = await model.visionLayers(await model.visionEmbeddings(tensor('float32', randomArray(N * 3 * v.image_size * v.image_size, 7), [N, 3, v.image_size, v.image_size])), 0, l);
-      const rows = Array.from({ length: C }, (_, i) => prompts[i % prompts.length]!);
-      const head = await ClipLogitsHead.create(await model.encodeTokenRows(rows), model.logitScale, { executionProviders: eps, transfers });
-      const labels = Int32Array.from({ length: N }, (_, i) => i % C);
-      const candidate = async (ratio: number) => {
-        model.setWeight(name, lowRankApprox({ weight, shape, ratio, factors, name }));
-        const img = await model.visionFrom(hidden, l);
-        const acc = new ObjectiveAccumulator({ objective: { kind: 'loss', metric: 'locoop_loss' }, topK: Math.floor(C / 5), lambda: 0.25, usePredLabel: false, temperature: 1, recallLevel: 0.95 });
+      const labels = Array.from({ length: C }, (_, i) => classes[i % classes.length]!);
+      const subject = await model.searchSubject(labels, { template: 'a photo of a {}' });
+      async function* batches() {
         for (let i = 0; i < N; i += 32) {
           const k = Math.min(32, N - i);
-          acc.add(await head.logits(sliceBatch(img.image_embeds, i, k)), await head.logits(sliceBatch(img.image_embeds_local!, i, k)), labels.subarray(i, i + k));
+          yield { pixels: tensor('float32', randomArray(k * 3 * v.image_size * v.image_size, 7 + i), [k, 3, v.image_size, v.image_size]), labels: Int32Array.from({ length: k }, (_, j) => (i + j) % C) };
         }
-        return acc.result();
+      }
+      const evaluator = await Evaluator.create(subject, batches(), { objective: { kind: 'loss', metric: 'locoop_loss' }, topK: Math.floor(C / 5), lambda: 0.25, usePredLabel: false, temperature: 1, recallLevel: 0.95 }, true);
+      const candidate = async (ratio: number) => {
+        model.setWeight(name, lowRankApprox({ weight, shape, ratio, factors, name }));
+        return evaluator.measure(slot);
       };
       try {
+        await evaluator.beginSlot(slot);
         await candidate(0.1); // compiles the session from layer l
         transfers.take();
         const t0 = performance.now();
         for (const ratio of [0.2, 0.4]) await candidate(ratio);
-        const sec = (performance.now() - t0) / 1000 / 2;
-        const t = transfers.take();
-        return { sec, bytes: (t.uploaded + t.downloaded) / 2, N, C, l };
+        return { sec: (performance.now() - t0) / 1000 / 2, moved: moved(2) };
       } finally {
         model.resetWeight(name);
-        await head.release();
+        evaluator.release();
+        await subject.release();
       }
     });
     row.secondsPerCandidate = typeof cand === 'string' ? cand : cand.sec;
-    row.bytesPerCandidate = typeof cand === 'string' ? cand : cand.bytes;
+    row.perCandidate = typeof cand === 'string' ? cand : cand.moved;
     console.log(`    search: ${fmt(row.secondsPerCandidate, 2)} s per candidate`);
   } finally {
     await model.dispose();
@@ -241,8 +252,6 @@ try {
   writeRandomClip(dir, sizes.config, { seed: 0 });
   for (const f of ['vocab.json', 'merges.txt']) copyFileSync(join(shared, 'fixtures', 'clip-tokenizer', f), join(dir, f));
   const classes = (JSON.parse(readFileSync(join(shared, 'data', 'benchmarks.json'), 'utf8')) as { id_labels: Record<string, string[]> }).id_labels.ID_ImageNet1K!;
-  const tok = await ClipTokenizer.fromDir(dir);
-  const prompts = classes.map((c) => tok.encode(`a photo of a ${c}`));
 
   const devices = builtinDevices();
   const rows: Row[] = [];
@@ -256,17 +265,18 @@ try {
       continue;
     }
     console.log(`\n${name} (execution providers: ${d.executionProviders.join(', ')})`);
-    rows.push(await measure(dir, d, sizes, prompts));
+    rows.push(await measure(dir, d, sizes, classes));
   }
 
   const b = sizes.batches;
-  console.log(`\n| device | ${b.map((x) => `images/s @${x}`).join(' | ')} | MiB moved / image | prompts/s | train images/s (batch ${sizes.trainBatch}) | MiB moved / step | s / candidate (${sizes.searchImages} images, ${sizes.searchClasses} classes) | MiB moved / candidate |`);
-  console.log(`|---|${b.map(() => '---:').join('|')}|---:|---:|---:|---:|---:|---:|`);
+  const upDown = (m: Moved | string) => (typeof m === 'string' ? `${m} | ${m}` : `${mib(m.up)} | ${mib(m.down)}`);
+  console.log(`\n| device | ${b.map((x) => `images/s @${x}`).join(' | ')} | MiB up / image | MiB down / image | weights uploaded once, MiB | prompts/s | train images/s (batch ${sizes.trainBatch}) | MiB up / step | MiB down / step | s / candidate (${sizes.searchImages} images, ${sizes.searchClasses} classes) | MiB up / candidate | MiB down / candidate |`);
+  console.log(`|---|${b.map(() => '---:').join('|')}|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`);
   for (const r of rows) {
-    console.log(`| ${r.device} | ${b.map((x) => fmt(r.imagesPerSecond[x] ?? '', 2)).join(' | ')} | ${mib(r.bytesPerImage)} | ${fmt(r.promptsPerSecond, 0)} | ${fmt(r.trainImagesPerSecond, 2)} | ${mib(r.bytesPerStep)} | ${fmt(r.secondsPerCandidate, 2)} | ${mib(r.bytesPerCandidate)} |`);
+    console.log(`| ${r.device} | ${b.map((x) => fmt(r.imagesPerSecond[x] ?? '', 2)).join(' | ')} | ${upDown(r.perImage)} | ${mib(r.weightsOnce)} | ${fmt(r.promptsPerSecond, 0)} | ${fmt(r.trainImagesPerSecond, 2)} | ${upDown(r.perStep)} | ${fmt(r.secondsPerCandidate, 2)} | ${upDown(r.perCandidate)} |`);
   }
   for (const m of missing) console.log(`\nnot measured — ${m}`);
-  console.log('\nMiB moved: host tensors fed to and fetched from runs on a device (weights fed per run included); 0 on the CPU. Copies ORT makes inside a run around CPU-fallback nodes are not counted.');
+  console.log('\nMiB moved: host tensors fed to and fetched from runs on a device (webgpu: the weights are uploaded once and stay, the search\'s hidden states stay on the device; cuda: onnxruntime-node holds no device memory, so every run feeds its weights); 0 on the CPU. Copies ORT makes inside a run around CPU-fallback nodes (bench/device-placements.ts) are not counted.');
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

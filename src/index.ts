@@ -10,6 +10,13 @@ export type {
 } from './models/family.js';
 export { registerFamily, resolveFamily, listFamilies, loadModel } from './models/registry.js';
 export { ConfigError } from './models/common/config.js';
+export { disposeHiddenStates, type HiddenStates } from './models/common/hidden-states.js';
+
+// Devices (`--device`): where sessions run, device-resident tensors, bytes moved
+export { resolveDevice, registerDevice } from './runtime/devices.js';
+export { DeviceUnavailableError, parseDeviceRequest, type Device, type DeviceName, type DeviceRequest, type ResolvedDevice } from './runtime/device.js';
+export { isDeviceTensor, disposeResident, type DeviceTensor, type Resident } from './runtime/device-tensor.js';
+export { TransferCounter } from './runtime/transfers.js';
 
 // CLIP
 export { ClipModel, type ClipModelOptions, type ImageFeatures, type TokenIds } from './models/clip/model.js';

@@ -14,6 +14,7 @@ import { resolveFamily } from '../models/registry.js';
 import type { FamilyLoadOptions } from '../models/family.js';
 import { getScorer } from '../ood/scores.js';
 import { runSingly } from '../runtime/run-singly.js';
+import type { ResolvedDevice } from '../runtime/device.js';
 import { Session } from '../runtime/session.js';
 import { verdictsFromEmbeddings, verdictsFromLogits, type Verdict } from './verdict.js';
 import { tensor, type Tensor } from '../tensor.js';
@@ -68,6 +69,8 @@ export interface BundleOptions {
   readonly threads?: number;
   /** image_encoder.onnx's weights: fp32 (default), fp16 (stored half, computed fp32), int8 (see onnx/precision.ts). */
   readonly precision?: Precision;
+  /** Where the model and the detector run while the bundle is made (default cpu); the bundle itself runs anywhere. */
+  readonly device?: ResolvedDevice;
 }
 
 const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
@@ -89,7 +92,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
   const locoop: FamilyLoadOptions = o.locoopCkpt !== undefined ? { locoopCkpt: o.locoopCkpt, nCtx: o.nCtx } : {};
   const family = resolveFamily(o.model, locoop);
   const { dataset, labels: classes } = loadIdDataset(o.id, 'val', o.labels);
-  const model = await family.load(o.model, { threads: o.threads, clipCkpt: o.clipCkpt, ...locoop });
+  const model = await family.load(o.model, { threads: o.threads, clipCkpt: o.clipCkpt, ...locoop, device: o.device });
   try {
     if (o.loraSettings?.length) await applyLoraSettings(model, o.loraSettings);
     const template = family.defaults.template;
@@ -110,7 +113,7 @@ export async function createBundle(o: BundleOptions): Promise<BundleManifest> {
     }
 
     // The threshold, on ID validation images only.
-    const detector = await Detector.load(o.out, { threads: o.threads, manifest: { head: parts.head, labels, templates: parts.templates, scorer, temperature, grid, size, resizeTo: pre.resizeTo, mean: pre.mean, std: pre.std } });
+    const detector = await Detector.load(o.out, { threads: o.threads, device: o.device, manifest: { head: parts.head, labels, templates: parts.templates, scorer, temperature, grid, size, resizeTo: pre.resizeTo, mean: pre.mean, std: pre.std } });
     const scores: number[] = [];
     try {
       for await (const b of loadImageBatches(dataset.files, { batchSize: 32, preprocess: pre })) {
@@ -160,6 +163,14 @@ type ManifestLike = Pick<BundleManifest, 'labels' | 'templates' | 'scorer' | 'te
   std?: readonly [number, number, number];
 };
 
+/** Options of {@link Detector.load}. */
+export interface DetectorOptions {
+  readonly threads?: number;
+  /** Where the encoder runs (default cpu). */
+  readonly device?: ResolvedDevice;
+  readonly manifest?: ManifestLike;
+}
+
 /** A bundle loaded for scoring: the image encoder session and the text features. */
 export class Detector {
   private constructor(
@@ -170,7 +181,8 @@ export class Detector {
   ) {}
 
   /** Loads `dir` (bundle.json, image_encoder.onnx and, for a clip-text bundle, text_features.safetensors). */
-  static async load(dir: string, options: { threads?: number; manifest?: ManifestLike } = {}): Promise<Detector> {
+  static async load(dir: string, options: DetectorOptions = {}): Promise<Detector> {
+    const sessionOptions = { memoryArena: true, threads: options.threads, executionProviders: options.device?.executionProviders };
     for (const f of ['image_encoder.onnx', ...(options.manifest ? [] : ['bundle.json'])]) {
       if (!existsSync(join(dir, f))) throw new Error(`'${dir}' is not a setar bundle: ${f} is missing`);
     }
@@ -184,7 +196,7 @@ export class Detector {
       return { ...m, head, size: p.size, resizeTo: p.resize_to ?? p.size, mean: p.mean as unknown as [number, number, number], std: p.std as unknown as [number, number, number] };
     })();
     if (manifest.head === 'classifier') {
-      const session = await Session.create(new Uint8Array(readFileSync(join(dir, 'image_encoder.onnx'))), 'bundle_classifier', { memoryArena: true, threads: options.threads });
+      const session = await Session.create(new Uint8Array(readFileSync(join(dir, 'image_encoder.onnx'))), 'bundle_classifier', sessionOptions);
       return new Detector(session, null, 1, manifest);
     }
     if (!existsSync(join(dir, 'text_features.safetensors'))) throw new Error(`'${dir}' is not a setar bundle: text_features.safetensors is missing`);
@@ -197,7 +209,7 @@ export class Detector {
     } finally {
       f.close();
     }
-    const session = await Session.create(new Uint8Array(readFileSync(join(dir, 'image_encoder.onnx'))), 'bundle_image_encoder', { memoryArena: true, threads: options.threads });
+    const session = await Session.create(new Uint8Array(readFileSync(join(dir, 'image_encoder.onnx'))), 'bundle_image_encoder', sessionOptions);
     return new Detector(session, text, Math.exp(ls), manifest);
   }
 

@@ -3,9 +3,10 @@ import { createBundle } from '../bundle/bundle.js';
 import { locoopLoadOptions, parseNamedDir, resolveLocoopCkpt } from '../config/run-config.js';
 import { parseLoraSettings } from '../lowrank/settings.js';
 import { parsePrecision, type Precision } from '../onnx/precision.js';
-import { CLIP_CKPT_HELP, LOCOOP_CKPT_HELP, N_CTX_HELP, finiteNumber, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import type { DeviceRequest } from '../runtime/device.js';
+import { CLIP_CKPT_HELP, DEVICE_HELP, deviceFlag, LOCOOP_CKPT_HELP, N_CTX_HELP, finiteNumber, openDeviceFlag, positiveInt, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
-interface BundleFlags { scorers?: string; model: string; revision?: string; clipCkpt?: string; locoopCkpt?: string; nCtx?: number; id: string; labels?: string; loraSettings?: string; scorer: string; tpr: number; template?: string[]; temperature?: number; out: string; threads?: number; precision: Precision }
+interface BundleFlags { scorers?: string; model: string; revision?: string; clipCkpt?: string; locoopCkpt?: string; nCtx?: number; id: string; labels?: string; loraSettings?: string; scorer: string; tpr: number; template?: string[]; temperature?: number; out: string; threads?: number; precision: Precision; device?: DeviceRequest }
 
 /** `setar bundle`: a self-contained detector folder with a threshold chosen on ID validation images. */
 export function registerBundle(program: Command): void {
@@ -27,6 +28,7 @@ export function registerBundle(program: Command): void {
     .option('--temperature <t>', 'score temperature (default: 100 for CLIP, 1 for Swin V2)', finiteNumber('--temperature'))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
     .option('--precision <p>', 'image_encoder.onnx weights: fp32, fp16 (stored half, computed fp32) or int8 (MatMul weights int8, dynamic activation quantisation); the threshold is chosen with that model', (v: string) => parsePrecision(v, '--precision'), 'fp32')
+    .option('--device <name>', `${DEVICE_HELP}; the bundle itself runs on any device`, deviceFlag)
     .requiredOption('--out <dir>', 'bundle folder')
     .action(async (f: BundleFlags) => {
       const { name, root } = parseNamedDir(f.id, '--id');
@@ -36,8 +38,9 @@ export function registerBundle(program: Command): void {
         f.scorer = list[0]!;
       }
       const locoop = locoopLoadOptions(resolveLocoopCkpt({}, f));
+      const device = await openDeviceFlag(f.device);
       const m = await createBundle({
-        model: (await resolveModelFlag(f.model, f.revision))!, clipCkpt: f.clipCkpt, ...locoop, id: { kind: 'folder', name, root }, out: f.out, scorer: f.scorer, tpr: f.tpr, templates: f.template, temperature: f.temperature, threads: f.threads, precision: f.precision,
+        device, model: (await resolveModelFlag(f.model, f.revision))!, clipCkpt: f.clipCkpt, ...locoop, id: { kind: 'folder', name, root }, out: f.out, scorer: f.scorer, tpr: f.tpr, templates: f.template, temperature: f.temperature, threads: f.threads, precision: f.precision,
         labels: f.labels ? await readStringList(f.labels, 'labels file', { allowEmptyEntries: false }) : undefined,
         loraSettings: f.loraSettings ? parseLoraSettings(await readJson(f.loraSettings, 'lora settings file'), f.loraSettings) : undefined,
       });

@@ -3,9 +3,10 @@ import { loadAndPreprocess } from '../image/preprocess.js';
 import { locoopLoadOptions, resolveLocoopCkpt } from '../config/run-config.js';
 import { resolveFamily } from '../models/registry.js';
 import { tensor } from '../tensor.js';
-import { CLIP_CKPT_HELP, LOCOOP_CKPT_HELP, N_CTX_HELP, positiveInt, readStringList, resolveModelFlag, REVISION_HELP, TEMPLATE_HELP, UsageError } from './inputs.js';
+import type { DeviceRequest } from '../runtime/device.js';
+import { CLIP_CKPT_HELP, DEVICE_HELP, deviceFlag, LOCOOP_CKPT_HELP, N_CTX_HELP, openDeviceFlag, positiveInt, readStringList, resolveModelFlag, REVISION_HELP, TEMPLATE_HELP, UsageError } from './inputs.js';
 
-interface ClassifyFlags { model: string; revision?: string; clipCkpt?: string; locoopCkpt?: string; nCtx?: number; labels?: string; template?: string; top: number; json?: boolean; threads?: number }
+interface ClassifyFlags { model: string; revision?: string; clipCkpt?: string; locoopCkpt?: string; nCtx?: number; labels?: string; template?: string; top: number; json?: boolean; threads?: number; device?: DeviceRequest }
 
 /** One image's prediction. */
 interface Prediction {
@@ -32,13 +33,15 @@ export function registerClassify(program: Command): void {
     .option('--top <k>', 'how many labels to print per image', positiveInt('--top'), 5)
     .option('--json', 'print JSON instead of a table')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--device <name>', DEVICE_HELP, deviceFlag)
     .argument('<images...>', 'image files (JPEG, PNG, WebP, GIF, …)')
     .action(async (images: string[], flags: ClassifyFlags) => {
       const given = flags.labels ? await readStringList(flags.labels, 'labels file', { allowEmptyEntries: false }) : undefined;
       const dir = (await resolveModelFlag(flags.model, flags.revision))!;
       const locoop = locoopLoadOptions(resolveLocoopCkpt({}, flags));
       const family = resolveFamily(dir, locoop);
-      const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt, ...locoop });
+      const device = await openDeviceFlag(flags.device);
+      const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt, ...locoop, device });
       const preds: Prediction[][] = [];
       const errors = new Map<number, string>();
       try {

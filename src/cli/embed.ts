@@ -6,8 +6,10 @@ import { parseLoraSettings } from '../lowrank/settings.js';
 import type { FamilyModel } from '../models/family.js';
 import { locoopLoadOptions, resolveLocoopCkpt } from '../config/run-config.js';
 import { resolveFamily } from '../models/registry.js';
+import { TransferCounter } from '../runtime/transfers.js';
+import type { DeviceRequest } from '../runtime/device.js';
 import { concatBatch, tensor, type Tensor } from '../tensor.js';
-import { CLIP_CKPT_HELP, LOCOOP_CKPT_HELP, N_CTX_HELP, positiveInt, PRUNE_MODE_HELP, pruneModeOf, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, DEVICE_HELP, deviceFlag, LOCOOP_CKPT_HELP, N_CTX_HELP, openDeviceFlag, positiveInt, PRUNE_MODE_HELP, pruneModeOf, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 import { prepareOutFile } from '../io/out-dir.js';
 
 interface EmbedFlags {
@@ -27,6 +29,12 @@ interface EmbedFlags {
   batchSize: number;
   out: string;
   threads?: number;
+  device?: DeviceRequest;
+}
+
+/** `12.3 KiB` */
+function kib(bytes: number): string {
+  return `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
 function readPixelValues(file: string): Tensor<'float32'> {
@@ -74,6 +82,7 @@ export function registerEmbed(program: Command): void {
     .option('--no-local', 'skip the local (per-patch) outputs: image_embeds_local / logits_local')
     .option('--batch-size <n>', 'images per forward pass', positiveInt('--batch-size'), 32)
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--device <name>', DEVICE_HELP, deviceFlag)
     .requiredOption('--out <file>', 'output .safetensors file (written atomically)')
     .action(async (flags: EmbedFlags) => {
       if (flags.images && flags.pixelValues) throw new UsageError('give either --images or --pixel-values, not both');
@@ -87,11 +96,20 @@ export function registerEmbed(program: Command): void {
       if (texts && !family.towers.some((t) => t.tower === 'text')) throw new UsageError(`--texts: the ${family.displayName} model in '${flags.model}' has no text tower`);
       const settings = flags.loraSettings ? parseLoraSettings(await readJson(flags.loraSettings, 'lora settings file'), flags.loraSettings) : [];
       const pixels = flags.pixelValues ? readPixelValues(flags.pixelValues) : null;
-      const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt, ...locoop });
+      const device = await openDeviceFlag(flags.device);
+      const transfers = device.name === 'cpu' ? undefined : new TransferCounter();
+      const model = await family.load(dir, { threads: flags.threads, clipCkpt: flags.clipCkpt, ...locoop, device, transfers });
       try {
         if (settings.length) await applyLoraSettings(model, settings, { mode, seed: flags.seed });
         // image outputs first, then the text ones and the model's constants (CLIP: text_embeds, logit_scale)
         const images = pixels ? await model.embed({ pixels }, { local: flags.local }) : flags.images ? await embedFiles(model, flags.images, flags.batchSize, flags.local) : {};
+        const moved = transfers?.take();
+        const n = pixels ? pixels.dims[0]! : flags.images?.length ?? 0;
+        if (moved && n) {
+          // the weights go up once, on the first batch; each image moves its pixels up and its outputs down
+          const weights = model.deviceWeightBytes;
+          process.stderr.write(`device ${device.name}: bytes moved per image: up ${kib((moved.uploaded - weights) / n)}, down ${kib(moved.downloaded / n)} (${n} image${n === 1 ? '' : 's'}; besides, the weights, ${kib(weights)}, were uploaded once)\n`);
+        }
         const rest = await model.embed(texts ? { texts } : {}, { local: flags.local });
         const all = { ...Object.fromEntries(Object.entries(images).filter(([k]) => !(k in rest))), ...rest };
         const out: Record<string, TensorToWrite> = {};

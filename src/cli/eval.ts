@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { resolveEvalConfig, type EvalFlags } from '../eval/config.js';
 import { runEval } from '../eval/run-eval.js';
 import { fprColumn } from '../ood/metrics.js';
-import { CLIP_CKPT_HELP, LOCOOP_CKPT_HELP, N_CTX_HELP, TEMPLATE_HELP, configModelName, finiteNumber, positiveInt, PRUNE_MODE_HELP, pruneModeOf, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, DEVICE_HELP, deviceFlag, LOCOOP_CKPT_HELP, N_CTX_HELP, TEMPLATE_HELP, configModelName, finiteNumber, positiveInt, PRUNE_MODE_HELP, pruneModeOf, readJson, readStringList, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 import { ProgressBar } from './progress.js';
 
 interface EvalCliFlags {
@@ -32,6 +32,7 @@ interface EvalCliFlags {
   out?: string;
   workers?: number;
   threads?: number;
+  device?: string;
 }
 
 
@@ -65,6 +66,7 @@ export function registerEval(program: Command): void {
     .option('--max-pixels <n>', 'largest image in pixels (width x height), read from its header before decoding; larger ones are skipped and listed (default 40000000)', positiveInt('--max-pixels'))
     .option('--workers <n>', 'image decoding threads (default: one per core)', positiveInt('--workers'))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--device <name>', `${DEVICE_HELP}; wins over the config's "device" ("cuda" in the official configs)`, deviceFlag)
     .option('--out <dir>', 'output folder (required unless the config gives log_directory)')
     .action(async (f: EvalCliFlags) => {
       const json = f.config ? await readJson(f.config, 'config file') : null;
@@ -76,7 +78,7 @@ export function registerEval(program: Command): void {
         temperature: f.temperature, recallLevel: f.recallLevel, split: f.split,
         loraSettings: f.loraSettings ? await readJson(f.loraSettings, 'lora settings file') : undefined,
         loraSvdInitType: pruneModeOf(f), batchSize: f.batchSize, seed: f.seed, template: f.template, strict: f.strict, maxPixels: f.maxPixels, out: f.out,
-        workers: f.workers, threads: f.threads,
+        workers: f.workers, threads: f.threads, device: f.device,
       };
       const config = resolveEvalConfig(json as Record<string, unknown> | null, flags, f.config ?? 'config');
       const bar = new ProgressBar();
@@ -94,6 +96,9 @@ export function registerEval(program: Command): void {
         },
         log: (line) => {
           if (!process.stderr.isTTY) process.stderr.write(`${line}\n`);
+        },
+        notice: (line) => {
+          if (process.stderr.isTTY) process.stderr.write(`${line}\n`);
         },
       });
       for (const [scorer, rows] of Object.entries(result.metrics)) {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { resolveFinetuneConfig, type FinetuneFlags } from '../train/config.js';
 import { runFinetune } from '../train/finetune.js';
-import { LOCOOP_CKPT_HELP, TEMPLATE_HELP, configModelName, finiteNumber, nonNegativeInt, positiveInt, readJson, readStringList, PRUNE_MODE_HELP, pruneModeOf, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { DEVICE_HELP, deviceFlag, LOCOOP_CKPT_HELP, TEMPLATE_HELP, configModelName, finiteNumber, nonNegativeInt, positiveInt, readJson, readStringList, PRUNE_MODE_HELP, pruneModeOf, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
 
 
@@ -51,6 +51,7 @@ export function registerFinetune(program: Command): void {
     .option('--test-ood <name=dir>', 'OOD test set for the final evaluation (repeat the flag)', (v: string, acc: string[] = []) => [...acc, v])
     .option('--scorers <list>', 'scorers of the final evaluation (default mcm_score,gl_mcm_score)')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--device <name>', `${DEVICE_HELP}; wins over the config's "device" ("cuda" in the official configs)`, deviceFlag)
     .option('--out <dir>', 'output folder; the merged model goes to OUT/model, a LoCoOp context to OUT/prompt_learner/model.pth.tar-<epoch> and OUT/ctx.safetensors; a re-run resumes from the last epoch (required unless the config gives log_directory)')
     .action(async (f: FinetuneCliFlags) => {
       const json = f.config ? await readJson(f.config, 'config file') : null;

@@ -1,5 +1,7 @@
 import { readFile } from 'node:fs/promises';
+import { openDevice } from '../config/device.js';
 import { resolveModel } from '../hub/resolve-model.js';
+import { DEVICE_REQUESTS, type DeviceRequest, type ResolvedDevice } from '../runtime/device.js';
 import { DownloadBar } from './download-progress.js';
 
 /** An error caused by what the user gave (flags, files); printed without a stack trace. */
@@ -128,6 +130,23 @@ export async function resolveModelFlag(model: string | undefined, revision?: str
   } finally {
     bar.end();
   }
+}
+
+/** Help of `--device`, shared by every command that runs a model. */
+export const DEVICE_HELP = 'where the model runs: cpu | webgpu (any Vulkan, Metal or D3D12 GPU; no CUDA needed) | cuda | auto (webgpu when a GPU adapter exists, else cpu) (default cpu)';
+
+/** Parses `--device`, naming the flag and the allowed values on error. */
+export function deviceFlag(v: string): DeviceRequest {
+  if (!(DEVICE_REQUESTS as readonly string[]).includes(v)) throw new UsageError(`--device must be one of ${DEVICE_REQUESTS.join(', ')}, got '${v}'`);
+  return v as DeviceRequest;
+}
+
+/**
+ * The device `--device` names (default cpu), checked here: DeviceUnavailableError says what to
+ * install. `auto` says which device it took on stderr.
+ */
+export function openDeviceFlag(device: DeviceRequest | undefined): Promise<ResolvedDevice> {
+  return openDevice({ device: device ?? 'cpu' }, (line) => process.stderr.write(`${line}\n`));
 }
 
 /** Which singular components a low-rank setting drops (SPEC §2). */

@@ -3,14 +3,14 @@ import cliProgress from 'cli-progress';
 import { join } from 'node:path';
 import { resolveSearchConfig, type SearchConfig, type SearchFlags } from '../search/config.js';
 import { runSearch } from '../search/greedy.js';
-import { CLIP_CKPT_HELP, LOCOOP_CKPT_HELP, N_CTX_HELP, TEMPLATE_HELP, configModelName, finiteNumber, positiveInt, readJson, readStringList, PRUNE_MODE_HELP, pruneModeOf, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
+import { CLIP_CKPT_HELP, DEVICE_HELP, deviceFlag, LOCOOP_CKPT_HELP, N_CTX_HELP, TEMPLATE_HELP, configModelName, finiteNumber, positiveInt, readJson, readStringList, PRUNE_MODE_HELP, pruneModeOf, resolveModelFlag, REVISION_HELP, UsageError } from './inputs.js';
 
 interface SearchCliFlags {
   config?: string; model?: string; revision?: string; clipCkpt?: string; locoopCkpt?: string; nCtx?: number; id?: string; benchmark?: string; dataRoot?: string; labels?: string; split?: string;
   searcher?: string; candiRatios?: string; weightType?: string; freezeProj?: boolean; loraSvdInitType?: string; pruneMode?: string; seed?: number;
   bestScorer?: string; bestMetric?: string; locoopLambda?: number; locoopTopK?: number; usePredLabel?: boolean;
   temperature?: number; recallLevel?: number; batchSize?: number; cache?: boolean; template?: string; out?: string;
-  testId?: string; testOod?: string[]; scorers?: string; strict?: boolean; workers?: number; threads?: number;
+  testId?: string; testOod?: string[]; scorers?: string; strict?: boolean; workers?: number; threads?: number; device?: string;
 }
 
 
@@ -73,6 +73,7 @@ export function registerSearch(program: Command): void {
     .option('--strict', 'fail on the first unreadable image instead of skipping it')
     .option('--workers <n>', 'image decoding threads (default: one per core)', positiveInt('--workers'))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--device <name>', `${DEVICE_HELP}; wins over the config's "device" ("cuda" in the official configs)`, deviceFlag)
     .option('--out <dir>', 'output folder; a re-run with the same settings resumes there (required unless the config gives log_directory)')
     .action(async (f: SearchCliFlags) => {
       const json = f.config ? await readJson(f.config, 'config file') : null;

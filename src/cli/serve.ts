@@ -1,7 +1,8 @@
 import { Option, type Command } from 'commander';
 import { DEFAULT_MAX_PIXELS } from '../image/decode.js';
 import { startServer } from '../serve/server.js';
-import { positiveInt, UsageError } from './inputs.js';
+import type { DeviceRequest } from '../runtime/device.js';
+import { DEVICE_HELP, deviceFlag, openDeviceFlag, positiveInt, UsageError } from './inputs.js';
 
 interface ServeFlags {
   bundle: string;
@@ -19,6 +20,7 @@ interface ServeFlags {
   apiKey?: string;
   insecureNoAuth?: boolean;
   corsOrigin?: string[];
+  device?: DeviceRequest;
 }
 
 function nonNegativeMs(flag: string): (v: string) => number {
@@ -64,10 +66,12 @@ export function registerServe(program: Command): void {
     .option('--insecure-no-auth', 'allow a non-loopback --host without --api-key (anyone who reaches it can use it)')
     .option('--cors-origin <origin>', 'an origin whose pages may call the API (repeat the flag for several; * for any) (default: none but the page\'s own)', (v: string, acc: string[] = []) => [...acc, v])
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--device <name>', DEVICE_HELP, deviceFlag)
     .action(async (f: ServeFlags) => {
       if (f.workers !== undefined && f.workers < 2) throw new UsageError(`--workers must be at least 2 (one is kept for small images), got ${f.workers}`);
+      const device = await openDeviceFlag(f.device);
       const s = await startServer({
-        bundle: f.bundle, host: f.host, port: f.port, maxBytes: f.maxMb * 1024 * 1024, threads: f.threads, maxPixels: f.maxPixels,
+        device, bundle: f.bundle, host: f.host, port: f.port, maxBytes: f.maxMb * 1024 * 1024, threads: f.threads, maxPixels: f.maxPixels,
         decodeWorkers: f.workers, maxQueue: f.maxQueue, maxBatch: f.maxBatch, maxDelayMs: f.maxDelayMs, scoreTimeoutMs: f.scoreTimeout * 1000,
         apiKey: f.apiKey, insecureNoAuth: f.insecureNoAuth, corsOrigins: f.corsOrigin,
       });

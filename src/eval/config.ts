@@ -4,9 +4,10 @@ import type { IdSource } from '../data/datasets.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { parseLoraSettings, type LowRankSetting } from '../lowrank/settings.js';
 import { SCORER_NAMES } from '../ood/scores.js';
+import { resolveDeviceSetting, type DeviceSetting } from '../config/device.js';
 
 /** Everything `setar eval` needs, resolved (paths absolute, defaults filled). */
-export interface EvalConfig {
+export interface EvalConfig extends DeviceSetting {
   readonly model: string;
   /** A whole state dict loaded over the model's weights (official `clip_ckpt`), absolute; absent when none. */
   readonly clip_ckpt?: string;
@@ -46,9 +47,9 @@ export const EVAL_KEYS = [
   'locoop_ckpt', 'n_ctx',
 ] as const;
 
-/** Official keys that `setar eval` accepts and ignores (search, fine-tuning, the device). */
+/** Official keys that `setar eval` accepts and ignores (search, fine-tuning). */
 export const IGNORED_KEYS = [
-  'device', 'searcher', 'candi_ratios', 'weight_type', 'best_scorer', 'best_metric', 'locoop_lambda', 'locoop_top_k',
+  'searcher', 'candi_ratios', 'weight_type', 'best_scorer', 'best_metric', 'locoop_lambda', 'locoop_top_k',
   'use_pred_label', 'freeze_proj', 'learning_rate', 'num_train_epochs', 'lr_scheduler_type', 'num_warmup_steps',
   'gradient_accumulation_steps', 'momentum', 'weight_decay', 'lora_r', 'lora_alpha', 'target_modules',
 ] as const;
@@ -78,6 +79,8 @@ export interface EvalFlags {
   out?: string;
   workers?: number;
   threads?: number;
+  /** cpu | webgpu | cuda | auto (the config's `device` key otherwise; default cpu) */
+  device?: string;
 }
 
 /**
@@ -93,6 +96,7 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
   }
   const locoop = resolveLocoopCkpt(j, flags, configFile);
   const { model, family } = resolveModel(j, flags.model, configFile, locoopLoadOptions(locoop));
+  const device = resolveDeviceSetting(j, flags.device, configFile);
   const clip_ckpt = resolveClipCkpt(j, flags.clipCkpt);
   const id = resolveIdSource(j, flags);
   const ood = (flags.ood ?? []).map((o) => parseNamedDir(o, '--ood'));
@@ -125,6 +129,6 @@ export function resolveEvalConfig(json: Record<string, unknown> | null, flags: E
   return {
     model, ...(clip_ckpt ? { clip_ckpt } : {}), ...locoop, id, labels: flags.labels, ood, scorers, temperature, recall_level, split: split as string, batch_size, seed,
     lora_settings, lora_svd_init_type: mode, template: flags.template ?? family.defaults.template ?? 'a photo of a {}', strict: flags.strict ?? false,
-    out, workers: flags.workers, threads: flags.threads, ...(flags.maxPixels !== undefined ? { max_pixels: flags.maxPixels } : {}),
+    out, workers: flags.workers, threads: flags.threads, ...(flags.maxPixels !== undefined ? { max_pixels: flags.maxPixels } : {}), ...device,
   };
 }

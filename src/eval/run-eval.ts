@@ -13,6 +13,7 @@ import { writeEvalReport } from '../report/html-report.js';
 import type { EvalConfig } from './config.js';
 import { prepareOutDir } from '../io/out-dir.js';
 import { locoopLoadOptions } from '../config/run-config.js';
+import { openDevice, recordedConfig } from '../config/device.js';
 
 /** Progress of one dataset's pass, for a progress bar. */
 export interface EvalProgress {
@@ -28,6 +29,8 @@ export interface EvalHooks {
   /** A dataset's pass ended; `skipped` images could not be read and are listed in `skippedFile` (under the output folder). */
   readonly onDatasetEnd?: (dataset: string, skipped: number, skippedFile: string | null) => void;
   readonly log?: (line: string) => void;
+  /** A line the user should see however the progress is shown (`--device auto`'s choice). */
+  readonly notice?: (line: string) => void;
 }
 
 /** Scores of one dataset: per scorer, one value per image that decoded (dataset order). */
@@ -82,7 +85,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
   const oods = oodSources.map((o) => imageTree(o.name, o.root));
   log(`ID ${id.name}: ${id.files.length} images, ${labels.length} classes; OOD: ${oods.map((o) => `${o.name} (${o.files.length})`).join(', ')}`);
 
-  const { model, classifier } = await openClassifier(config, labels, log);
+  const { model, classifier } = await openClassifier(config, labels, log, hooks.notice);
   const write = (name: string, data: string) => {
     const p = join(config.out, name);
     writeFileAtomic(p, data);
@@ -157,7 +160,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
       write(`cutoffs_${s}_${config.split}.csv`, stringify([['OOD dataset', 'Cutoff'], ...rows.map((r) => [r.name, String(r.cutoff)])]));
       for (const r of table) log(`${s} ${r.name}: ${fprColumn(config.recall_level)} ${fmt2(r.FPR)} AUROC ${fmt2(r.AUROC)} AUPR ${fmt2(r.AUPR)}`);
     }
-    const resolved = { ...config, id_dataset: id.name, labels: undefined, ood: oods.map((o) => ({ name: o.name, root: o.root })) };
+    const resolved = { ...recordedConfig(config), id_dataset: id.name, labels: undefined, ood: oods.map((o) => ({ name: o.name, root: o.root })) };
     write('config.json', JSON.stringify(resolved, null, 2) + '\n');
     const report = join(config.out, `report_${config.split}.html`);
     writeEvalReport(report, {
@@ -186,8 +189,13 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
  * The model (any family) with its low-rank settings applied, as a classifier over the ID classes:
  * CLIP zero-shot over prompts of `labels`, a Swin V2 classifier over its own outputs.
  */
-async function openClassifier(config: EvalConfig, labels: readonly string[], log: (line: string) => void): Promise<{ model: FamilyModel; classifier: Classifier }> {
-  const model = await loadModel(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt, ...locoopLoadOptions(config) });
+async function openClassifier(config: EvalConfig, labels: readonly string[], log: (line: string) => void, notice?: (line: string) => void): Promise<{ model: FamilyModel; classifier: Classifier }> {
+  const device = await openDevice(config, (line) => {
+    log(line);
+    notice?.(line);
+  });
+  if (device.name !== 'cpu') log(`device: ${device.name} (${device.executionProviders.join(', ')})`);
+  const model = await loadModel(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt, ...locoopLoadOptions(config), device });
   try {
     model.checkLabels(labels);
     if (model.promptContext) log(`LoCoOp context: ${model.promptContext.source} (n_ctx ${model.promptContext.n}); class prompts ${JSON.stringify(config.template)}`);

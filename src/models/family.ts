@@ -1,8 +1,11 @@
 import type { PreprocessOptions } from '../image/clip-transform.js';
 import type { SaveValue } from '../io/torch-save.js';
 import type { LayerId, LowRankTarget, Tower } from '../lowrank/settings.js';
+import type { ResolvedDevice } from '../runtime/device.js';
+import type { Resident } from '../runtime/device-tensor.js';
 import type { SessionOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
+import type { HiddenStates } from './common/hidden-states.js';
 import type { LoraAdapter } from './common/layers.js';
 import type { TrainGraph, TrainLossOptions } from './common/locoop-train-graph.js';
 
@@ -79,6 +82,12 @@ export interface FamilyLoadOptions extends SessionOptions {
   readonly nCtx?: number;
   /** How the caller spelled n_ctx, for messages (default `n_ctx`), e.g. `--n-ctx` or `config key "n_ctx"`. */
   readonly nCtxName?: string;
+  /**
+   * Where every session of the model runs (its towers, the logits head, the classifier):
+   * `resolveDevice`'s answer to `--device`. Its execution providers replace `executionProviders`;
+   * default: the CPU. Bytes moved between host and device are added to `transfers`.
+   */
+  readonly device?: ResolvedDevice;
 }
 
 /**
@@ -149,7 +158,9 @@ export interface Classifier {
 
 /**
  * A tower as a chain of blocks, for the search: the hidden states entering any block can be kept
- * and the rest of the tower restarted from there.
+ * and the rest of the tower restarted from there. Hidden states stay where the device keeps them
+ * (device memory on webgpu): their holder frees them with `disposeHiddenStates` when it drops
+ * them; a tower never frees its input.
  */
 export interface SearchTower {
   readonly tower: Tower;
@@ -159,11 +170,11 @@ export interface SearchTower {
   /** Whether the tower reads the validation images (else its input is fixed, e.g. the prompts). */
   readonly readsImages: boolean;
   /** The tower's input (the images' pixel_values, or nothing) → hidden states entering block 0. */
-  embed(pixels: Tensor<'float32'> | null): Promise<Tensor<'float32'>>;
-  /** Hidden states entering block `from` → those entering block `to`. */
-  run(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>>;
-  /** Hidden states entering block `from` → the tower's output (blocks from.. and its head). */
-  head(hidden: Tensor<'float32'>, from: number): Promise<unknown>;
+  embed(pixels: Tensor<'float32'> | null): Promise<HiddenStates>;
+  /** Hidden states entering block `from` → those entering block `to` (new ones; from = to: `hidden` itself). */
+  run(hidden: HiddenStates, from: number, to: number): Promise<HiddenStates>;
+  /** Hidden states entering block `from` → the tower's output (blocks from.. and its head), on the host. */
+  head(hidden: HiddenStates, from: number): Promise<unknown>;
 }
 
 /** What the search evaluates: the towers, and the logits their outputs give. */
@@ -237,6 +248,10 @@ export interface FamilyModel extends LowRankTarget {
   isSwappable(name: string): boolean;
   /** A graph-input matrix in [in, out] layout. */
   matrix(name: string): Tensor<'float32'>;
+  /** {@link matrix} as runs are fed it: a device copy on webgpu (uploaded once, until replaced), else the host tensor. */
+  residentMatrix(name: string): Promise<Resident>;
+  /** Bytes of weight matrices the model holds in device memory now (uploaded once each; 0 on cpu and cuda). */
+  readonly deviceWeightBytes: number;
   /** Writes the model, replacements applied, as an HF folder. */
   save(dir: string): void;
   dispose(): Promise<void>;

@@ -34,7 +34,7 @@ export interface ResolvedDevice {
 
 /** A requested device cannot run here; the message names it, the reason and what to install. */
 export class DeviceUnavailableError extends Error {
-  constructor(readonly device: string, readonly reason: string, install: string) {
+  constructor(readonly device: string, readonly reason: string, readonly install: string) {
     super(`device '${device}' is unavailable: ${reason}. ${install}`);
     this.name = 'DeviceUnavailableError';
   }

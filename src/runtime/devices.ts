@@ -65,10 +65,17 @@ function cudaLibraries(): string[] {
     : ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'];
 }
 
+/**
+ * How to get the CUDA provider. npm does not run onnxruntime-node's install script here
+ * (package.json's allowScripts denies it: it only downloads, so `npm ci` stays offline-clean), so
+ * the user runs that script themselves where the network allows; `--onnxruntime-node-install`
+ * forces its download (its `=cuda12` spelling is read as "no flag" by the 1.30 script).
+ */
 function cudaInstall(): string {
   const pkg = `Microsoft.ML.OnnxRuntime.Gpu.${process.platform === 'win32' ? 'Windows' : 'Linux'}`;
-  return `onnxruntime-node's install script downloads its CUDA provider from NuGet (${pkg} ${ortVersion()}, api.nuget.org) where the network allows: ` +
-    'run `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` in the project (its .npmrc skips that download by default), ' +
+  const script = join(ortBinaryDir(), '..', '..', '..', '..', 'script', 'install.js');
+  return `onnxruntime-node's CUDA provider comes from NuGet (${pkg} ${ortVersion()}) and npm does not fetch it here (package.json's allowScripts keeps onnxruntime-node's install script from running): ` +
+    `where the network reaches api.nuget.org, run \`node ${script} --onnxruntime-node-install\` (behind a proxy set GLOBAL_AGENT_HTTPS_PROXY), ` +
     `or copy ${cudaLibraries().join(' and ')} from that package's runtimes/${process.platform === 'win32' ? 'win' : 'linux'}-x64/native/ into ${ortBinaryDir()}. ` +
     'The provider also needs CUDA 12 and cuDNN 9 libraries and an NVIDIA driver on the machine.';
 }

@@ -29,6 +29,11 @@ export interface SessionOptions {
    * when the device has memory onnxruntime-node can hold (webgpu), else as host tensors.
    */
   readonly deviceOutputs?: readonly string[];
+  /**
+   * Profile every run: ORT writes its per-node profile (kernel times, and the execution provider
+   * each node ran on) to `<profile><session name>-<n>_<timestamp>.json` when the session is released.
+   */
+  readonly profile?: string;
 }
 
 const ORT_DTYPE: Record<string, DType> = { float32: 'float32', float64: 'float64', int32: 'int32', int64: 'int64', uint8: 'uint8' };
@@ -62,6 +67,8 @@ class OrtDeviceTensor implements DeviceTensor {
 }
 
 const BYTES: Record<DType, number> = { float32: 4, float64: 8, int32: 4, int64: 8, uint8: 1 };
+/** Sessions profiled so far (numbers their profile files). */
+let profiled = 0;
 
 /** A compiled graph ready to run. */
 export class Session {
@@ -73,6 +80,7 @@ export class Session {
     readonly name: string,
     private readonly transfers: TransferCounter | null,
     private readonly deviceOutputs: ReadonlySet<string>,
+    private readonly profiling: boolean,
   ) {}
 
   /** Compiles ONNX model bytes. Weights baked in as initializers are pre-packed by ORT. */
@@ -89,12 +97,14 @@ export class Session {
       enableCpuMemArena: options.memoryArena ?? false,
       enableMemPattern: options.memoryArena ?? false,
       ...(deviceOutputs.size ? { preferredOutputLocation: Object.fromEntries([...deviceOutputs].map((n) => [n, 'gpu-buffer' as const])) } : {}),
+      // one file per session: ORT names profiles by the second, so the session's name and a count tell them apart
+      ...(options.profile ? { enableProfiling: true, profileFilePrefix: `${options.profile}${name.replace(/[^\w.-]+/g, '_')}-${++profiled}` } : {}),
     }).catch((e: Error) => {
       const bad = /"(.*)" is not a valid output name/.exec(e.message);
       throw bad ? new RangeError(`session '${name}': deviceOutputs names '${bad[1]}', which is not an output of the graph`) : e;
     });
     const onDevice = eps.some((ep) => ep !== 'cpu');
-    return new Session(inner, name, onDevice ? (options.transfers ?? null) : null, deviceOutputs);
+    return new Session(inner, name, onDevice ? (options.transfers ?? null) : null, deviceOutputs, options.profile !== undefined);
   }
 
   get inputNames(): readonly string[] {
@@ -109,6 +119,14 @@ export class Session {
   inputShape(name: string): readonly (number | string)[] | undefined {
     const m = this.inner.inputMetadata.find((i) => i.name === name);
     return m?.isTensor ? m.shape : undefined;
+  }
+
+  /**
+   * How many device tensors this session's runs produced that nobody disposed yet: releasing
+   * the session would free them, so a cache must not release it while they are in use.
+   */
+  get liveOutputs(): number {
+    return this.live.size;
   }
 
   /** Runs the graph; every declared input must be fed (all missing names are listed at once). Outputs come back to the host. */
@@ -159,6 +177,7 @@ export class Session {
    */
   async release(): Promise<void> {
     for (const t of [...this.live]) t.dispose();
+    if (this.profiling) this.inner.endProfiling();
     await this.inner.release();
   }
 }

@@ -3,11 +3,12 @@ import type { IdSource } from '../data/datasets.js';
 import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { WEIGHT_TYPES, type WeightType } from '../lowrank/settings.js';
 import { SCORER_NAMES } from '../ood/scores.js';
+import { resolveDeviceSetting, type DeviceSetting } from '../config/device.js';
 import type { Objective } from './objective.js';
 import { SEARCHER_TABLE, searcherApplies } from './searchers.js';
 
 /** Everything `setar search` needs, resolved. */
-export interface SearchConfig {
+export interface SearchConfig extends DeviceSetting {
   readonly model: string;
   /** A whole state dict loaded over the model's weights (official `clip_ckpt`); absent when none. */
   readonly clip_ckpt?: string;
@@ -91,6 +92,8 @@ export interface SearchFlags {
   strict?: boolean;
   workers?: number;
   threads?: number;
+  /** cpu | webgpu | cuda | auto (the config's `device` key otherwise; default cpu) */
+  device?: string;
 }
 
 /**
@@ -105,6 +108,7 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
   if (unknown.length) fail(`${configFile}: unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}; accepted: ${SEARCH_KEYS.join(', ')}`);
   const locoop = resolveLocoopCkpt(j, flags, configFile);
   const { model, family } = resolveModel(j, flags.model, configFile, locoopLoadOptions(locoop));
+  const device = resolveDeviceSetting(j, flags.device, configFile);
   const clip_ckpt = resolveClipCkpt(j, flags.clipCkpt);
   const id = resolveIdSource(j, flags);
 
@@ -184,6 +188,6 @@ export function resolveSearchConfig(json: Record<string, unknown> | null, flags:
     lora_svd_init_type: mode, seed, objective, locoop_lambda: lambda, locoop_top_k: topK, use_pred_label: official.use_pred_label as boolean,
     temperature, recall_level: recall, batch_size: batch, cache: flags.cache ?? true, template: flags.template ?? family.defaults.template ?? 'a photo of a {}',
     out, test, scorers: scorers.length ? scorers : [...family.defaults.scorers], strict: flags.strict ?? false,
-    workers: flags.workers, threads: flags.threads, official,
+    workers: flags.workers, threads: flags.threads, official, ...device,
   };
 }

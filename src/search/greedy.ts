@@ -2,6 +2,8 @@ import type { WeightSlot } from '../lowrank/settings.js';
 import type { FamilyModel } from '../models/family.js';
 import { loadModel } from '../models/registry.js';
 import { locoopLoadOptions } from '../config/run-config.js';
+import { openDevice } from '../config/device.js';
+import { TransferCounter } from '../runtime/transfers.js';
 import type { Tensor } from '../tensor.js';
 import type { SearchConfig } from './config.js';
 import { Evaluator } from './evaluator.js';
@@ -19,6 +21,9 @@ import { SearchRun, type CandidateRecord, type SearchHooks, type SearchResult } 
  * Each candidate costs only what it changes (see {@link Evaluator}); each weight's SVD is
  * computed once ever (disk cache), and ratio 0 — the best so far — is never recomputed.
  * `cache: false` recomputes every tower from the images for every candidate, like the reference.
+ *
+ * On a device other than the CPU the bytes each candidate moves between host and device are
+ * logged and recorded (`bytes_up`, `bytes_down` in search_results.json).
  */
 export async function runSearch(given: SearchConfig, hooks: SearchHooks = {}): Promise<SearchResult> {
   const run = SearchRun.open(given, hooks);
@@ -27,7 +32,14 @@ export async function runSearch(given: SearchConfig, hooks: SearchHooks = {}): P
   const log = (line: string) => run.log(line);
   const row = searcherRow(config.searcher);
 
-  const model = await loadModel(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt, ...locoopLoadOptions(config) });
+  const device = await openDevice(config, (line) => {
+    log(line);
+    hooks.notice?.(line);
+  });
+  // bytes moved are counted and written only where something moves (not on the CPU, whose outputs stay as they were)
+  const transfers = device.name === 'cpu' ? null : new TransferCounter();
+  if (transfers) log(`device: ${device.name} (${device.executionProviders.join(', ')})`);
+  const model = await loadModel(config.model, { threads: config.threads, clipCkpt: config.clip_ckpt, ...locoopLoadOptions(config), device, ...(transfers ? { transfers } : {}) });
   try {
     hooks.onPhase?.('load');
     if (model.promptContext) log(`LoCoOp context: ${model.promptContext.source} (n_ctx ${model.promptContext.n}), fixed during the search`);
@@ -45,6 +57,8 @@ export async function runSearch(given: SearchConfig, hooks: SearchHooks = {}): P
       };
       const evaluator = await Evaluator.create(subject, batches(), objective, config.cache);
       if (evaluator.images === 0) throw new Error(`none of the ${id.files.length} validation images of ${id.name} could be read`);
+      const embedded = transfers?.take();
+      if (embedded) log(`validation images ${config.cache ? 'embedded' : 'read'}: ${movedText(embedded)}`);
       const { stats } = evaluator;
       log(`validation: ${evaluator.images} images of ${labels.length} classes from ${id.name}; ${config.searcher}, ratios ${config.candi_ratios.join(', ')}, ${config.weight_type}, cache ${config.cache ? 'on' : 'off'}`);
 
@@ -55,11 +69,17 @@ export async function runSearch(given: SearchConfig, hooks: SearchHooks = {}): P
 
       hooks.onPhase?.('search');
       const search = row.loop === 'greedy' ? greedySteps : exhaustiveRounds;
-      await search({ run, model, evaluator, slots, setRatio, hooks });
+      const moved = { uploaded: 0, downloaded: 0, candidates: 0 };
+      try {
+        await search({ run, model, evaluator, slots, setRatio, hooks, transfers, moved });
+      } finally {
+        evaluator.release();
+      }
 
       const lora_settings = run.finish(slots);
       const layerEvals = subject.towers.map((t) => `${t.tower === 'visual' ? 'vision' : 'text'} ${t.tower === 'visual' ? stats.visionLayerEvals : stats.textLayerEvals}`).join(', ');
       log(`search done: ${run.state.steps.length} steps; ${stats.candidatesEvaluated} candidates evaluated, ${stats.candidatesFromCache} from cache; layer evaluations: ${layerEvals}`);
+      if (transfers && moved.candidates) log(`bytes moved per evaluated candidate (mean of ${moved.candidates}): ${movedText({ uploaded: moved.uploaded / moved.candidates, downloaded: moved.downloaded / moved.candidates })}`);
       await subject.release();
       await model.dispose();
       const evaluation = await run.finalEvaluation(lora_settings);
@@ -80,23 +100,47 @@ interface SearchLoop {
   readonly slots: readonly WeightSlot[];
   readonly setRatio: (s: WeightSlot, ratio: number) => Promise<void>;
   readonly hooks: SearchHooks;
+  /** Counts bytes moved between host and device (null on the CPU: nothing moves, nothing is recorded). */
+  readonly transfers: TransferCounter | null;
+  /** Bytes moved by the candidates evaluated in this run, for the summary. */
+  readonly moved: { uploaded: number; downloaded: number; candidates: number };
+}
+
+const MIB = 1024 * 1024;
+
+/** `1.23 MiB up, 0.45 MiB down` */
+function movedText(t: { readonly uploaded: number; readonly downloaded: number }): string {
+  return `${(t.uploaded / MIB).toFixed(2)} MiB up, ${(t.downloaded / MIB).toFixed(2)} MiB down`;
 }
 
 /** Runs the candidates of one slot; the slot's weight is left at the checkpoint's value. */
 async function evaluateSlot(loop: SearchLoop, slot: WeightSlot, step: number, onDone: () => void): Promise<CandidateRecord[]> {
-  const { run, evaluator, setRatio } = loop;
+  const { run, evaluator, setRatio, transfers } = loop;
+  transfers?.take();
   await evaluator.beginSlot(slot);
+  const setup = transfers?.take();
+  if (setup && setup.runs) run.log(`step ${step} ${slotLabel(slot)}: hidden states and other towers: ${movedText(setup)}`);
   const records: CandidateRecord[] = [];
   for (const ratio of run.config.candi_ratios) {
     let figures: CandidateFigures;
+    let measured = false;
     if (evaluator.cache && ratio === 0 && run.best) {
       figures = run.best.figures; // the current model: the best so far, already measured
       evaluator.stats.candidatesFromCache++;
     } else {
       await setRatio(slot, ratio);
       figures = await evaluator.measure(slot);
+      measured = true;
     }
-    records.push({ step, tower_type: slot.tower, weight_type: slot.weight, layer_num: slot.layer, ratio, ...figures });
+    const t = transfers?.take();
+    const bytes: Record<string, number> = t ? { bytes_up: t.uploaded, bytes_down: t.downloaded } : {};
+    if (t && measured) {
+      run.log(`step ${step} ${slotLabel(slot)} ratio ${ratio}: ${movedText(t)}`);
+      loop.moved.uploaded += t.uploaded;
+      loop.moved.downloaded += t.downloaded;
+      loop.moved.candidates++;
+    }
+    records.push({ step, tower_type: slot.tower, weight_type: slot.weight, layer_num: slot.layer, ratio, ...figures, ...bytes });
     onDone();
   }
   await setRatio(slot, 0);

@@ -97,9 +97,9 @@ export function fingerprint(c: ResolvedSearchConfig): string {
   return createHash('sha256').update(JSON.stringify(keys)).digest('hex').slice(0, 16);
 }
 
-/** A record's figures without its identifying keys. */
+/** A record's figures without its identifying keys and the bytes it moved. */
 export function figuresOf(r: CandidateRecord): CandidateFigures {
-  const { step: _s, tower_type: _t, weight_type: _w, layer_num: _l, ratio: _r, ...figures } = r;
+  const { step: _s, tower_type: _t, weight_type: _w, layer_num: _l, ratio: _r, bytes_up: _u, bytes_down: _d, ...figures } = r;
   return figures as unknown as CandidateFigures;
 }
 
@@ -260,7 +260,7 @@ export class SearchRun {
       ...(config.test.id.kind === 'folder' ? { id: `${config.test.id.name}=${config.test.id.root}`, ood: config.test.ood.map((o) => `${o.name}=${o.root}`) } : { benchmark: config.test.id.benchmark, dataRoot: config.test.id.dataRoot }),
       labels: config.test.id.kind === 'folder' ? config.labels : undefined, scorers: config.scorers, temperature: config.temperature, recallLevel: config.recall_level, split: 'test', loraSettings: lora_settings,
       loraSvdInitType: config.lora_svd_init_type, batchSize: config.batch_size, seed: config.seed, template: config.template, strict: config.strict,
-      out: config.out, workers: config.workers, threads: config.threads,
+      out: config.out, workers: config.workers, threads: config.threads, device: config.device,
     });
     return runEval(evalConfig, { log: this.hooks.log });
   }

@@ -3,6 +3,7 @@
  * buffer transferred, not copied), verdicts come back, and the server's event loop stays free
  * while the model runs.
  */
+import type { ResolvedDevice } from '../runtime/device.js';
 import type { Worker } from 'node:worker_threads';
 import type { Verdict } from '../bundle/verdict.js';
 import type { PreprocessOptions } from '../image/preprocess.js';
@@ -40,8 +41,8 @@ export class ModelThread {
   }
 
   /** Loads `bundle` in a new worker thread; rejects with the loading error (a missing file, a bad bundle.json). */
-  static start(bundle: string, options: { threads?: number } = {}): Promise<ModelThread> {
-    const worker = startWorkerModule(WORKER_URL, { bundle, threads: options.threads } satisfies ModelWorkerInit);
+  static start(bundle: string, options: { threads?: number; device?: ResolvedDevice } = {}): Promise<ModelThread> {
+    const worker = startWorkerModule(WORKER_URL, { bundle, threads: options.threads, device: options.device } satisfies ModelWorkerInit);
     let onExit!: () => void;
     const exited = new Promise<void>((r) => (onExit = r));
     return new Promise((resolve, reject) => {

@@ -8,12 +8,15 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Detector, type Verdict } from '../bundle/bundle.js';
 import type { PreprocessOptions } from '../image/preprocess.js';
+import type { ResolvedDevice } from '../runtime/device.js';
 import { tensor } from '../tensor.js';
 
 /** `workerData` of the model worker. */
 export interface ModelWorkerInit {
   readonly bundle: string;
   readonly threads?: number;
+  /** Where the model runs (resolved in the main thread; plain data). */
+  readonly device?: ResolvedDevice;
 }
 
 /** main → worker: score a batch of `n` preprocessed images, or release the model and exit. */
@@ -28,9 +31,9 @@ export type FromModelWorker =
 
 const port = parentPort;
 if (port) {
-  const { bundle, threads } = workerData as ModelWorkerInit;
+  const { bundle, threads, device } = workerData as ModelWorkerInit;
   const post = (m: FromModelWorker) => port.postMessage(m);
-  Detector.load(bundle, { threads }).then((detector) => {
+  Detector.load(bundle, { threads, device }).then((detector) => {
     const size = detector.manifest.size;
     // one batch at a time: the main thread's batcher sends the next when this one is answered
     port.on('message', (msg: ToModelWorker) => {

@@ -5,8 +5,9 @@ import { escapeHtml } from '../report/escape.js';
  * and its threshold), the class probabilities (as `setar classify`) and the patch map over the
  * image on an absolute scale with its legend (redder = the patch looks less like any ID class). Plain
  * HTML and script, no external resources. By default the server scores the image (`POST
- * /v1/score`); with "score in this browser" checked the page loads `/client.js` (onnxruntime-web,
- * wasm) and the bundle from `/bundle/`, and scores it itself. Either way the raw verdict is left
+ * /v1/score`); with "score in this browser" checked the page loads `/client.js` (onnxruntime-web:
+ * WebGPU where the browser gives a GPU adapter, else wasm) and the bundle from `/bundle/`, and
+ * scores it itself, saying which in `#status` and `#result[data-backend]`. Either way the raw verdict is left
  * as JSON in `#result[data-verdict]` and its origin in `data-source` ("server" or "browser").
  * With `keyRequired` (the server has an API key) the page asks for the key and sends it with the
  * score request and the bundle downloads.
@@ -34,7 +35,7 @@ th{font-weight:normal;color:#555}
 <h1>setar detector</h1>
 <p>Classes: ${labels.map((l) => escapeHtml(l)).join(', ')}. An image whose score is above the bundle's threshold is out of distribution.</p>
 <label id="drop">Drop an image here, or click to choose one<input id="file" type="file" accept="image/*" hidden></label>
-${options.keyRequired ? '<p><label>API key <input id="api-key" type="password" autocomplete="off"></label> (this server needs one)</p>\n' : ''}<p><label><input id="in-browser" type="checkbox"> score in this browser (onnxruntime-web, wasm; the model is downloaded once)</label> <span id="status"></span></p>
+${options.keyRequired ? '<p><label>API key <input id="api-key" type="password" autocomplete="off"></label> (this server needs one)</p>\n' : ''}<p><label><input id="in-browser" type="checkbox"> score in this browser (onnxruntime-web: WebGPU where this browser has a GPU adapter, else WebAssembly; the model is downloaded once)</label> <span id="status"></span></p>
 <p id="error" role="alert"></p>
 <div id="result" hidden>
   <div>
@@ -59,6 +60,7 @@ async function score(file) {
   result.hidden = true;
   delete result.dataset.verdict;
   delete result.dataset.source;
+  delete result.dataset.backend;
   let body, source;
   if (document.getElementById('in-browser').checked) {
     source = 'browser';
@@ -66,8 +68,10 @@ async function score(file) {
     try {
       status.textContent = 'scoring in this browser…';
       if (!client) client = import('/client.js').then((m) => m.loadClientDetector('/bundle/', '/ort/', { headers: auth() }));
-      body = await (await client).scoreFile(file);
-      status.textContent = '';
+      const c = await client;
+      body = await c.scoreFile(file);
+      result.dataset.backend = c.backend;
+      status.textContent = 'scored in this browser with ' + (c.backend === 'webgpu' ? 'WebGPU' : 'WebAssembly (CPU)') + ': ' + c.backendReason;
     } catch (e) {
       client = null;
       return fail('in-browser scoring failed: ' + (e && e.message ? e.message : String(e)));

@@ -9,6 +9,7 @@ import { ConnectionDrain, type DrainReport } from './drain.js';
 import { HttpError, send, sendFile } from './http.js';
 import { ServeMetrics } from './metrics.js';
 import { ModelThread } from './model-thread.js';
+import type { ResolvedDevice } from '../runtime/device.js';
 import { detectorPage } from './page.js';
 import { Router, type Route } from './router.js';
 import { ScorePipeline } from './score-route.js';
@@ -43,6 +44,8 @@ export interface ServeOptions {
   readonly timeouts?: { readonly headersMs?: number; readonly requestMs?: number; readonly checkIntervalMs?: number };
   /** Warnings and errors that reach no client (default: stderr). */
   readonly log?: (line: string) => void;
+  /** Where the detector runs (default cpu). */
+  readonly device?: ResolvedDevice;
 }
 
 /** How a shutdown went. */
@@ -78,8 +81,9 @@ const FAVICON = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><re
 
 /** onnxruntime-web's wasm backend files the client loads from `/ort/<file>` (single-threaded, SIMD). */
 const ORT_FILES: Readonly<Record<string, string>> = {
-  'ort-wasm-simd-threaded.wasm': 'application/wasm',
-  'ort-wasm-simd-threaded.mjs': 'text/javascript; charset=utf-8',
+  // onnxruntime-web's WebGPU build (src/web/client.ts): its WebGPU and wasm execution providers
+  'ort-wasm-simd-threaded.asyncify.wasm': 'application/wasm',
+  'ort-wasm-simd-threaded.asyncify.mjs': 'text/javascript; charset=utf-8',
 };
 
 function defaultDecodeWorkers(): number {
@@ -127,7 +131,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const maxPixels = o.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!(maxPixels > 0)) throw new RangeError(`--max-pixels must be a positive number of pixels, got ${maxPixels}`);
 
-  const detector = await ModelThread.start(o.bundle, { threads: o.threads });
+  const detector = await ModelThread.start(o.bundle, { threads: o.threads, device: o.device });
   let pool: DecodePool;
   try {
     pool = new DecodePool({ workers: o.decodeWorkers ?? defaultDecodeWorkers(), preprocess: detector.preprocess, maxPixels });

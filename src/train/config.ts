@@ -5,6 +5,7 @@ import { PRUNE_MODES, type PruneMode } from '../lowrank/lowrank.js';
 import { parseLoraSettings, type LowRankSetting } from '../lowrank/settings.js';
 import { SCORER_NAMES } from '../ood/scores.js';
 import { LR_SCHEDULES, type LrSchedule } from './schedule.js';
+import { resolveDeviceSetting, type DeviceSetting } from '../config/device.js';
 
 /** `setar finetune --method`: SeTAR+FT (the default), plain LoRA, or LoCoOp (train a prompt context, SPEC §9). */
 export const FINETUNE_METHODS = ['setar-ft', 'lora', 'locoop'] as const;
@@ -29,7 +30,7 @@ export type AdapterPlan =
   };
 
 /** Everything `setar finetune` needs, resolved. */
-export interface FinetuneConfig {
+export interface FinetuneConfig extends DeviceSetting {
   readonly model: string;
   /** A LoCoOp context (official `locoop_ckpt`) and its n_ctx: SeTAR+FT and LoRA keep it fixed; `--method locoop` continues training it. */
   readonly locoop_ckpt?: string;
@@ -80,7 +81,7 @@ export interface FinetuneFlags {
   numTrainEpochs?: number; maxTrainSteps?: number; learningRate?: number; momentum?: number; weightDecay?: number;
   lrSchedulerType?: string; numWarmupSteps?: number; gradientAccumulationSteps?: number; batchSize?: number; seed?: number;
   locoopLambda?: number; locoopTopK?: number; usePredLabel?: boolean; template?: string; out?: string;
-  testId?: string; testOod?: readonly string[]; scorers?: readonly string[]; threads?: number;
+  testId?: string; testOod?: readonly string[]; scorers?: readonly string[]; threads?: number; device?: string;
   method?: string; locoopCkpt?: string; nCtx?: number; ctxInit?: string; shots?: number;
 }
 
@@ -107,6 +108,7 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
     if (notHere.length) fail(`${notHere.join(', ')} ${notHere.length > 1 ? 'do' : 'does'} not apply to --method locoop: only the context trains, ${'with Dassl\'s epoch schedule (a constant warm-up epoch, then cosine)'}`);
   }
   const { model, family } = resolveModel(j, flags.model, configFile, load);
+  const device = resolveDeviceSetting(j, flags.device, configFile);
   const id = resolveIdSource(j, flags);
   const recipe = family.defaults.contextTraining;
   if (context && !recipe) fail(`--method locoop trains a prompt context, which the ${family.displayName} model '${model}' cannot carry`);
@@ -173,7 +175,7 @@ export function resolveFinetuneConfig(json: Record<string, unknown> | null, flag
     out, test, scorers: scorers.length ? scorers : ['mcm_score', 'gl_mcm_score'],
     temperature: settings.num(undefined, 'temperature', family.defaults.temperature, (x) => x > 0, 'a positive number'),
     recall_level: settings.num(undefined, 'recall_level', 0.95, (x) => x > 0 && x < 1, 'in (0, 1)'),
-    threads: flags.threads, official: j,
+    threads: flags.threads, official: j, ...device,
   };
   return config;
 }

@@ -12,8 +12,12 @@ import { loadModel, resolveFamily } from '../models/registry.js';
 import { locoopLoadOptions } from '../config/run-config.js';
 import { defaultTopK } from '../ood/locoop.js';
 import { runLocoopTraining } from './locoop.js';
+import { openDevice, recordedConfig } from '../config/device.js';
+import { DeviceMemory } from '../runtime/device-memory.js';
+import type { Resident } from '../runtime/device-tensor.js';
 import { Session } from '../runtime/session.js';
-import { tensor, type Tensor } from '../tensor.js';
+import { TransferCounter } from '../runtime/transfers.js';
+import { tensor } from '../tensor.js';
 import { setarAdapters, loraAdapters, mergeAdapter, type Adapter } from './adapters.js';
 import { trainTransform } from './augment.js';
 import type { FinetuneConfig } from './config.js';
@@ -28,7 +32,8 @@ export type { TrainLogRow, FinetuneHooks, FinetuneResult } from './train-log.js'
 export { NonFiniteLossError } from './train-log.js';
 
 function fingerprint(c: FinetuneConfig): string {
-  const { out: _o, threads: _t, test: _x, scorers: _s, official: _f, ...rest } = c;
+  // the device changes no decision: a run may resume on another one
+  const { out: _o, threads: _t, test: _x, scorers: _s, official: _f, device: _d, deviceOrigin: _do, ...rest } = c;
   return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16);
 }
 
@@ -41,6 +46,9 @@ function fingerprint(c: FinetuneConfig): string {
  * merged model when test data is configured. On a LoCoOp model the context stays fixed and is
  * written beside the merged model (`OUT/ctx.safetensors`, `OUT/prompt_learner/…`), unchanged.
  * `--method locoop` (a `context` plan) trains a LoCoOp context instead: {@link runLocoopTraining}.
+ *
+ * On webgpu the frozen weights and the fixed inputs are uploaded once; each step moves the
+ * images, the adapters and the gradients, and train_log gains `bytes_up` / `bytes_down`.
  */
 export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
   if (given.adapters.kind === 'context') return runLocoopTraining(given, given.adapters, hooks);
@@ -64,7 +72,14 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
   }
   if (config.locoop_top_k > labels.length) throw new RangeError(`locoop_top_k ${config.locoop_top_k} exceeds the number of classes (${labels.length}); it must be in [1, ${labels.length}]`);
 
-  const model = await loadModel(config.model, { threads: config.threads, ...locoopLoadOptions(config) });
+  const device = await openDevice(config, (line) => {
+    log(line);
+    hooks.notice?.(line);
+  });
+  const transfers = device.name === 'cpu' ? null : new TransferCounter();
+  if (transfers) log(`device: ${device.name} (${device.executionProviders.join(', ')})`);
+  const sessionOptions = { threads: config.threads, device, ...(transfers ? { transfers } : {}) };
+  const model = await loadModel(config.model, { ...sessionOptions, ...locoopLoadOptions(config) });
   try {
     model.checkLabels(labels);
   } catch (e) {
@@ -72,6 +87,7 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
     throw e;
   }
   let session: Session | null = null;
+  const memory = new DeviceMemory({ executionProviders: device.executionProviders, transfers: transfers ?? undefined });
   try {
     // Training images, decoded once (augmentation differs per epoch, decoding does not).
     const images: DecodedImage[] = [];
@@ -98,9 +114,13 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
     const plan = new Map<string, LoraAdapter>(adapters.map((a) => [a.prefix, { rank: a.rank, scaling: a.scaling }]));
     const lossOptions = { topK: config.locoop_top_k, lambda: config.locoop_lambda, usePredLabel: config.use_pred_label };
     const { graph, feeds: fixedFeeds, patchesPerImage } = await model.trainSetup(plan, lossOptions, { labels, template: config.template });
-    session = await Session.create(graph.bytes, `${model.family.name}_train`, { memoryArena: true, threads: config.threads });
-    const weightFeeds: Record<string, Tensor> = {};
-    for (const n of session.inputNames) if (model.isSwappable(n)) weightFeeds[n] = model.matrix(n);
+    session = await Session.create(graph.bytes, `${model.family.name}_train`, { memoryArena: true, threads: config.threads, executionProviders: device.executionProviders, transfers: transfers ?? undefined });
+    // what every step feeds unchanged: the (frozen) weight matrices and the family's fixed inputs, uploaded once
+    const constantFeeds: Record<string, Resident> = {};
+    for (const n of session.inputNames) if (model.isSwappable(n)) constantFeeds[n] = await model.residentMatrix(n);
+    for (const [k, v] of Object.entries(fixedFeeds)) constantFeeds[k] = await memory.upload(v);
+    const once = transfers?.take();
+    if (once) log(`set-up moved ${(once.uploaded / 1024 ** 2).toFixed(2)} MiB up, ${(once.downloaded / 1024 ** 2).toFixed(2)} MiB down (the frozen weights and fixed inputs, uploaded once)`);
 
     // Parameters and optimiser; LoRA matrices are weights, so they decay (PEFT's parameters are not biases or norms).
     const params: Param[] = adapters.flatMap((a) => [
@@ -150,7 +170,7 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
       writeFileAtomic(join(ckptDir, 'state.json'), JSON.stringify({ fingerprint: fp, epoch, step, rng: rng.state, log: trainLog, adapters: file }));
       for (const old of readdirSync(ckptDir)) if (/^adapters(-epoch\d+)?\.safetensors$/.test(old) && old !== file) rmSync(join(ckptDir, old), { force: true });
     };
-    const writeLogs = () => writeTrainLogs(config.out, trainLog);
+    const writeLogs = () => writeTrainLogs(config.out, trainLog, transfers !== null || trainLog.some((r) => r.bytes_up !== undefined));
 
     // SPEC §1: the family's random-resized-crop scale, flips and (Swin) colour jitter.
     const { size, ...augment } = model.augment;
@@ -170,8 +190,8 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
             px.set(trainTransform(images[i]!, size, () => rng.next(), augment), r * perImage);
             onehot[r * classes + imageLabels[i]!] = 1;
           });
-          const feeds: Record<string, Tensor> = {
-            ...weightFeeds, ...fixedFeeds,
+          const feeds: Record<string, Resident> = {
+            ...constantFeeds,
             pixel_values: tensor('float32', px, [idx.length, 3, size, size], 'pixel_values'),
             labels_onehot: tensor('float32', onehot, [idx.length, classes], 'labels_onehot'),
           };
@@ -202,6 +222,8 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
           step, epoch, lr, locoop_loss: sums.locoop_loss, loss_id: sums.loss_id, loss_ood: sums.loss_ood,
           acc: (sums.correct / sums.images) * 100, ood_patch_percent: (sums.ood / sums.patches) * 100,
         };
+        const moved = transfers?.take();
+        if (moved) Object.assign(row, { bytes_up: moved.uploaded, bytes_down: moved.downloaded });
         trainLog.push(row);
         hooks.onStep?.(step, totalSteps, row);
         step++;
@@ -221,10 +243,11 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
     const pc = model.promptContext;
     const context = pc?.save(config.out, { epoch: pc.epoch ?? 0, labels, template: config.template });
     if (context) log(`the LoCoOp context (unchanged) is in ${context.safetensors} and ${context.checkpoint}`);
-    writeTrainingReport(join(config.out, 'report_finetune.html'), { title: `setar finetune — ${data.name}`, rows: trainLog, config: { ...config, labels: undefined, official: undefined } as unknown as Record<string, unknown> });
+    writeTrainingReport(join(config.out, 'report_finetune.html'), { title: `setar finetune — ${data.name}`, rows: trainLog, config: { ...recordedConfig(config), labels: undefined, official: undefined } as unknown as Record<string, unknown> });
     log(`saved the merged model to ${modelDir}`);
     await session.release();
     session = null;
+    await memory.release();
     await model.dispose();
 
     let evaluation: EvalResult | null = null;
@@ -236,6 +259,7 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
           model: modelDir, locoopCkpt: context?.safetensors,
           ...(config.test.id.kind === 'folder' ? { id: `${config.test.id.name}=${config.test.id.root}`, ood: config.test.ood.map((o) => `${o.name}=${o.root}`), labels: config.labels } : { benchmark: config.test.id.benchmark, dataRoot: config.test.id.dataRoot }),
           scorers: config.scorers, temperature: config.temperature, recallLevel: config.recall_level, split: 'test', template: config.template, out: config.out, threads: config.threads,
+          device: config.device,
         });
         evaluation = await runEval(ev, { log: hooks.log });
       } else {
@@ -245,6 +269,7 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
     return { steps: step, resumedFromEpoch: startEpoch, log: trainLog, modelDir, ...(context ? { context } : {}), locoopTopK: config.locoop_top_k, evaluation };
   } finally {
     await session?.release();
+    await memory.release();
     await model.dispose().catch(() => undefined);
   }
 }

@@ -12,6 +12,9 @@ export interface TrainLogRow {
   loss_ood: number;
   acc: number;
   ood_patch_percent: number;
+  /** Bytes the step moved from host to device and back (devices other than the CPU only). */
+  bytes_up?: number;
+  bytes_down?: number;
 }
 
 /** Progress hooks of the trainers (`runFinetune`). */
@@ -45,9 +48,12 @@ export class NonFiniteLossError extends Error {
 }
 
 const CSV_COLUMNS: readonly (keyof TrainLogRow)[] = ['step', 'epoch', 'lr', 'locoop_loss', 'loss_id', 'loss_ood', 'acc', 'ood_patch_percent'];
+/** Added to train_log.csv where a step moves bytes between host and device (not on the CPU). */
+const BYTES_COLUMNS: readonly (keyof TrainLogRow)[] = ['bytes_up', 'bytes_down'];
 
-/** Writes `out/train_log.csv` and `out/train_log.jsonl` (atomically). */
-export function writeTrainLogs(out: string, rows: readonly TrainLogRow[]): void {
-  writeFileAtomic(join(out, 'train_log.csv'), [CSV_COLUMNS.join(','), ...rows.map((r) => CSV_COLUMNS.map((c) => r[c]).join(','))].join('\n') + '\n');
+/** Writes `out/train_log.csv` and `out/train_log.jsonl` (atomically); `bytes` adds the bytes-moved columns. */
+export function writeTrainLogs(out: string, rows: readonly TrainLogRow[], bytes = rows.some((r) => r.bytes_up !== undefined)): void {
+  const columns = bytes ? [...CSV_COLUMNS, ...BYTES_COLUMNS] : CSV_COLUMNS;
+  writeFileAtomic(join(out, 'train_log.csv'), [columns.join(','), ...rows.map((r) => columns.map((c) => r[c] ?? '').join(','))].join('\n') + '\n');
   writeFileAtomic(join(out, 'train_log.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''));
 }

@@ -1,6 +1,7 @@
 /**
  * The browser side of `setar serve`: the same bundle scored in the page with onnxruntime-web
- * (wasm backend, one thread), giving the same verdict fields as `POST /v1/score`.
+ * (its WebGPU execution provider when the browser gives a GPU adapter, else wasm with one thread;
+ * see backend.ts), giving the same verdict fields as `POST /v1/score`.
  *
  * Built for the browser by esbuild (scripts/build-web.mjs → dist/web/client.js, ESM, onnxruntime-web
  * bundled in), NOT by the project's tsc: tsconfig.json targets Node (lib ES2023, types node, no
@@ -10,12 +11,15 @@
  * (bundle/verdict.ts → ood/scores.ts); build-web.mjs fails the build if a node:* module or sharp
  * would be bundled.
  */
-import * as ort from 'onnxruntime-web/wasm';
+// the WebGPU build: ORT's WebGPU execution provider (the one onnxruntime-node runs) and its wasm one
+import * as ort from 'onnxruntime-web/webgpu';
+import { chooseBackend, type WebBackend } from './backend.js';
 import type { BundleManifest } from '../bundle/bundle.js';
 import { verdictsFromEmbeddings, verdictsFromLogits, type Verdict } from '../bundle/verdict.js';
 import { resizeAndCrop, toNormalizedChw, type DecodedImage } from '../image/clip-transform.js';
 
 export type { Verdict } from '../bundle/verdict.js';
+export { chooseBackend } from './backend.js';
 
 interface SafetensorsEntry {
   readonly dtype: string;
@@ -76,6 +80,9 @@ export async function decodeInBrowser(blob: Blob): Promise<DecodedImage> {
 /** A bundle loaded in the browser. */
 export interface ClientDetector {
   readonly manifest: BundleManifest;
+  /** The execution provider scoring here, and why it was chosen. */
+  readonly backend: WebBackend;
+  readonly backendReason: string;
   /** Preprocessed CHW float32 [3, S, S] → its verdict. */
   scorePixels(px: Float32Array): Promise<Verdict>;
   /** An image file → its verdict (decode, Pillow-exact preprocessing, encoder, verdict). */
@@ -90,7 +97,8 @@ async function fetchOk(url: string, init: RequestInit): Promise<Response> {
 
 /**
  * Fetches the bundle from `base` (`/bundle/` on the serving page) and starts an onnxruntime-web
- * session on the wasm backend, single-threaded, its .wasm served from `wasmPaths` (`/ort/`).
+ * session on WebGPU when the browser gives an adapter (falling back to wasm if the session cannot
+ * start there), else on wasm, single-threaded; the .wasm is served from `wasmPaths` (`/ort/`).
  * `init.headers` go with the bundle requests (`Authorization` when the server has an API key).
  */
 export async function loadClientDetector(base = '/bundle/', wasmPaths = '/ort/', init: { readonly headers?: Record<string, string> } = {}): Promise<ClientDetector> {
@@ -116,7 +124,17 @@ export async function loadClientDetector(base = '/bundle/', wasmPaths = '/ort/',
     if (tf.shape.length !== 2 || tf.shape[0] !== manifest.labels.length) throw new Error(`text_features shape [${tf.shape.join(', ')}] does not match ${manifest.labels.length} labels`);
     textSide = { text: tf.data, scale: Math.exp(ls.data[0]!) };
   }
-  const session = await ort.InferenceSession.create(new Uint8Array(model), { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+  let { backend, reason } = await chooseBackend();
+  const start = (ep: WebBackend) => ort.InferenceSession.create(new Uint8Array(model), { executionProviders: [ep], graphOptimizationLevel: 'all' });
+  let session: ort.InferenceSession;
+  try {
+    session = await start(backend);
+  } catch (e) {
+    if (backend === 'wasm') throw e;
+    reason = `WebGPU could not start (${e instanceof Error ? e.message : String(e)})`;
+    backend = 'wasm';
+    session = await start(backend);
+  }
   const size = manifest.preprocess.size;
   const resizeTo = manifest.preprocess.resize_to ?? size;
   const mean = manifest.preprocess.mean as unknown as [number, number, number];
@@ -142,6 +160,8 @@ export async function loadClientDetector(base = '/bundle/', wasmPaths = '/ort/',
   };
   return {
     manifest,
+    backend,
+    backendReason: reason,
     scorePixels,
     async scoreFile(file: Blob): Promise<Verdict> {
       const image = await decodeInBrowser(file);

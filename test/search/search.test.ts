@@ -135,7 +135,9 @@ describe('setar search on clip-tiny-a', () => {
     for (const [c, files] of Object.entries(list)) for (const f of files) await writeTestImage(join(root, 'ID_VOC', 'val', c, f), k++);
     const json = JSON.parse(read(join(SHARED, 'reference-configs', 'training_free', 'clip_base', 'ID_VOC', 'SeTAR.json'))) as Record<string, unknown>;
     json.data_root = root;
-    const config = resolveSearchConfig(json, { model: MODEL, out: join(dir, 'voc-out') });
+    // its "device": "cuda" is read; --device wins (an unavailable device is the error tested with the devices)
+    assert.equal(resolveSearchConfig(json, { model: MODEL, out: join(dir, 'voc-out') }).device, 'cuda');
+    const config = resolveSearchConfig(json, { model: MODEL, out: join(dir, 'voc-out'), device: 'cpu' });
     assert.equal(config.locoop_top_k, 4);
     assert.equal(config.locoop_lambda, 0.05);
     const r = await runSearch(config);

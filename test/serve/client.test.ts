@@ -37,7 +37,7 @@ const TOL = 1e-4;
  */
 const TOL_BY_PRECISION = { fp32: TOL, fp16: TOL, int8: TOL } as const;
 
-describe('setar serve: the same bundle scored in the browser (onnxruntime-web, wasm)', () => {
+describe('setar serve: the same bundle scored in the browser (onnxruntime-web, WebGPU or wasm)', () => {
   let dir = '';
   let server: Awaited<ReturnType<typeof startServer>>;
   const servers: Partial<Record<Precision, Awaited<ReturnType<typeof startServer>>>> = {};
@@ -75,10 +75,10 @@ describe('setar serve: the same bundle scored in the browser (onnxruntime-web, w
     const post = await fetch(`${server.url}/bundle/bundle.json`, { method: 'POST', body: 'x' });
     assert.equal(post.status, 405);
     assert.equal(post.headers.get('allow'), 'GET, HEAD, OPTIONS');
-    const wasm = await fetch(`${server.url}/ort/ort-wasm-simd-threaded.wasm`);
+    const wasm = await fetch(`${server.url}/ort/ort-wasm-simd-threaded.asyncify.wasm`);
     assert.equal(wasm.headers.get('content-type'), 'application/wasm');
     assert.deepEqual([...new Uint8Array(await wasm.arrayBuffer()).subarray(0, 4)], [0, 0x61, 0x73, 0x6d]); // \0asm
-    assert.match((await fetch(`${server.url}/ort/ort-wasm-simd-threaded.mjs`)).headers.get('content-type') ?? '', /^text\/javascript/);
+    assert.match((await fetch(`${server.url}/ort/ort-wasm-simd-threaded.asyncify.mjs`)).headers.get('content-type') ?? '', /^text\/javascript/);
     assert.equal((await fetch(`${server.url}/ort/ort.node.min.js`)).status, 404);
     const client = await fetch(`${server.url}/client.js`);
     assert.match(client.headers.get('content-type') ?? '', /^text\/javascript/);
@@ -87,10 +87,10 @@ describe('setar serve: the same bundle scored in the browser (onnxruntime-web, w
     assert.doesNotMatch(src, /from\s*["'](node:|sharp|fs)/);
   });
 
-  for (const precision of PRECISIONS) it(`"score in this browser" gives the server's verdict on PNGs, ${precision} bundle: same label and OOD flag, every score within ${TOL_BY_PRECISION[precision]}`, async (t) => {
-    const server = servers[precision]!;
-    const TOL = TOL_BY_PRECISION[precision];
-    const browser = await launchBrowser();
+  /** Scores the PNGs in the page of a browser and on the server; returns the largest difference. */
+  async function compareInBrowser(server: Awaited<ReturnType<typeof startServer>>, webgpu: boolean, TOL: number): Promise<number> {
+    const browser = await launchBrowser({ webgpu });
+    const backend = webgpu ? 'webgpu' : 'wasm';
     let maxDiff = 0;
     try {
       const page = await browser.newPage();
@@ -106,6 +106,8 @@ describe('setar serve: the same bundle scored in the browser (onnxruntime-web, w
           throw new Error(`${(e as Error).message}; page error: ${await page.textContent('#error')} ${errors.join('; ')}`);
         });
         const client = JSON.parse((await page.getAttribute('#result', 'data-verdict'))!) as Verdict;
+        assert.equal(await page.getAttribute('#result', 'data-backend'), backend);
+        assert.match(await page.textContent('#status') ?? '', webgpu ? /^scored in this browser with WebGPU: a WebGPU adapter is available$/ : /^scored in this browser with WebAssembly \(CPU\): navigator\.gpu gives no adapter/);
         const res = await fetch(`${server.url}/v1/score`, { method: 'POST', body: readFileSync(png), headers: { 'Content-Type': 'image/png' } });
         assert.equal(res.status, 200);
         const want = (await res.json()) as Verdict;
@@ -137,6 +139,41 @@ describe('setar serve: the same bundle scored in the browser (onnxruntime-web, w
     } finally {
       await browser.close();
     }
-    t.diagnostic(`${precision}: max |client - server| over scores, top probs and patch maps: ${maxDiff.toExponential(3)}`);
+    return maxDiff;
+  }
+
+  for (const precision of PRECISIONS) it(`"score in this browser" without a GPU adapter runs wasm and gives the server's verdict on PNGs, ${precision} bundle: same label and OOD flag, every score within ${TOL_BY_PRECISION[precision]}`, async (t) => {
+    t.diagnostic(`${precision}: max |client - server| over scores, top probs and patch maps: ${(await compareInBrowser(servers[precision]!, false, TOL_BY_PRECISION[precision])).toExponential(3)}`);
+  });
+
+  it('with a GPU adapter (Chromium --enable-unsafe-webgpu) the page scores on WebGPU, with the server\'s verdict within 1e-4', async (t) => {
+    t.diagnostic(`max |client (WebGPU) - server| over scores, top probs and patch maps: ${(await compareInBrowser(server, true, TOL)).toExponential(3)}`);
+  });
+
+  it('chooseBackend: webgpu exactly when navigator.gpu gives an adapter', async () => {
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.newPage();
+      await page.goto(server.url + '/');
+      const choices = await page.evaluate(async () => {
+        const { chooseBackend } = (await import(String('/client.js'))) as { chooseBackend: (gpu?: unknown) => Promise<{ backend: string; reason: string }> };
+        return [
+          await chooseBackend(null),
+          await chooseBackend({ requestAdapter: async () => null }),
+          await chooseBackend({ requestAdapter: async () => ({ features: new Set() }) }),
+          await chooseBackend({ requestAdapter: async () => { throw new Error('lost'); } }),
+          await chooseBackend(), // this browser's own navigator.gpu: the GPU is off
+        ];
+      });
+      assert.deepEqual(choices, [
+        { backend: 'wasm', reason: 'this browser has no WebGPU (navigator.gpu is absent)' },
+        { backend: 'wasm', reason: 'navigator.gpu gives no adapter (no usable GPU, or WebGPU is disabled)' },
+        { backend: 'webgpu', reason: 'a WebGPU adapter is available' },
+        { backend: 'wasm', reason: 'navigator.gpu.requestAdapter() failed: lost' },
+        { backend: 'wasm', reason: 'navigator.gpu gives no adapter (no usable GPU, or WebGPU is disabled)' },
+      ]);
+    } finally {
+      await browser.close();
+    }
   });
 });

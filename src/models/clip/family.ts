@@ -4,6 +4,8 @@ import { tensor, type Tensor } from '../../tensor.js';
 import type { LoraAdapter } from '../common/layers.js';
 import { softmaxRows } from '../common/probabilities.js';
 import type { TrainLossOptions } from '../common/locoop-train-graph.js';
+import type { Resident } from '../../runtime/device-tensor.js';
+import { headSessionOptions, onDevice } from '../common/device-options.js';
 import type { BundleParts, Classifier, FamilyLoadOptions, FamilyModel, ModelFamily, SearchSubject, TrainSetup } from '../family.js';
 import { clipImageEncoderOnnx } from './image-encoder.js';
 import { clipLogits, ClipLogitsHead, l2Normalize } from './logits.js';
@@ -66,6 +68,14 @@ export class ClipFamilyModel implements FamilyModel {
     return this.clip.model.matrix(name);
   }
 
+  residentMatrix(name: string): Promise<Resident> {
+    return this.clip.model.residentMatrix(name);
+  }
+
+  get deviceWeightBytes(): number {
+    return this.clip.model.deviceWeightBytes;
+  }
+
   defaultLabels(): null {
     return null;
   }
@@ -78,7 +88,7 @@ export class ClipFamilyModel implements FamilyModel {
     this.checkLabels(labels);
     const model = this.clip.model;
     const text = await this.prompts.encode(labels.map((l) => fillTemplate(options.template, l)));
-    const head = await ClipLogitsHead.create(text, model.logitScale, { threads: this.options.threads });
+    const head = await ClipLogitsHead.create(text, model.logitScale, headSessionOptions(this.options));
     return {
       classes: head.classes,
       async logits(pixels, local) {
@@ -110,7 +120,7 @@ export class ClipFamilyModel implements FamilyModel {
 
   async searchSubject(labels: readonly string[], options: { template: string }): Promise<SearchSubject> {
     this.checkLabels(labels);
-    return clipSearchSubject(this.clip.model, await this.prompts.layer0(labels.map((l) => fillTemplate(options.template, l))), this.options.threads);
+    return clipSearchSubject(this.clip.model, await this.prompts.layer0(labels.map((l) => fillTemplate(options.template, l))), headSessionOptions(this.options));
   }
 
   async trainSetup(adapters: ReadonlyMap<string, LoraAdapter>, loss: TrainLossOptions, prompts: { labels: readonly string[]; template: string }): Promise<TrainSetup> {
@@ -183,6 +193,7 @@ export const clipFamily: ModelFamily = {
     locoopTopKShare: 0.3,
   },
   async load(dir, options = {}) {
-    return new ClipFamilyModel(await ClipPipeline.load(dir, options), options);
+    const o = onDevice(options);
+    return new ClipFamilyModel(await ClipPipeline.load(dir, o), o);
   },
 };

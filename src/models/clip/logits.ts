@@ -1,4 +1,6 @@
 import { GraphBuilder } from '../../onnx/graph-builder.js';
+import { DeviceMemory } from '../../runtime/device-memory.js';
+import { disposeResident, type Resident } from '../../runtime/device-tensor.js';
 import { Session, type SessionOptions } from '../../runtime/session.js';
 import { shapeString, tensor, type Tensor } from '../../tensor.js';
 
@@ -53,13 +55,14 @@ export function clipLogits(image: Tensor<'float32'>, text: Tensor<'float32'>, lo
  * CLIP's logits on ONNX Runtime: image features are normalised in the graph and multiplied by
  * the prompts' normalised features scaled by exp(logit_scale), one MatMul per batch — for
  * GL-MCM's local logits that is 196 × 1,000 dot products per ImageNet image, too many for a JS
- * loop. The prompts' features are an input, so a search can swap them per candidate.
+ * loop. The prompts' features are an input, so a search can swap them per candidate; on webgpu
+ * they are uploaded once per {@link setText} and stay on the device.
  */
 export class ClipLogitsHead {
-  private text!: Tensor<'float32'>;
+  private text!: Resident;
   classes = 0;
 
-  private constructor(private readonly session: Session, private readonly logitScale: number) {}
+  private constructor(private readonly session: Session, private readonly logitScale: number, private readonly memory: DeviceMemory) {}
 
   /** @param text `text_embeds` [C, P] of the class prompts; @param logitScale the stored log value. */
   static async create(text: Tensor<'float32'>, logitScale: number, options: SessionOptions = {}): Promise<ClipLogitsHead> {
@@ -69,20 +72,22 @@ export class ClipLogitsHead {
     const t = g.input('text_features', 'FLOAT', [p, 'classes']);
     const norm = g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.constInt64([-1])], { keepdims: 1 })]);
     g.output(g.op('MatMul', [g.op('Div', [x, norm]), t]), 'logits', 'FLOAT', ['rows', 'classes']);
-    const head = new ClipLogitsHead(await Session.create(g.toBytes(), 'clip_logits', { memoryArena: true, ...options }), logitScale);
-    head.setText(text);
+    const head = new ClipLogitsHead(await Session.create(g.toBytes(), 'clip_logits', { memoryArena: true, ...options }), logitScale, new DeviceMemory(options));
+    await head.setText(text);
     return head;
   }
 
   /** Replaces the prompts' features (`text_embeds` [C, P]). */
-  setText(text: Tensor<'float32'>): void {
+  async setText(text: Tensor<'float32'>): Promise<void> {
     const [c, p] = text.dims as [number, number];
     const n = l2Normalize(text).data;
     const scale = Math.exp(this.logitScale);
     const w = new Float32Array(p * c); // [P, C]: scaled, normalised prompts as MatMul's B
     for (let j = 0; j < c; j++) for (let i = 0; i < p; i++) w[i * c + j] = n[j * p + i]! * scale;
-    this.text = tensor('float32', w, [p, c], 'text_features');
+    const old = this.text;
+    this.text = await this.memory.upload(tensor('float32', w, [p, c], 'text_features'));
     this.classes = c;
+    if (old) disposeResident(old);
   }
 
   /** Image features [..., P] → logits [..., C] (float32). */
@@ -93,7 +98,8 @@ export class ClipLogitsHead {
     return tensor('float32', out.logits!.data as Float32Array, [...features.dims.slice(0, -1), this.classes], 'logits');
   }
 
-  release(): Promise<void> {
-    return this.session.release();
+  async release(): Promise<void> {
+    await this.session.release();
+    await this.memory.release();
   }
 }

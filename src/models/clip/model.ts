@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import { FLOAT_DTYPES, writeSafetensors, type TensorToWrite } from '../../io/safetensors.js';
 import { openTensorSource, type TensorSource } from '../../io/tensor-source.js';
 import { checkOverlay, openTensorFile, OverlayTensorSource } from '../../io/tensor-overlay.js';
+import type { Resident } from '../../runtime/device-tensor.js';
 import { Session, type SessionOptions } from '../../runtime/session.js';
-import { byChunks, shapeString, tensor, type Tensor } from '../../tensor.js';
+import { byChunks, concatBatch, shapeString, tensor, type Tensor } from '../../tensor.js';
 import { loadClipConfig, gridSize, type ClipConfig } from './config.js';
 import {
   encoderLayersGraph, textTowerGraph, visionEmbeddingsGraph, visionTowerGraph,
@@ -17,6 +18,8 @@ import {
   visionEmbeddingsWeights, visionHeadWeights, type Tower,
 } from './weights.js';
 import { checkReplacement, SwappableModel } from '../common/swappable-model.js';
+import { disposeHiddenStates, hiddenStates, hostHiddenStates, type HiddenStates } from '../common/hidden-states.js';
+import { SessionCache } from '../common/session-cache.js';
 import type { LowRankSetting, LowRankTarget } from '../../lowrank/settings.js';
 
 /** Files of an HF model folder that travel with the weights when a model is saved. */
@@ -60,17 +63,18 @@ export interface TokenIds {
  * A CLIP model (HF `CLIPModel` layout) running on ONNX Runtime.
  *
  * Weight matrices (the ones SeTAR changes) are read once from the checkpoint and fed to the
- * graphs at each run, so {@link setWeight} swaps one at no cost; other tensors (norms, biases,
- * embeddings) are compiled into the graphs. A tower can be run in pieces — embeddings, a run of
- * layers ({@link visionLayers}), the rest of the tower from any layer ({@link visionFrom}) — so
- * callers can cache the hidden states below a layer and restart from there.
+ * graphs at each run (from device memory on webgpu), so {@link setWeight} swaps one at no cost;
+ * other tensors (norms, biases, embeddings) are compiled into the graphs. A tower can be run in
+ * pieces — embeddings, a run of layers ({@link visionLayers}), the rest of the tower from any
+ * layer ({@link visionFrom}) — so callers can cache the hidden states below a layer and restart
+ * from there; the `…Resident` forms keep those hidden states where the device left them.
  *
  * @example
  * const model = await ClipModel.load('clip-vit-base-patch16');
  * const { image_embeds, image_embeds_local } = await model.encodeImages(pixelValues); // [B, 512], [B, 14, 14, 512]
  */
 export class ClipModel extends SwappableModel implements LowRankTarget {
-  private readonly sessions = new Map<string, Promise<Session>>();
+  private readonly sessions: SessionCache;
   private textTable: TextEmbeddingsWeights | null = null;
   /** The stored (log) logit scale; logits use exp() of it. */
   readonly logitScale: number;
@@ -81,7 +85,8 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
     private readonly checkpoint: TensorSource,
     private readonly options: ClipModelOptions,
   ) {
-    super(dir, checkpoint, expectedClipTensors(config), { displayName: 'CLIP', exampleWeight: 'vision_model.encoder.layers.0.mlp.fc1.weight' });
+    super(dir, checkpoint, expectedClipTensors(config), { displayName: 'CLIP', exampleWeight: 'vision_model.encoder.layers.0.mlp.fc1.weight' }, options);
+    this.sessions = new SessionCache(options.maxSessions ?? 6);
     this.logitScale = checkpoint.readFloat32('logit_scale')[0]!;
   }
 
@@ -126,7 +131,7 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
     const keys = ['vision:embeddings', 'vision:tower:0:1', 'text:tower:0'];
     for (const key of keys) {
       const s = await this.session(key);
-      for (const name of s.inputNames) if (isSwappable(name)) this.matrix(name);
+      for (const name of s.inputNames) if (isSwappable(name)) await this.residentMatrix(name);
     }
   }
 
@@ -169,14 +174,7 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
     if (key === 'text:embeddings') this.textTable = null;
     if (key === null) return;
     const tower = key.split(':')[0]!;
-    for (const [k, s] of [...this.sessions]) {
-      if (k.startsWith(`${tower}:`) && (key !== `${tower}:embeddings` || k === key)) this.dropSession(k, s);
-    }
-  }
-
-  private dropSession(key: string, s: Promise<Session>): void {
-    this.sessions.delete(key);
-    void s.then((x) => x.release()).catch(() => undefined);
+    this.sessions.drop((k) => k.startsWith(`${tower}:`) && (key !== `${tower}:embeddings` || k === key));
   }
 
   // ---- sessions --------------------------------------------------------------------------
@@ -209,34 +207,32 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
     return textTowerGraph(run, textHeadWeights(this.source, c), o, key);
   }
 
-  /** Runs a session, feeding the weight matrices it takes. */
-  private async run(key: string, feeds: Record<string, Tensor>, outputs?: readonly string[]): Promise<Record<string, Tensor>> {
+  /**
+   * Runs a session, feeding the weight matrices it takes. Hidden states between pieces of a tower
+   * (`hidden_states_out` of the embeddings and of runs of middle layers) stay on the device.
+   */
+  private async run(key: string, feeds: Record<string, Resident>): Promise<Record<string, Resident>> {
     const s = await this.session(key);
-    const all = { ...feeds };
-    for (const n of s.inputNames) if (!(n in all) && this.isSwappable(n)) all[n] = this.matrix(n);
-    return s.run(all, outputs);
+    return s.runResident(await this.withWeights(s.inputNames, feeds));
   }
 
-  /**
-   * The compiled session for a key, most recently used last. Each session keeps an arena sized
-   * for its largest batch, so only the few used lately are kept (`maxSessions`).
-   */
+  /** The compiled session for a key; the few used last are kept (`maxSessions`). */
   private session(key: string): Promise<Session> {
-    let s = this.sessions.get(key);
-    if (s) {
-      this.sessions.delete(key);
-      this.sessions.set(key, s);
-      return s;
+    const kind = key.split(':')[1];
+    const deviceOutputs = kind === 'embeddings' || kind === 'layers' ? ['hidden_states_out'] : [];
+    return this.sessions.get(key, () => Session.create(this.graph(key), key, { memoryArena: true, ...this.options, deviceOutputs }));
+  }
+
+  /** Runs `key` on each chunk (fed as `input`), keeping its `hidden_states_out` where it is. */
+  private async runChunks(key: string, hidden: HiddenStates, input = 'hidden_states'): Promise<HiddenStates> {
+    const out: Resident[] = [];
+    try {
+      for (const h of hidden.chunks) out.push((await this.run(key, { [input]: h })).hidden_states_out!);
+    } catch (e) {
+      disposeHiddenStates(hiddenStates(out));
+      throw e;
     }
-    s = Session.create(this.graph(key), key, { memoryArena: true, ...this.options });
-    this.sessions.set(key, s);
-    s.catch(() => this.sessions.delete(key));
-    const max = this.options.maxSessions ?? 6;
-    for (const [k, old] of this.sessions) {
-      if (this.sessions.size <= max) break;
-      this.dropSession(k, old);
-    }
-    return s;
+    return hiddenStates(out);
   }
 
   // ---- vision tower ----------------------------------------------------------------------
@@ -252,27 +248,47 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
 
   /** pixel_values [B, 3, H, W] → hidden states entering layer 0, [B, 1+grid², D]. */
   async visionEmbeddings(pixelValues: Tensor<'float32'>): Promise<Tensor<'float32'>> {
+    return this.takeHiddenStates(await this.visionEmbeddingsResident(pixelValues));
+  }
+
+  /** {@link visionEmbeddings}, the hidden states left where the device put them, one chunk per `maxVisionBatch` images. */
+  async visionEmbeddingsResident(pixelValues: Tensor<'float32'>): Promise<HiddenStates> {
     this.checkPixels(pixelValues);
-    return byChunks(pixelValues, this.visionChunk, async (px) => (await this.run('vision:embeddings', { pixel_values: px })).hidden_states_out as Tensor<'float32'>);
+    return this.runChunks('vision:embeddings', hostHiddenStates(pixelValues, this.visionChunk), 'pixel_values');
   }
 
   /** Runs vision layers [from, to) on hidden states (to ≤ L − 1: the last layer runs with the head, in {@link visionFrom}). */
   async visionLayers(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>> {
     this.checkRange('vision', from, to, this.visionLayerCount - 1);
     if (from === to) return hidden;
-    return byChunks(hidden, this.visionChunk, async (h) => (await this.run(`vision:layers:${from}:${to}`, { hidden_states: h })).hidden_states_out as Tensor<'float32'>);
+    return this.takeHiddenStates(await this.visionLayersResident(hostHiddenStates(hidden, this.visionChunk), from, to));
+  }
+
+  /** {@link visionLayers} on hidden states wherever they are; the result stays there (from = to: the input itself). */
+  async visionLayersResident(hidden: HiddenStates, from: number, to: number): Promise<HiddenStates> {
+    this.checkRange('vision', from, to, this.visionLayerCount - 1);
+    if (from === to) return hidden;
+    return this.runChunks(`vision:layers:${from}:${to}`, hidden);
   }
 
   /** Runs the vision tower from the hidden states entering layer `from` to the embeddings. */
   async visionFrom(hidden: Tensor<'float32'>, from: number, options: { local?: boolean } = {}): Promise<ImageFeatures> {
+    return this.visionFromResident(hostHiddenStates(hidden, this.visionChunk), from, options);
+  }
+
+  /** {@link visionFrom} on hidden states wherever they are; the features come to the host. */
+  async visionFromResident(hidden: HiddenStates, from: number, options: { local?: boolean } = {}): Promise<ImageFeatures> {
     this.checkRange('vision', from, from, this.visionLayerCount - 1);
     const local = options.local ?? true;
     const key = `vision:tower:${from}:${local ? 1 : 0}`;
-    const global = await byChunks(hidden, this.visionChunk, async (h) => {
+    const globals: Tensor<'float32'>[] = [];
+    const locals: Tensor<'float32'>[] = [];
+    for (const h of hidden.chunks) {
       const out = await this.run(key, { hidden_states: h });
-      return { image_embeds: out.image_embeds as Tensor<'float32'>, ...(local ? { image_embeds_local: out.image_embeds_local as Tensor<'float32'> } : {}) };
-    });
-    return global;
+      globals.push(out.image_embeds as Tensor<'float32'>);
+      if (local) locals.push(out.image_embeds_local as Tensor<'float32'>);
+    }
+    return { image_embeds: concatBatch(globals), ...(local ? { image_embeds_local: concatBatch(locals) } : {}) };
   }
 
   private get visionChunk(): number {
@@ -286,7 +302,14 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
   async encodeImages(pixelValues: Tensor<'float32'>, options: { local?: boolean } = {}): Promise<ImageFeatures> {
     this.checkPixels(pixelValues);
     // chunk by chunk from pixels to features, so only one chunk's hidden states exist at a time
-    return byChunks(pixelValues, this.visionChunk, async (px) => this.visionFrom(await this.visionEmbeddings(px), 0, options));
+    return byChunks(pixelValues, this.visionChunk, async (px) => {
+      const h = await this.visionEmbeddingsResident(px);
+      try {
+        return await this.visionFromResident(h, 0, options);
+      } finally {
+        disposeHiddenStates(h);
+      }
+    });
   }
 
   // ---- text tower ------------------------------------------------------------------------
@@ -358,25 +381,48 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
     return tensor('float32', out, [t.batch, t.length, d], 'text_embeddings');
   }
 
+  /** Host hidden states entering text layer 0 (a prompt encoder's output) in the chunks the text sessions take. */
+  textHiddenStates(hidden: Tensor<'float32'>): HiddenStates {
+    return hostHiddenStates(hidden, this.textChunk);
+  }
+
+  /** {@link textEmbeddings} as hidden states (on the host: the lookup runs in JS), one chunk per `maxTextBatch` prompts. */
+  async textEmbeddingsResident(t: TokenIds): Promise<HiddenStates> {
+    return hostHiddenStates(await this.textEmbeddings(t), this.textChunk);
+  }
+
   /** Runs text layers [from, to) (to < L). */
   async textLayers(hidden: Tensor<'float32'>, from: number, to: number): Promise<Tensor<'float32'>> {
     this.checkRange('text', from, to, this.textLayerCount - 1);
     if (from === to) return hidden;
-    return byChunks(hidden, this.textChunk, async (h) => (await this.run(`text:layers:${from}:${to}`, { hidden_states: h })).hidden_states_out as Tensor<'float32'>);
+    return this.takeHiddenStates(await this.textLayersResident(hostHiddenStates(hidden, this.textChunk), from, to));
+  }
+
+  /** {@link textLayers} on hidden states wherever they are; the result stays there (from = to: the input itself). */
+  async textLayersResident(hidden: HiddenStates, from: number, to: number): Promise<HiddenStates> {
+    this.checkRange('text', from, to, this.textLayerCount - 1);
+    if (from === to) return hidden;
+    return this.runChunks(`text:layers:${from}:${to}`, hidden);
   }
 
   /** Runs the text tower from the hidden states entering layer `from`, pooled at `positions` [B] → `text_embeds` [B, P]. */
   async textFrom(hidden: Tensor<'float32'>, from: number, positions: Int32Array): Promise<Tensor<'float32'>> {
+    return this.textFromResident(hostHiddenStates(hidden, this.textChunk), from, positions);
+  }
+
+  /** {@link textFrom} on hidden states wherever they are (`positions` over all their rows, in order). */
+  async textFromResident(hidden: HiddenStates, from: number, positions: Int32Array): Promise<Tensor<'float32'>> {
     this.checkRange('text', from, from, this.textLayerCount - 1);
-    const l = hidden.dims[1]!;
+    const parts: Tensor<'float32'>[] = [];
     let start = 0;
-    return byChunks(hidden, this.textChunk, async (h) => {
-      const b = h.dims[0]!;
+    for (const h of hidden.chunks) {
+      const [b, l] = h.dims as [number, number];
       const idx = new BigInt64Array(b);
       for (let i = 0; i < b; i++) idx[i] = BigInt(i * l + positions[start + i]!);
       start += b;
-      return (await this.run(`text:tower:${from}`, { hidden_states: h, pool_index: tensor('int64', idx, [b], 'pool_index') })).text_embeds as Tensor<'float32'>;
-    });
+      parts.push((await this.run(`text:tower:${from}`, { hidden_states: h, pool_index: tensor('int64', idx, [b], 'pool_index') })).text_embeds as Tensor<'float32'>);
+    }
+    return concatBatch(parts);
   }
 
   private get textChunk(): number {
@@ -442,12 +488,10 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
     }
   }
 
-  /** Releases every session and closes the checkpoint. */
+  /** Releases every session (their device outputs with them), the device copies of the weights, and closes the checkpoint. */
   async dispose(): Promise<void> {
-    const all = [...this.sessions.values()];
-    this.sessions.clear();
-    this.clearMatrices();
-    for (const s of all) await (await s).release();
+    await this.sessions.release();
+    await this.clearMatrices();
     this.checkpoint.close();
   }
 }

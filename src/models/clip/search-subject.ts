@@ -1,3 +1,4 @@
+import type { SessionOptions } from '../../runtime/session.js';
 import { sliceBatch, type Tensor } from '../../tensor.js';
 import type { SearchSubject, SearchTower } from '../family.js';
 import { ClipLogitsHead } from './logits.js';
@@ -8,11 +9,13 @@ import type { TextLayer0 } from './prompts.js';
  * CLIP's two towers as block chains for the search: the vision tower reads the validation
  * images, the text tower the class prompts (one padded batch at the entry of text layer 0, as the
  * model's prompt encoder builds it, pooled at each prompt's end token); logits are
- * exp(logit_scale)·cos of the image (global and per patch) and prompt features.
+ * exp(logit_scale)·cos of the image (global and per patch) and prompt features. Hidden states stay
+ * where the device leaves them (`…Resident`): on webgpu they never come back to the host.
  */
-export async function clipSearchSubject(model: ClipModel, prompts: TextLayer0, threads?: number): Promise<SearchSubject> {
-  const { hidden: textEmbeddings, positions } = prompts;
-  const head = await ClipLogitsHead.create(await model.textFrom(textEmbeddings, 0, positions), model.logitScale, { threads });
+export async function clipSearchSubject(model: ClipModel, prompts: TextLayer0, sessionOptions: SessionOptions = {}): Promise<SearchSubject> {
+  const { hidden, positions } = prompts;
+  const textEmbeddings = model.textHiddenStates(hidden);
+  const head = await ClipLogitsHead.create(await model.textFrom(hidden, 0, positions), model.logitScale, sessionOptions);
   let headText: Tensor<'float32'> | null = null;
 
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -21,9 +24,9 @@ export async function clipSearchSubject(model: ClipModel, prompts: TextLayer0, t
     layers: range(model.visionLayerCount),
     projection: true,
     readsImages: true,
-    embed: (pixels) => model.visionEmbeddings(pixels!),
-    run: (h, from, to) => model.visionLayers(h, from, to),
-    head: (h, from) => model.visionFrom(h, from),
+    embed: (pixels) => model.visionEmbeddingsResident(pixels!),
+    run: (h, from, to) => model.visionLayersResident(h, from, to),
+    head: (h, from) => model.visionFromResident(h, from),
   };
   const text: SearchTower = {
     tower: 'text',
@@ -31,8 +34,8 @@ export async function clipSearchSubject(model: ClipModel, prompts: TextLayer0, t
     projection: true,
     readsImages: false,
     embed: async () => textEmbeddings,
-    run: (h, from, to) => model.textLayers(h, from, to),
-    head: (h, from) => model.textFrom(h, from, positions),
+    run: (h, from, to) => model.textLayersResident(h, from, to),
+    head: (h, from) => model.textFromResident(h, from, positions),
   };
   return {
     towers: [vision, text],
@@ -40,7 +43,7 @@ export async function clipSearchSubject(model: ClipModel, prompts: TextLayer0, t
       const img = outputs[0] as ImageFeatures;
       const txt = outputs[1] as Tensor<'float32'>;
       if (txt !== headText) {
-        head.setText(txt);
+        await head.setText(txt);
         headText = txt;
       }
       return { global: await head.logits(sliceBatch(img.image_embeds, start, count)), local: await head.logits(sliceBatch(img.image_embeds_local!, start, count)) };

@@ -1,5 +1,9 @@
 import type { SafetensorsDtype } from '../../io/safetensors.js';
-import { shapeString, tensor, type Tensor } from '../../tensor.js';
+import { DeviceMemory } from '../../runtime/device-memory.js';
+import { disposeResident, type Resident } from '../../runtime/device-tensor.js';
+import type { SessionOptions } from '../../runtime/session.js';
+import { concatBatch, shapeString, tensor, type Tensor } from '../../tensor.js';
+import { disposeHiddenStates, type HiddenStates } from './hidden-states.js';
 import { transpose } from './layers.js';
 
 /** Where a model's tensors come from: a safetensors checkpoint or a torch `pytorch_model.bin`. */
@@ -37,11 +41,19 @@ export interface ModelIdentity {
  * wins over the checkpoint. Swapping a graph-input matrix costs a transpose (the graphs take
  * MatMul's [in, out] layout); any other tensor is compiled into graphs, so replacing one calls
  * {@link onReplaced} for the model to drop the graphs that hold it.
+ *
+ * On a device with memory of its own (webgpu) the matrices are uploaded once, on first use, and
+ * fed to every run from device memory; replacing one uploads that one matrix again, nothing else.
  */
 export abstract class SwappableModel {
   private readonly overrides = new Map<string, Float32Array>();
   /** Graph-input matrices in [in, out] layout, built on first use and kept until replaced. */
   private readonly matrices = new Map<string, Tensor<'float32'>>();
+  /** Device copies of the matrices (webgpu), uploaded on first use and dropped when replaced. */
+  private readonly resident = new Map<string, { readonly tensor: Promise<Resident>; readonly bytes: number }>();
+  private residentBytes = 0;
+  /** Uploads and downloads for this model's device (a pass-through on cpu and cuda). */
+  protected readonly memory: DeviceMemory;
 
   protected constructor(
     readonly dir: string,
@@ -49,7 +61,11 @@ export abstract class SwappableModel {
     /** Every tensor of the model with its HF shape. */
     protected readonly expected: ReadonlyMap<string, readonly number[]>,
     private readonly identity: ModelIdentity,
-  ) {}
+    /** Where the model's sessions run: the device memory follows the same providers and counter. */
+    sessionOptions: Pick<SessionOptions, 'executionProviders' | 'transfers'> = {},
+  ) {
+    this.memory = new DeviceMemory({ executionProviders: sessionOptions.executionProviders, transfers: sessionOptions.transfers });
+  }
 
   /** Whether `name` is a graph input (swapped without recompiling). */
   abstract isSwappable(name: string): boolean;
@@ -117,13 +133,75 @@ export abstract class SwappableModel {
     return m;
   }
 
-  /** Forgets every cached matrix (when the model is released). */
-  protected clearMatrices(): void {
+  /**
+   * A graph-input matrix as runs are fed it: its device copy where the device holds memory
+   * (uploaded on first use, counted by the model's TransferCounter), else {@link matrix}.
+   */
+  residentMatrix(name: string): Promise<Resident> {
+    if (!this.memory.holdsDeviceMemory) return Promise.resolve(this.matrix(name));
+    let r = this.resident.get(name);
+    if (!r) {
+      const m = this.matrix(name);
+      const entry = { tensor: this.memory.upload(m), bytes: m.data.byteLength };
+      this.resident.set(name, entry);
+      this.residentBytes += entry.bytes;
+      entry.tensor.catch(() => {
+        if (this.resident.get(name) === entry) this.forgetResident(name);
+      });
+      r = entry;
+    }
+    return r.tensor;
+  }
+
+  /** Bytes of weight matrices now held in device memory (0 where the device has none). */
+  get deviceWeightBytes(): number {
+    return this.residentBytes;
+  }
+
+  /** `feeds` plus every swappable weight matrix among `inputNames` that it lacks, as runs take them. */
+  protected async withWeights(inputNames: readonly string[], feeds: Readonly<Record<string, Resident>>): Promise<Record<string, Resident>> {
+    const all: Record<string, Resident> = { ...feeds };
+    for (const n of inputNames) if (!(n in all) && this.isSwappable(n)) all[n] = await this.residentMatrix(n);
+    return all;
+  }
+
+  /** Hidden states on the host, as one tensor (downloaded where they are on the device). */
+  async hostHiddenStates(h: HiddenStates): Promise<Tensor<'float32'>> {
+    const parts: Tensor<'float32'>[] = [];
+    for (const c of h.chunks) parts.push((await this.memory.download(c)) as Tensor<'float32'>);
+    return concatBatch(parts);
+  }
+
+  /** {@link hostHiddenStates}, then frees their device memory: for methods that hand out host tensors only. */
+  protected async takeHiddenStates(h: HiddenStates): Promise<Tensor<'float32'>> {
+    try {
+      return await this.hostHiddenStates(h);
+    } finally {
+      disposeHiddenStates(h);
+    }
+  }
+
+  /** Forgets every cached matrix and frees the device copies and device memory (when the model is released). */
+  protected async clearMatrices(): Promise<void> {
+    for (const n of [...this.resident.keys()]) this.forgetResident(n);
     this.matrices.clear();
+    await this.memory.release();
+  }
+
+  private forgetResident(name: string): void {
+    const r = this.resident.get(name);
+    if (!r) return;
+    this.resident.delete(name);
+    this.residentBytes -= r.bytes;
+    void r.tensor.then(disposeResident, () => undefined);
   }
 
   private changed(name: string): void {
-    if (this.isSwappable(name)) this.matrices.delete(name);
-    else this.onReplaced(name);
+    if (this.isSwappable(name)) {
+      this.forgetResident(name);
+      this.matrices.delete(name);
+    } else {
+      this.onReplaced(name);
+    }
   }
 }

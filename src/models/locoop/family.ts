@@ -2,6 +2,7 @@ import { clipFamily, ClipFamilyModel, poolIndex } from '../clip/family.js';
 import { ClipPipeline, fillTemplate } from '../clip/pipeline.js';
 import { CLIP_CONTEXT_LENGTH } from '../clip/tokenizer.js';
 import { clipTrainGraph } from '../clip/train-graph.js';
+import { onDevice } from '../common/device-options.js';
 import type { TrainLossOptions } from '../common/locoop-train-graph.js';
 import type { FamilyLoadOptions, ModelFamily, PromptContext, PromptContextSaveInfo, TrainSetup } from '../family.js';
 import { writeLocoopCheckpoint, sgdStateDict } from './checkpoint-writer.js';
@@ -133,9 +134,10 @@ export const locoopFamily: ModelFamily = {
     }
     // the checkpoint first: a wrong file fails before the CLIP weights load
     const read = options.locoopCkpt !== undefined ? readLocoopContext(options.locoopCkpt, { nCtx: options.nCtx, nCtxName: options.nCtxName }) : null;
-    const clip = await ClipPipeline.load(dir, options);
+    const o = onDevice(options);
+    const clip = await ClipPipeline.load(dir, o);
     try {
-      return new LocoopFamilyModel(clip, options, new LocoopPromptContext(clip, contextFor(clip, options, read)));
+      return new LocoopFamilyModel(clip, o, new LocoopPromptContext(clip, contextFor(clip, o, read)));
     } catch (e) {
       await clip.dispose();
       throw e;

@@ -4,6 +4,8 @@ import { sliceBatch, type Tensor } from '../../tensor.js';
 import type { LoraAdapter } from '../common/layers.js';
 import type { TrainLossOptions } from '../common/locoop-train-graph.js';
 import { softmaxRows } from '../common/probabilities.js';
+import type { Resident } from '../../runtime/device-tensor.js';
+import { onDevice } from '../common/device-options.js';
 import type { BundleParts, Classifier, FamilyModel, ModelFamily, SearchSubject, TrainSetup } from '../family.js';
 import { numLabels } from './config.js';
 import { swinV2ClassifierGraph } from './graph.js';
@@ -59,6 +61,14 @@ class SwinV2FamilyModel implements FamilyModel {
     return this.model.matrix(name);
   }
 
+  residentMatrix(name: string): Promise<Resident> {
+    return this.model.residentMatrix(name);
+  }
+
+  get deviceWeightBytes(): number {
+    return this.model.deviceWeightBytes;
+  }
+
   /** config.json's id2label, in output order. */
   defaultLabels(): string[] {
     const c = this.model.config;
@@ -109,9 +119,9 @@ class SwinV2FamilyModel implements FamilyModel {
         layers: model.plan().map((p) => [p.stage, p.block] as const),
         projection: false,
         readsImages: true,
-        embed: (pixels) => model.embeddings(pixels!),
-        run: (h, from, to) => model.blocks(h, from, to),
-        head: (h, from) => model.classifyFrom(h, from),
+        embed: (pixels) => model.embeddingsResident(pixels!),
+        run: (h, from, to) => model.blocksResident(h, from, to),
+        head: (h, from) => model.classifyFromResident(h, from),
       }],
       async logits(outputs, start, count) {
         const o = outputs[0] as SwinV2Outputs;
@@ -177,6 +187,6 @@ export const swinV2Family: ModelFamily = {
     locoopTopKShare: 0.7,
   },
   async load(dir, options = {}) {
-    return new SwinV2FamilyModel(await SwinV2Model.load(dir, options));
+    return new SwinV2FamilyModel(await SwinV2Model.load(dir, onDevice(options)));
   },
 };

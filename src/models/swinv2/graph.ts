@@ -230,10 +230,14 @@ function windowAttention(g: GraphBuilder, src: Source, c: SwinV2Config, x: strin
   const q = linear(g, xw, lin(src, `${pre}.attention.self.query`, d, d, c.qkv_bias), `${pre}.attention.self.query`, lora);
   const k = linear(g, xw, lin(src, `${pre}.attention.self.key`, d, d, false), `${pre}.attention.self.key`, lora);
   const v = linear(g, xw, lin(src, `${pre}.attention.self.value`, d, d, c.qkv_bias), `${pre}.attention.self.value`, lora);
-  const split = (t: string) => g.op('Transpose', [g.op('Reshape', [t, g.constInt64([0, 0, heads, hd])])], { perm: [0, 2, 1, 3] });
-  const qn = l2normalize(g, split(q));
-  const kn = l2normalize(g, split(k));
-  const vh = split(v);
+  const perHead = (t: string) => g.op('Reshape', [t, g.constInt64([0, 0, heads, hd])]);
+  const split = (t: string) => g.op('Transpose', [t], { perm: [0, 2, 1, 3] });
+  // normalised before the head split (the norm over head_dim is the same in either layout): ORT's
+  // transpose optimiser would otherwise move that Transpose onto the bool mask of the norm's
+  // gradient, a Transpose its WebGPU provider runs on the CPU
+  const qn = split(l2normalize(g, perHead(q)));
+  const kn = split(l2normalize(g, perHead(k)));
+  const vh = split(perHead(v));
   const ls = src(`${pre}.attention.self.logit_scale`);
   const scale = Float32Array.from(ls, (t) => Math.exp(Math.min(t, Math.log(100))));
   let scores = g.op('Mul', [g.op('MatMul', [qn, g.op('Transpose', [kn], { perm: [0, 1, 3, 2] })]), g.initializer(`${pre}.attention.self.logit_scale_clamped_exp`, scale, [1, heads, 1, 1])]);

@@ -1,8 +1,9 @@
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FLOAT_DTYPES, writeSafetensors, type TensorToWrite } from '../../io/safetensors.js';
+import type { Resident } from '../../runtime/device-tensor.js';
 import { Session, type SessionOptions } from '../../runtime/session.js';
-import { byChunks, shapeString, type Tensor } from '../../tensor.js';
+import { concatBatch, shapeString, type Tensor } from '../../tensor.js';
 import { loadSwinV2Config, numLabels, type SwinV2Config } from './config.js';
 import {
   blockPlan, hiddenShape, swinV2BlocksGraph, swinV2ClassifierGraph, swinV2EmbeddingsGraph, swinV2HeadGraph, type BlockPlan,
@@ -12,6 +13,8 @@ import {
 } from './weights.js';
 import { checkOverlay, openTensorFile, OverlayTensorSource } from '../../io/tensor-overlay.js';
 import { SwappableModel } from '../common/swappable-model.js';
+import { disposeHiddenStates, hiddenStates, hostHiddenStates, type HiddenStates } from '../common/hidden-states.js';
+import { SessionCache } from '../common/session-cache.js';
 import type { LowRankSetting, LowRankTarget } from '../../lowrank/settings.js';
 
 /** Compiled sessions kept alive (least recently used ones are released). */
@@ -38,18 +41,19 @@ export interface SwinV2ModelOptions extends SessionOptions {
 
 /**
  * An HF `Swinv2ForImageClassification` running on ONNX Runtime, with SeTAR's local logits.
- * The block Linear weights are fed at each run ({@link setWeight} swaps one at no cost); any
- * other tensor is compiled into the graph, and replacing one rebuilds it on next use.
+ * The block Linear weights are fed at each run, from device memory on webgpu ({@link setWeight}
+ * swaps one at no cost); any other tensor is compiled into the graph, and replacing one rebuilds
+ * it on next use.
  *
  * @example
  * const model = await SwinV2Model.load('swinv2-base');
  * const { logits, logits_local } = await model.classify(pixelValues); // [B, 1000], [B, 8, 8, 1000]
  */
 export class SwinV2Model extends SwappableModel implements LowRankTarget {
-  private readonly sessions = new Map<string, Promise<Session>>();
+  private readonly sessions = new SessionCache(MAX_SESSIONS);
 
   private constructor(dir: string, readonly config: SwinV2Config, private readonly checkpoint: TensorSource, private readonly options: SessionOptions) {
-    super(dir, checkpoint, expectedSwinV2Tensors(config), { displayName: 'Swin V2', exampleWeight: 'swinv2.encoder.layers.0.blocks.0.intermediate.dense.weight' });
+    super(dir, checkpoint, expectedSwinV2Tensors(config), { displayName: 'Swin V2', exampleWeight: 'swinv2.encoder.layers.0.blocks.0.intermediate.dense.weight' }, options);
   }
 
   /**
@@ -106,10 +110,7 @@ export class SwinV2Model extends SwappableModel implements LowRankTarget {
   }
 
   protected onReplaced(): void {
-    for (const [k, s] of [...this.sessions]) {
-      this.sessions.delete(k);
-      void s.then((x) => x.release()).catch(() => undefined);
-    }
+    this.sessions.drop(() => true);
   }
 
   // ---- running ---------------------------------------------------------------------------
@@ -117,16 +118,11 @@ export class SwinV2Model extends SwappableModel implements LowRankTarget {
   /**
    * The compiled session a key names, built on first use: `classifier` (the whole model),
    * `embeddings`, `blocks:FROM:TO` or `head:FROM` (blocks FROM.. and the heads), each for an
-   * input size. The most recently used few are kept: a search builds one per block.
+   * input size. The most recently used few are kept: a search builds one per block. The hidden
+   * states that `embeddings` and `blocks` give stay on the device.
    */
   private session(kind: string, height: number, width: number): Promise<Session> {
     const key = `${kind}:${height}x${width}`;
-    let s = this.sessions.get(key);
-    if (s) {
-      this.sessions.delete(key);
-      this.sessions.set(key, s);
-      return s;
-    }
     const [k, a, b] = kind.split(':') as [string, string, string];
     const c = this.config;
     const build = (): Uint8Array => {
@@ -135,22 +131,25 @@ export class SwinV2Model extends SwappableModel implements LowRankTarget {
       if (k === 'head') return swinV2HeadGraph(c, this.source, Number(a), height, width);
       return swinV2ClassifierGraph(c, this.source, { height, width });
     };
-    s = Promise.resolve().then(() => Session.create(build(), `swinv2:${key}`, this.options));
-    this.sessions.set(key, s);
-    s.catch(() => this.sessions.delete(key));
-    for (const [old, o] of this.sessions) {
-      if (this.sessions.size <= MAX_SESSIONS) break;
-      this.sessions.delete(old);
-      void o.then((x) => x.release()).catch(() => undefined);
-    }
-    return s;
+    const deviceOutputs = k === 'embeddings' || k === 'blocks' ? ['hidden_states_out'] : [];
+    return this.sessions.get(key, () => Session.create(build(), `swinv2:${key}`, { ...this.options, deviceOutputs }));
   }
 
   /** Runs a session, feeding the block weight matrices it takes. */
-  private async run(s: Session, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
-    const all = { ...feeds };
-    for (const n of s.inputNames) if (!(n in all)) all[n] = this.matrix(n);
-    return s.run(all);
+  private async run(s: Session, feeds: Record<string, Resident>): Promise<Record<string, Resident>> {
+    return s.runResident(await this.withWeights(s.inputNames, feeds));
+  }
+
+  /** Runs `s` on each chunk (fed as `input`), keeping its `hidden_states_out` where it is. */
+  private async runChunks(s: Session, chunks: HiddenStates, input: string): Promise<HiddenStates> {
+    const out: Resident[] = [];
+    try {
+      for (const x of chunks.chunks) out.push((await this.run(s, { [input]: x })).hidden_states_out!);
+    } catch (e) {
+      disposeHiddenStates(hiddenStates(out));
+      throw e;
+    }
+    return hiddenStates(out);
   }
 
   private checkPixels(pixelValues: Tensor<'float32'>, what: string): [number, number] {
@@ -164,7 +163,7 @@ export class SwinV2Model extends SwappableModel implements LowRankTarget {
   /** pixel_values [B, C, H, W] (already preprocessed) → logits and SeTAR's logits_local. */
   async classify(pixelValues: Tensor<'float32'>): Promise<SwinV2Outputs> {
     const [h, w] = this.checkPixels(pixelValues, 'classify');
-    const out = await this.run(await this.session('classifier', h, w), { pixel_values: pixelValues });
+    const out = await this.run(await this.session('classifier', h, w), { pixel_values: pixelValues }) as Record<string, Tensor>;
     return { logits: out.logits as Tensor<'float32'>, logits_local: out.logits_local as Tensor<'float32'> };
   }
 
@@ -179,37 +178,57 @@ export class SwinV2Model extends SwappableModel implements LowRankTarget {
 
   /** pixel_values → hidden states entering block 0, [B, tokens, embed_dim]. */
   async embeddings(pixelValues: Tensor<'float32'>): Promise<Tensor<'float32'>> {
+    return this.takeHiddenStates(await this.embeddingsResident(pixelValues));
+  }
+
+  /** {@link embeddings}, the hidden states left where the device put them, in chunks of 8 images. */
+  async embeddingsResident(pixelValues: Tensor<'float32'>): Promise<HiddenStates> {
     const [h, w] = this.checkPixels(pixelValues, 'embeddings');
-    const s = await this.session('embeddings', h, w);
-    return byChunks(pixelValues, CHUNK, async (px) => (await this.run(s, { pixel_values: px })).hidden_states_out as Tensor<'float32'>);
+    return this.runChunks(await this.session('embeddings', h, w), hostHiddenStates(pixelValues, CHUNK), 'pixel_values');
   }
 
   /** Hidden states entering block `from` → those entering block `to` (from ≤ to < blockCount). */
   async blocks(hidden: Tensor<'float32'>, from: number, to: number, height = this.config.image_size[0], width = this.config.image_size[1]): Promise<Tensor<'float32'>> {
-    this.checkHidden(hidden, from, to, height, width);
+    this.checkHidden(hidden.dims, from, to, height, width);
     if (from === to) return hidden;
-    const s = await this.session(`blocks:${from}:${to}`, height, width);
-    return byChunks(hidden, CHUNK, async (x) => (await this.run(s, { hidden_states: x })).hidden_states_out as Tensor<'float32'>);
+    return this.takeHiddenStates(await this.blocksResident(hostHiddenStates(hidden, CHUNK), from, to, height, width));
+  }
+
+  /** {@link blocks} on hidden states wherever they are; the result stays there (from = to: the input itself). */
+  async blocksResident(hidden: HiddenStates, from: number, to: number, height = this.config.image_size[0], width = this.config.image_size[1]): Promise<HiddenStates> {
+    for (const c of hidden.chunks) this.checkHidden(c.dims, from, to, height, width);
+    if (from === to) return hidden;
+    return this.runChunks(await this.session(`blocks:${from}:${to}`, height, width), hidden, 'hidden_states');
   }
 
   /** Hidden states entering block `from` → logits and logits_local (blocks from.. and the heads). */
   async classifyFrom(hidden: Tensor<'float32'>, from: number, height = this.config.image_size[0], width = this.config.image_size[1]): Promise<SwinV2Outputs> {
-    this.checkHidden(hidden, from, from, height, width);
-    const s = await this.session(`head:${from}`, height, width);
-    return byChunks(hidden, CHUNK, async (x) => {
-      const out = await this.run(s, { hidden_states: x });
-      return { logits: out.logits as Tensor<'float32'>, logits_local: out.logits_local as Tensor<'float32'> };
-    });
+    this.checkHidden(hidden.dims, from, from, height, width);
+    return this.classifyFromResident(hostHiddenStates(hidden, CHUNK), from, height, width);
   }
 
-  private checkHidden(hidden: Tensor<'float32'>, from: number, to: number, height: number, width: number): void {
+  /** {@link classifyFrom} on hidden states wherever they are; the logits come to the host. */
+  async classifyFromResident(hidden: HiddenStates, from: number, height = this.config.image_size[0], width = this.config.image_size[1]): Promise<SwinV2Outputs> {
+    for (const c of hidden.chunks) this.checkHidden(c.dims, from, from, height, width);
+    const s = await this.session(`head:${from}`, height, width);
+    const logits: Tensor<'float32'>[] = [];
+    const local: Tensor<'float32'>[] = [];
+    for (const x of hidden.chunks) {
+      const out = await this.run(s, { hidden_states: x });
+      logits.push(out.logits as Tensor<'float32'>);
+      local.push(out.logits_local as Tensor<'float32'>);
+    }
+    return { logits: concatBatch(logits), logits_local: concatBatch(local) };
+  }
+
+  private checkHidden(dims: readonly number[], from: number, to: number, height: number, width: number): void {
     const n = this.blockCount;
     if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from <= to && to < n)) {
       throw new RangeError(`Swin V2 blocks [${from}, ${to}) out of range: need 0 <= from <= to <= ${n - 1}`);
     }
     const [t, d] = hiddenShape(this.plan(height, width), from);
-    if (hidden.dims.length !== 3 || hidden.dims[1] !== t || hidden.dims[2] !== d) {
-      throw new RangeError(`'hidden_states' entering block ${from} must be [batch, ${t}, ${d}], got ${shapeString(hidden.dims)}`);
+    if (dims.length !== 3 || dims[1] !== t || dims[2] !== d) {
+      throw new RangeError(`'hidden_states' entering block ${from} must be [batch, ${t}, ${d}], got ${shapeString(dims)}`);
     }
   }
 
@@ -233,11 +252,10 @@ export class SwinV2Model extends SwappableModel implements LowRankTarget {
     }
   }
 
-  /** Releases the sessions and the checkpoint. */
+  /** Releases the sessions (their device outputs with them), the device copies of the weights and the checkpoint. */
   async dispose(): Promise<void> {
-    const all = [...this.sessions.values()];
-    this.sessions.clear();
-    for (const s of all) await s.then((x) => x.release()).catch(() => undefined);
+    await this.sessions.release();
+    await this.clearMatrices();
     this.checkpoint.close();
   }
 }

@@ -12,6 +12,7 @@ import { locoopFamily } from '../../../src/models/locoop/family.js';
 import { locoopInputsEmbeds, truncateLocoopIds } from '../../../src/models/locoop/prompt.js';
 import { familyOfOfficialType, loadModel, registerFamily, resolveFamily } from '../../../src/models/registry.js';
 import type { ModelFamily } from '../../../src/models/family.js';
+import type { Tensor } from '../../../src/tensor.js';
 import { ClipTokenizer } from '../../../src/models/clip/tokenizer.js';
 import { ConfigError } from '../../../src/models/common/config.js';
 import { assertRelMax } from '../../helpers/close.js';
@@ -90,7 +91,8 @@ describe('the LoCoOp family row and the registry', () => {
       rows.forEach((r, i) => ids.set(r, i * length));
       const pc = model.promptContext!;
       const c = { ctx: pc.value(), n: pc.n, width: pc.width, dtype: 'F32' as const, source: pc.source };
-      assert.deepEqual(h.data, locoopInputsEmbeds({ ids, batch: 2, length }, c, clip.textEmbeddingTables()).data);
+      assert.equal(h.chunks.length, 1, 'two prompts are one chunk');
+      assert.deepEqual((h.chunks[0] as Tensor).data, locoopInputsEmbeds({ ids, batch: 2, length }, c, clip.textEmbeddingTables()).data);
       // its head at layer 0 gives the reference features of the class prompts
       const { tensors } = loadReference();
       const feats = await text.head(h, 0) as { data: Float32Array };
