@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadIdDataset } from '../data/datasets.js';
 import { decodeImage, type DecodedImage } from '../image/decode.js';
 import { resolveEvalConfig } from '../eval/config.js';
 import { runEval, type EvalResult } from '../eval/run-eval.js';
-import { openOutputFolder, writeFileAtomic } from '../io/atomic.js';
-import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { openOutputFolder } from '../io/atomic.js';
+import type { TensorToWrite } from '../io/safetensors.js';
 import type { LoraAdapter } from '../models/common/layers.js';
 import { loadModel, resolveFamily } from '../models/registry.js';
 import { locoopLoadOptions } from '../config/run-config.js';
@@ -20,6 +20,7 @@ import { TransferCounter } from '../runtime/transfers.js';
 import { tensor } from '../tensor.js';
 import { setarAdapters, loraAdapters, mergeAdapter, type Adapter } from './adapters.js';
 import { trainTransform } from './augment.js';
+import { EpochCheckpoint } from './checkpoint.js';
 import type { FinetuneConfig } from './config.js';
 import { Sgd, type Param } from './optimizer.js';
 import { SeededRng } from '../rng.js';
@@ -137,38 +138,24 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
     const epochs = Math.ceil(totalSteps / stepsPerEpoch);
 
     // Resume from the last epoch's checkpoint.
-    const fp = fingerprint(config);
-    const ckptDir = join(config.out, 'checkpoint');
-    const trainLog: TrainLogRow[] = [];
-    let step = 0;
-    let startEpoch = 0;
-    if (existsSync(join(ckptDir, 'state.json'))) {
-      const st = JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as { fingerprint: string; epoch: number; step: number; rng: number; log: TrainLogRow[]; adapters?: string };
-      if (st.fingerprint !== fp) throw new Error(`'${ckptDir}' holds a checkpoint of a run with other settings; use another --out folder or delete it`);
-      const f = SafetensorsFile.open(join(ckptDir, st.adapters ?? 'adapters.safetensors'));
-      try {
-        for (const p of params) p.value.set(f.readFloat32(p.name));
-        sgd.loadState(new Map(params.filter((p) => f.entries.has(`momentum:${p.name}`)).map((p) => [p.name, f.readFloat32(`momentum:${p.name}`)])));
-      } finally {
-        f.close();
-      }
-      step = st.step;
-      startEpoch = st.epoch;
-      rng.state = st.rng;
-      trainLog.push(...st.log);
+    const checkpoint = new EpochCheckpoint(config.out, fingerprint(config), 'adapters');
+    const ckptDir = checkpoint.dir;
+    const resumed = checkpoint.resume((f) => {
+      for (const p of params) p.value.set(f.readFloat32(p.name));
+      sgd.loadState(new Map(params.filter((p) => f.entries.has(`momentum:${p.name}`)).map((p) => [p.name, f.readFloat32(`momentum:${p.name}`)])));
+    });
+    const trainLog: TrainLogRow[] = [...(resumed?.log ?? [])];
+    let step = resumed?.step ?? 0;
+    const startEpoch = resumed?.epoch ?? 0;
+    if (resumed) {
+      rng.state = resumed.rng;
       log(`resuming after epoch ${startEpoch} (step ${step})`);
     }
     const saveCheckpoint = (epoch: number) => {
-      mkdirSync(ckptDir, { recursive: true });
       const t: Record<string, TensorToWrite> = {};
       for (const p of params) t[p.name] = { dtype: 'F32', shape: shapes.get(p.name)!, data: p.value };
       for (const [k, v] of sgd.state()) t[`momentum:${k}`] = { dtype: 'F32', shape: shapes.get(k)!, data: v };
-      // The adapters of each epoch get their own file, named by state.json (written last, atomically):
-      // a run killed between the two writes resumes from a matching pair.
-      const file = `adapters-epoch${epoch}.safetensors`;
-      writeSafetensors(join(ckptDir, file), t);
-      writeFileAtomic(join(ckptDir, 'state.json'), JSON.stringify({ fingerprint: fp, epoch, step, rng: rng.state, log: trainLog, adapters: file }));
-      for (const old of readdirSync(ckptDir)) if (/^adapters(-epoch\d+)?\.safetensors$/.test(old) && old !== file) rmSync(join(ckptDir, old), { force: true });
+      checkpoint.save({ epoch, step, rng: rng.state, log: trainLog }, t);
     };
     const writeLogs = () => writeTrainLogs(config.out, trainLog, transfers !== null || trainLog.some((r) => r.bytes_up !== undefined));
 
@@ -200,7 +187,7 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
           const scalar = (k: string) => (out[k]!.data as Float32Array)[0]!;
           const loss = scalar('locoop_loss');
           if (!Number.isFinite(loss)) {
-            throw new NonFiniteLossError(`the training loss became ${loss} at step ${step} (epoch ${epoch}); stopping. ${existsSync(join(ckptDir, 'state.json')) ? `The last good checkpoint (epoch ${startEpoch}) is kept in '${ckptDir}'.` : 'No epoch had finished, so there is no checkpoint.'} Lower --learning-rate.`);
+            throw new NonFiniteLossError(`the training loss became ${loss} at step ${step} (epoch ${epoch}); stopping. ${checkpoint.exists ? `The last good checkpoint (epoch ${startEpoch}) is kept in '${ckptDir}'.` : 'No epoch had finished, so there is no checkpoint.'} Lower --learning-rate.`);
           }
           // gradient accumulation as the reference: each micro-batch's loss divided by the number of micro-batches
           for (const [name, gname] of graph.gradients) {

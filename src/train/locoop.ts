@@ -1,14 +1,13 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { locoopLoadOptions } from '../config/run-config.js';
 import { loadIdDataset } from '../data/datasets.js';
 import { resolveEvalConfig } from '../eval/config.js';
 import { runEval, type EvalResult } from '../eval/run-eval.js';
 import { decodeImage, type DecodedImage } from '../image/decode.js';
-import { openOutputFolder, writeFileAtomic } from '../io/atomic.js';
+import { openOutputFolder } from '../io/atomic.js';
 import { prepareOutDir } from '../io/out-dir.js';
-import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { PyFloat, type SaveValue } from '../io/torch-save.js';
 import type { FamilyLoadOptions } from '../models/family.js';
 import { loadModel } from '../models/registry.js';
@@ -18,6 +17,7 @@ import { SeededRng } from '../rng.js';
 import { Session } from '../runtime/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { trainTransform } from './augment.js';
+import { EpochCheckpoint } from './checkpoint.js';
 import type { AdapterPlan, FinetuneConfig } from './config.js';
 import { Sgd } from './optimizer.js';
 import { dasslEpochLr } from './schedule.js';
@@ -121,35 +121,22 @@ export async function runLocoopTraining(config: FinetuneConfig, plan: ContextPla
     log(`LoCoOp: n_ctx ${pc.n} (context from ${pc.source}); ${n} images (${plan.shots} per class) of ${classes} classes; locoop_top_k ${topK}, λ ${config.locoop_lambda}; ${epochs} epochs of ${batchesPerEpoch} steps (batch ${config.batch_size}), lr ${config.learning_rate} after ${plan.warmup_epochs} warm-up epoch(s) at ${plan.warmup_lr}`);
 
     // Resume from the last epoch's checkpoint.
-    const fp = fingerprint(config);
-    const ckptDir = join(config.out, 'checkpoint');
-    const trainLog: TrainLogRow[] = [];
-    let step = 0;
-    let startEpoch = 0;
-    if (existsSync(join(ckptDir, 'state.json'))) {
-      const st = JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as { fingerprint: string; epoch: number; step: number; rng: number; log: TrainLogRow[]; context: string };
-      if (st.fingerprint !== fp) throw new Error(`'${ckptDir}' holds a checkpoint of a run with other settings; use another --out folder or delete it`);
-      const f = SafetensorsFile.open(join(ckptDir, st.context));
-      try {
-        ctx.set(f.readFloat32('ctx'));
-        if (f.entries.has('momentum:ctx')) sgd.loadState(new Map([['ctx', f.readFloat32('momentum:ctx')]]));
-      } finally {
-        f.close();
-      }
-      step = st.step;
-      startEpoch = st.epoch;
-      rng.state = st.rng;
-      trainLog.push(...st.log);
+    const checkpoint = new EpochCheckpoint(config.out, fingerprint(config), 'context');
+    const ckptDir = checkpoint.dir;
+    const resumed = checkpoint.resume((f) => {
+      ctx.set(f.readFloat32('ctx'));
+      if (f.entries.has('momentum:ctx')) sgd.loadState(new Map([['ctx', f.readFloat32('momentum:ctx')]]));
+    });
+    const trainLog: TrainLogRow[] = [...(resumed?.log ?? [])];
+    let step = resumed?.step ?? 0;
+    const startEpoch = resumed?.epoch ?? 0;
+    if (resumed) {
+      rng.state = resumed.rng;
       log(`resuming after epoch ${startEpoch} (step ${step})`);
     }
     const saveCheckpoint = (epoch: number) => {
-      mkdirSync(ckptDir, { recursive: true });
-      const file = `context-epoch${epoch}.safetensors`;
       const m = sgd.state().get('ctx');
-      writeSafetensors(join(ckptDir, file), { ctx: { dtype: 'F32', shape, data: ctx }, ...(m ? { 'momentum:ctx': { dtype: 'F32', shape, data: m } } : {}) });
-      // state.json is written last, atomically, and names its own context file: a run killed between the two writes resumes from a matching pair
-      writeFileAtomic(join(ckptDir, 'state.json'), JSON.stringify({ fingerprint: fp, epoch, step, rng: rng.state, log: trainLog, context: file }));
-      for (const old of readdirSync(ckptDir)) if (/^context-epoch\d+\.safetensors$/.test(old) && old !== file) rmSync(join(ckptDir, old), { force: true });
+      checkpoint.save({ epoch, step, rng: rng.state, log: trainLog }, { ctx: { dtype: 'F32', shape, data: ctx }, ...(m ? { 'momentum:ctx': { dtype: 'F32', shape, data: m } } : {}) });
     };
 
     const { size, mean, std } = model.augment;
@@ -174,7 +161,7 @@ export async function runLocoopTraining(config: FinetuneConfig, plan: ContextPla
         const scalar = (k: string) => (out[k]!.data as Float32Array)[0]!;
         const loss = scalar('locoop_loss');
         if (!Number.isFinite(loss)) {
-          throw new NonFiniteLossError(`the training loss became ${loss} at step ${step} (epoch ${epoch}); stopping. ${existsSync(join(ckptDir, 'state.json')) ? `The last good checkpoint is kept in '${ckptDir}'.` : 'No epoch had finished, so there is no checkpoint.'} Lower --learning-rate.`);
+          throw new NonFiniteLossError(`the training loss became ${loss} at step ${step} (epoch ${epoch}); stopping. ${checkpoint.exists ? `The last good checkpoint is kept in '${ckptDir}'.` : 'No epoch had finished, so there is no checkpoint.'} Lower --learning-rate.`);
         }
         sgd.step(new Map([['ctx', out[graph.gradients.get('ctx')!]!.data as Float32Array]]), lr);
         const row: TrainLogRow = {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { deflateRawSync } from 'node:zlib';
+import { crc32, deflateRawSync } from 'node:zlib';
 import { floatToHalf } from '../../src/io/safetensors.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -53,21 +53,6 @@ function int(v: number): Buffer {
 // Zip writer, laid out as torch's PyTorchStreamWriter (miniz) does: local header + data per record,
 // every record STORED with its data padded to a 64-byte boundary by an extra field of id 'FB'
 // (0x4246), then the central directory and the end record.
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-export function crc32(data: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const x of data) c = CRC_TABLE[(c ^ x) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 /** A zip of `records`, STORED and 64-byte aligned as torch writes them (names in `deflate` are DEFLATED instead). */
 export function makeZip(records: [name: string, data: Uint8Array][], opts: { deflate?: string[] } = {}): Buffer {

@@ -1,7 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
@@ -20,6 +19,7 @@ import { Sgd } from '../../src/train/optimizer.js';
 import { ObjectiveAccumulator } from '../../src/search/objective.js';
 import { ClipLogitsHead } from '../../src/models/clip/logits.js';
 import { fixture, REPO_ROOT } from '../helpers/fixtures.js';
+import { runKilledAndResumed } from '../helpers/kill-resume.js';
 import { assertRelMax } from '../helpers/close.js';
 import { writeTestImage } from '../helpers/images.js';
 
@@ -213,28 +213,8 @@ describe('training engine and SeTAR+FT (clip-tiny-a)', () => {
   });
 
   it('a killed run (SIGKILL) resumes from its last epoch and ends with the same log as an uninterrupted one', async () => {
-    const args = (out: string) => [join(REPO_ROOT, 'bin', 'setar.js'), 'finetune', '--model', MODEL, '--id', `toy=${val}`, '--lora-r', '4', '--lora-alpha', '8', '--target-modules', 'mlp.fc1,self_attn.q_proj', '--locoop-top-k', '2', '--batch-size', '2', '--num-train-epochs', '8', '--out', join(dir, out)];
-    const run = (out: string, kill?: (p: ReturnType<typeof spawn>) => void) => new Promise<number | null>((resolve) => {
-      const p = spawn(process.execPath, args(out), { stdio: 'ignore', env: { ...process.env } });
-      kill?.(p);
-      p.on('exit', (code) => resolve(code));
-    });
-    assert.equal(await run('whole'), 0);
-    const state = join(dir, 'killed', 'checkpoint', 'state.json');
-    let epochAtKill = -1;
-    const code = await run('killed', (p) => {
-      const poll = setInterval(() => {
-        if (!existsSync(state)) return;
-        epochAtKill = (JSON.parse(readFileSync(state, 'utf8')) as { epoch: number }).epoch;
-        p.kill('SIGKILL');
-        clearInterval(poll);
-      }, 2);
-      p.on('exit', () => clearInterval(poll));
-    });
-    assert.equal(code, null);
-    assert.ok(epochAtKill >= 1 && epochAtKill < 8, `killed after epoch ${epochAtKill}`);
-    assert.equal(await run('killed'), 0);
-    assert.match(readFileSync(join(dir, 'killed', 'finetune.log'), 'utf8'), /resuming after epoch/);
+    const args = (out: string) => [join(REPO_ROOT, 'bin', 'setar.js'), 'finetune', '--model', MODEL, '--id', `toy=${val}`, '--lora-r', '4', '--lora-alpha', '8', '--target-modules', 'mlp.fc1,self_attn.q_proj', '--locoop-top-k', '2', '--batch-size', '2', '--num-train-epochs', '8', '--out', out];
+    await runKilledAndResumed(args, dir, 8);
     assert.equal(readFileSync(join(dir, 'killed', 'train_log.csv'), 'utf8'), readFileSync(join(dir, 'whole', 'train_log.csv'), 'utf8'));
   });
 });

@@ -1,6 +1,5 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +22,7 @@ import { defaultTopK } from '../../src/ood/locoop.js';
 import { dasslEpochLr } from '../../src/train/schedule.js';
 import { drawShots } from '../../src/train/shots.js';
 import { assertRelMax } from '../helpers/close.js';
+import { runKilledAndResumed } from '../helpers/kill-resume.js';
 import { ClipF64 } from '../helpers/clip-f64.js';
 import { fixture, REPO_ROOT } from '../helpers/fixtures.js';
 import { writeTestImage } from '../helpers/images.js';
@@ -351,29 +351,8 @@ print(json.dumps({'keys': sorted(ck.keys()), 'epoch': ck['epoch'], 'ctx': m.ctx.
 
   it('a killed run (SIGKILL) resumes from its last epoch and ends with the same log and the same context files', async () => {
     const args = (out: string) => [join(REPO_ROOT, 'bin', 'setar.js'), 'finetune', '--method', 'locoop', '--model', MODEL, '--id', `toy=${val}`, '--ctx-init', 'a photo of a',
-      '--shots', '3', '--batch-size', '2', '--num-train-epochs', '8', '--locoop-top-k', '2', '--threads', '1', '--out', join(dir, out)];
-    const run = (out: string, kill?: (p: ReturnType<typeof spawn>) => void) => new Promise<number | null>((resolve) => {
-      const p = spawn(process.execPath, args(out), { stdio: 'ignore', env: { ...process.env } });
-      kill?.(p);
-      p.on('exit', (code) => resolve(code));
-    });
-    assert.equal(await run('whole'), 0);
-    const state = join(dir, 'killed', 'checkpoint', 'state.json');
-    let epochAtKill = -1;
-    const code = await run('killed', (p) => {
-      const poll = setInterval(() => {
-        if (!existsSync(state)) return;
-        epochAtKill = (JSON.parse(readFileSync(state, 'utf8')) as { epoch: number }).epoch;
-        p.kill('SIGKILL');
-        clearInterval(poll);
-      }, 2);
-      p.on('exit', () => clearInterval(poll));
-    });
-    assert.equal(code, null);
-    assert.ok(epochAtKill >= 1 && epochAtKill < 8, `killed after epoch ${epochAtKill}`);
-    assert.ok(!existsSync(join(dir, 'killed', 'ctx.safetensors')), 'the killed run had not finished');
-    assert.equal(await run('killed'), 0);
-    assert.match(readFileSync(join(dir, 'killed', 'finetune.log'), 'utf8'), /resuming after epoch/);
+      '--shots', '3', '--batch-size', '2', '--num-train-epochs', '8', '--locoop-top-k', '2', '--threads', '1', '--out', out];
+    await runKilledAndResumed(args, dir, 8, (killed) => assert.ok(!existsSync(join(killed, 'ctx.safetensors')), 'the killed run had not finished'));
     assert.equal(readFileSync(join(dir, 'killed', 'train_log.csv'), 'utf8'), readFileSync(join(dir, 'whole', 'train_log.csv'), 'utf8'));
     for (const f of ['ctx.safetensors', join('prompt_learner', 'model.pth.tar-8')]) {
       assert.deepEqual(readFileSync(join(dir, 'killed', f)), readFileSync(join(dir, 'whole', f)), f);

@@ -18,7 +18,7 @@ import {
   visionEmbeddingsWeights, visionHeadWeights, type Tower,
 } from './weights.js';
 import { checkReplacement, SwappableModel } from '../common/swappable-model.js';
-import { disposeHiddenStates, hiddenStates, hostHiddenStates, type HiddenStates } from '../common/hidden-states.js';
+import { disposeHiddenStates, hostHiddenStates, mapHiddenStates, type HiddenStates } from '../common/hidden-states.js';
 import { SessionCache } from '../common/session-cache.js';
 import type { LowRankSetting, LowRankTarget } from '../../lowrank/settings.js';
 
@@ -224,15 +224,8 @@ export class ClipModel extends SwappableModel implements LowRankTarget {
   }
 
   /** Runs `key` on each chunk (fed as `input`), keeping its `hidden_states_out` where it is. */
-  private async runChunks(key: string, hidden: HiddenStates, input = 'hidden_states'): Promise<HiddenStates> {
-    const out: Resident[] = [];
-    try {
-      for (const h of hidden.chunks) out.push((await this.run(key, { [input]: h })).hidden_states_out!);
-    } catch (e) {
-      disposeHiddenStates(hiddenStates(out));
-      throw e;
-    }
-    return hiddenStates(out);
+  private runChunks(key: string, hidden: HiddenStates, input = 'hidden_states'): Promise<HiddenStates> {
+    return mapHiddenStates(hidden, async (h) => (await this.run(key, { [input]: h })).hidden_states_out!);
   }
 
   // ---- vision tower ----------------------------------------------------------------------

@@ -43,6 +43,21 @@ export function concatHiddenStates(parts: readonly HiddenStates[]): HiddenStates
   return hiddenStates(parts.flatMap((p) => p.chunks));
 }
 
+/**
+ * Runs `f` on each chunk in order (a tower piece, one session run a chunk) and gathers its
+ * outputs; if a run fails, the outputs already made are freed before the error goes on.
+ */
+export async function mapHiddenStates(h: HiddenStates, f: (chunk: Resident) => Promise<Resident>): Promise<HiddenStates> {
+  const out: Resident[] = [];
+  try {
+    for (const c of h.chunks) out.push(await f(c));
+  } catch (e) {
+    disposeHiddenStates(hiddenStates(out));
+    throw e;
+  }
+  return hiddenStates(out);
+}
+
 /** Frees the device memory of every chunk (host chunks are left to garbage collection). */
 export function disposeHiddenStates(h: HiddenStates | null | undefined): void {
   if (h) for (const c of h.chunks) disposeResident(c);

@@ -13,7 +13,7 @@ import {
 } from './weights.js';
 import { checkOverlay, openTensorFile, OverlayTensorSource } from '../../io/tensor-overlay.js';
 import { SwappableModel } from '../common/swappable-model.js';
-import { disposeHiddenStates, hiddenStates, hostHiddenStates, type HiddenStates } from '../common/hidden-states.js';
+import { hostHiddenStates, mapHiddenStates, type HiddenStates } from '../common/hidden-states.js';
 import { SessionCache } from '../common/session-cache.js';
 import type { LowRankSetting, LowRankTarget } from '../../lowrank/settings.js';
 
@@ -141,15 +141,8 @@ export class SwinV2Model extends SwappableModel implements LowRankTarget {
   }
 
   /** Runs `s` on each chunk (fed as `input`), keeping its `hidden_states_out` where it is. */
-  private async runChunks(s: Session, chunks: HiddenStates, input: string): Promise<HiddenStates> {
-    const out: Resident[] = [];
-    try {
-      for (const x of chunks.chunks) out.push((await this.run(s, { [input]: x })).hidden_states_out!);
-    } catch (e) {
-      disposeHiddenStates(hiddenStates(out));
-      throw e;
-    }
-    return hiddenStates(out);
+  private runChunks(s: Session, chunks: HiddenStates, input: string): Promise<HiddenStates> {
+    return mapHiddenStates(chunks, async (x) => (await this.run(s, { [input]: x })).hidden_states_out!);
   }
 
   private checkPixels(pixelValues: Tensor<'float32'>, what: string): [number, number] {
