@@ -125,6 +125,25 @@ describe('issue 11: no silent wrong results, one vocabulary', () => {
     assert.match(setar('eval', '--bogus').stderr, /^setar: error: unknown option '--bogus'/);
   });
 
+  it('10. --model says "CLIP or Swin V2" wherever both work; train-clip --help shows the recipe of TRAINING.md', () => {
+    for (const cmd of ['embed', 'classify', 'eval', 'search', 'finetune', 'bundle']) {
+      const help = setar(cmd, '--help').stdout.replace(/\s+/g, ' ');
+      assert.match(help, /--model <dir> CLIP or Swin V2 checkpoint directory/, `setar ${cmd} --help`);
+      assert.match(help, /\(required[ )]/, `setar ${cmd} --help marks its required options`);
+    }
+    // the command TRAINING.md gives is the defaults' command: every value it passes is --help's default
+    const training = readFileSync(join(REPO_ROOT, 'models', 'setar-demo-clip', 'TRAINING.md'), 'utf8');
+    const command = /setar\.js train-clip (.*)/.exec(training)![1]!;
+    const given = [...command.matchAll(/(--[a-z-]+) (\S+)/g)].filter(([, f]) => f !== '--out');
+    assert.ok(given.length >= 4, command);
+    const help = setar('train-clip', '--help').stdout.replace(/\s+/g, ' ');
+    for (const [, flag, value] of given) {
+      const m = new RegExp(`${flag} <[a-z]+> [^(]*(?:\\([^)]*\\)[^(]*)*?\\(default: ([^)]+)\\)`).exec(help);
+      assert.ok(m, `train-clip --help shows a default for ${flag}`);
+      assert.equal(Number(m[1]), Number(value), `${flag}: TRAINING.md ${value}, --help ${m[1]}`);
+    }
+  });
+
   it('11. a config.json typo is named with a suggestion; missing tensors say which config value they came from; --out in words', () => {
     const typo = join(dir, 'typo');
     cpSync(MODEL, typo, { recursive: true });
