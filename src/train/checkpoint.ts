@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
-import type { TrainLogRow } from './train-log.js';
+import { NonFiniteLossError, type TrainLogRow } from './train-log.js';
 
 /** Where a training run stands after an epoch: enough to go on as if it had never stopped. */
 export interface TrainProgress {
@@ -21,6 +21,8 @@ export interface TrainProgress {
  */
 export class EpochCheckpoint {
   readonly dir: string;
+  /** The last epoch on disk (resumed or saved by this run), or null before the first. */
+  private lastEpoch: number | null = null;
 
   /** `kind` names what is trained (`adapters`, `context`): the tensor file and state.json's key. */
   constructor(out: string, private readonly fingerprint: string, private readonly kind: string) {
@@ -47,6 +49,7 @@ export class EpochCheckpoint {
     } finally {
       f.close();
     }
+    this.lastEpoch = st.epoch;
     return { epoch: st.epoch, step: st.step, rng: st.rng, log: st.log };
   }
 
@@ -59,5 +62,12 @@ export class EpochCheckpoint {
     writeFileAtomic(join(this.dir, 'state.json'), JSON.stringify({ fingerprint: this.fingerprint, epoch, step, rng, log, [this.kind]: file }));
     const stale = new RegExp(`^${this.kind}(-epoch\\d+)?\\.safetensors$`);
     for (const old of readdirSync(this.dir)) if (stale.test(old) && old !== file) rmSync(join(this.dir, old), { force: true });
+    this.lastEpoch = epoch;
+  }
+
+  /** The error that stops a run whose loss stopped being finite, naming what is kept. */
+  nonFiniteLoss(loss: number, step: number, epoch: number): NonFiniteLossError {
+    const kept = this.lastEpoch !== null ? `The last good checkpoint (after epoch ${this.lastEpoch}) is kept in '${this.dir}'.` : 'No epoch had finished, so there is no checkpoint.';
+    return new NonFiniteLossError(`the training loss became ${loss} at step ${step} (epoch ${epoch}); stopping. ${kept} Lower --learning-rate.`);
   }
 }

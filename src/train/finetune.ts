@@ -27,7 +27,7 @@ import { SeededRng } from '../rng.js';
 import { learningRate } from './schedule.js';
 import { writeTrainingReport } from '../report/training-report.js';
 import { prepareOutDir } from '../io/out-dir.js';
-import { NonFiniteLossError, writeTrainLogs, type FinetuneHooks, type FinetuneResult, type TrainLogRow } from './train-log.js';
+import { writeTrainLogs, type FinetuneHooks, type FinetuneResult, type TrainLogRow } from './train-log.js';
 
 export type { TrainLogRow, FinetuneHooks, FinetuneResult } from './train-log.js';
 export { NonFiniteLossError } from './train-log.js';
@@ -139,7 +139,6 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
 
     // Resume from the last epoch's checkpoint.
     const checkpoint = new EpochCheckpoint(config.out, fingerprint(config), 'adapters');
-    const ckptDir = checkpoint.dir;
     const resumed = checkpoint.resume((f) => {
       for (const p of params) p.value.set(f.readFloat32(p.name));
       sgd.loadState(new Map(params.filter((p) => f.entries.has(`momentum:${p.name}`)).map((p) => [p.name, f.readFloat32(`momentum:${p.name}`)])));
@@ -187,7 +186,7 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
           const scalar = (k: string) => (out[k]!.data as Float32Array)[0]!;
           const loss = scalar('locoop_loss');
           if (!Number.isFinite(loss)) {
-            throw new NonFiniteLossError(`the training loss became ${loss} at step ${step} (epoch ${epoch}); stopping. ${checkpoint.exists ? `The last good checkpoint (epoch ${startEpoch}) is kept in '${ckptDir}'.` : 'No epoch had finished, so there is no checkpoint.'} Lower --learning-rate.`);
+            throw checkpoint.nonFiniteLoss(loss, step, epoch);
           }
           // gradient accumulation as the reference: each micro-batch's loss divided by the number of micro-batches
           for (const [name, gname] of graph.gradients) {

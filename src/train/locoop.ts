@@ -22,7 +22,7 @@ import type { AdapterPlan, FinetuneConfig } from './config.js';
 import { Sgd } from './optimizer.js';
 import { dasslEpochLr } from './schedule.js';
 import { drawShots } from './shots.js';
-import { NonFiniteLossError, writeTrainLogs, type FinetuneHooks, type FinetuneResult, type TrainLogRow } from './train-log.js';
+import { writeTrainLogs, type FinetuneHooks, type FinetuneResult, type TrainLogRow } from './train-log.js';
 
 /** The plan of `setar finetune --method locoop`. */
 export type ContextPlan = Extract<AdapterPlan, { kind: 'context' }>;
@@ -122,7 +122,6 @@ export async function runLocoopTraining(config: FinetuneConfig, plan: ContextPla
 
     // Resume from the last epoch's checkpoint.
     const checkpoint = new EpochCheckpoint(config.out, fingerprint(config), 'context');
-    const ckptDir = checkpoint.dir;
     const resumed = checkpoint.resume((f) => {
       ctx.set(f.readFloat32('ctx'));
       if (f.entries.has('momentum:ctx')) sgd.loadState(new Map([['ctx', f.readFloat32('momentum:ctx')]]));
@@ -161,7 +160,7 @@ export async function runLocoopTraining(config: FinetuneConfig, plan: ContextPla
         const scalar = (k: string) => (out[k]!.data as Float32Array)[0]!;
         const loss = scalar('locoop_loss');
         if (!Number.isFinite(loss)) {
-          throw new NonFiniteLossError(`the training loss became ${loss} at step ${step} (epoch ${epoch}); stopping. ${checkpoint.exists ? `The last good checkpoint is kept in '${ckptDir}'.` : 'No epoch had finished, so there is no checkpoint.'} Lower --learning-rate.`);
+          throw checkpoint.nonFiniteLoss(loss, step, epoch);
         }
         sgd.step(new Map([['ctx', out[graph.gradients.get('ctx')!]!.data as Float32Array]]), lr);
         const row: TrainLogRow = {
