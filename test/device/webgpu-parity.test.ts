@@ -1,4 +1,4 @@
-import { after, before, describe, it, type TestContext } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +10,6 @@ import { createBundle } from '../../src/bundle/bundle.js';
 import { resolveEvalConfig } from '../../src/eval/config.js';
 import { runEval } from '../../src/eval/run-eval.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { builtinDevices } from '../../src/runtime/devices.js';
 import { resolveSearchConfig } from '../../src/search/config.js';
 import { runSearch } from '../../src/search/greedy.js';
 import type { CandidateRecord } from '../../src/search/search-run.js';
@@ -20,6 +19,7 @@ import { runFinetune } from '../../src/train/finetune.js';
 import { assertRelMax } from '../helpers/close.js';
 import { fixture, REPO_ROOT } from '../helpers/fixtures.js';
 import { writeTestImage } from '../helpers/images.js';
+import { probeWebgpu, webgpuOrSkip } from '../helpers/webgpu.js';
 
 /**
  * Every command on `--device webgpu` against the references or against `--device cpu`: the same
@@ -55,16 +55,10 @@ function assertRel(a: number, b: number, rel: number, what: string): void {
 
 describe('--device webgpu gives the CPU\'s results', () => {
   let dir = '';
-  let why = '';
   let val = '';
   let ood = '';
   before(async () => {
-    try {
-      await builtinDevices().resolve('webgpu');
-    } catch (e) {
-      why = (e as Error).message;
-      return;
-    }
+    if ('why' in await probeWebgpu()) return;
     dir = mkdtempSync(join(tmpdir(), 'setar-webgpu-'));
     process.env.SETAR_CACHE_DIR = join(dir, 'cache');
     val = join(dir, 'val');
@@ -76,13 +70,8 @@ describe('--device webgpu gives the CPU\'s results', () => {
   after(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
-  const skipped = (t: TestContext): boolean => {
-    if (why) t.skip(`no WebGPU device here: ${why}`);
-    return why !== '';
-  };
-
-  it('embed: clip-tiny-a and swinv2-tiny-a reproduce their references; each image moves its pixels up and its outputs down', (t) => {
-    if (skipped(t)) return;
+  it('embed: clip-tiny-a and swinv2-tiny-a reproduce their references; each image moves its pixels up and its outputs down', async (t) => {
+    if (!await webgpuOrSkip(t)) return;
     const prompts = join(dir, 'prompts.txt');
     writeFileSync(prompts, 'a photo of a tench\na photo of a kite (bird of prey)\n');
     for (const [model, names, rel] of [
@@ -110,7 +99,7 @@ describe('--device webgpu gives the CPU\'s results', () => {
   });
 
   it('eval: the same scores as on the CPU (≤ 1e-5 relative)', async (t) => {
-    if (skipped(t)) return;
+    if (!await webgpuOrSkip(t)) return;
     const scores = async (device: string) => {
       const out = join(dir, `eval-${device}`);
       await runEval(resolveEvalConfig(null, { model: CLIP, id: `toy=${val}`, ood: [`noise=${ood}`], scorers: ['mcm_score', 'gl_mcm_score'], out, device }));
@@ -130,7 +119,7 @@ describe('--device webgpu gives the CPU\'s results', () => {
   });
 
   it('search: the same decisions and figures as on the CPU (≤ 1e-5); bytes moved per candidate only off the CPU', async (t) => {
-    if (skipped(t)) return;
+    if (!await webgpuOrSkip(t)) return;
     const search = (device: string) => runSearch(resolveSearchConfig(null, {
       model: CLIP, id: `toy=${val}`, searcher: 'visual_only', candiRatios: [0, 0.25, 0.5], locoopTopK: 2, out: join(dir, `search-${device}`), device,
     }));
@@ -159,7 +148,7 @@ describe('--device webgpu gives the CPU\'s results', () => {
   });
 
   it('finetune: three steps with the same losses as on the CPU (≤ 1e-4); train_log gains bytes moved per step', async (t) => {
-    if (skipped(t)) return;
+    if (!await webgpuOrSkip(t)) return;
     const train = (device: string) => runFinetune(resolveFinetuneConfig(null, {
       model: CLIP, id: `toy=${val}`, loraR: 2, loraAlpha: 4, targetModules: ['mlp.fc1'], locoopTopK: 2, batchSize: 4, maxTrainSteps: 3, out: join(dir, `ft-${device}`), device,
     }));
@@ -180,7 +169,7 @@ describe('--device webgpu gives the CPU\'s results', () => {
   });
 
   it('serve --device webgpu: the verdict of the CPU server over HTTP on loopback (≤ 1e-5)', async (t) => {
-    if (skipped(t)) return;
+    if (!await webgpuOrSkip(t)) return;
     const bundle = join(dir, 'bundle');
     await createBundle({ model: CLIP, id: { kind: 'folder', name: 'toy', root: val }, out: bundle, threads: 1 });
     const image = readFileSync(join(val, 'cat', '1.jpg'));

@@ -2,10 +2,10 @@ import { describe, it } from 'node:test';
 import { GraphBuilder } from '../../src/onnx/graph-builder.js';
 import { logSoftmax } from '../../src/onnx/log-softmax.js';
 import { Session } from '../../src/runtime/session.js';
-import { builtinDevices } from '../../src/runtime/devices.js';
 import { tensor } from '../../src/tensor.js';
 import { gradCheck } from '../autodiff/gradcheck.js';
 import { assertClose } from '../helpers/close.js';
+import { webgpuOrSkip } from '../helpers/webgpu.js';
 
 // rows of CLIP-sized logits (scale 100) and beyond, where exp() alone overflows float32
 const X = Float32Array.of(100, -100, 250, 0, 1000, 999, -1e4, 3, 0.5, 0.25, -0.125, 0);
@@ -32,13 +32,8 @@ describe('logSoftmax (graph helper)', () => {
   });
 
   it('on webgpu, where a Vulkan device exists: the same values as ORT\'s CPU LogSoftmax', async (t) => {
-    let eps: readonly string[];
-    try {
-      eps = (await builtinDevices().resolve('webgpu')).executionProviders;
-    } catch (e) {
-      t.skip(`no WebGPU device here: ${(e as Error).message}`);
-      return;
-    }
+    const eps = await webgpuOrSkip(t);
+    if (!eps) return;
     const s = await Session.create(graph(), 'log_softmax', { executionProviders: eps });
     const out = await s.run({ x: tensor('float32', X, [3, 4]) });
     await s.release();

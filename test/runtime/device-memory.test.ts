@@ -1,12 +1,12 @@
-import { before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { GraphBuilder } from '../../src/onnx/graph-builder.js';
 import { DeviceMemory } from '../../src/runtime/device-memory.js';
 import { isDeviceTensor } from '../../src/runtime/device-tensor.js';
-import { builtinDevices } from '../../src/runtime/devices.js';
 import { Session } from '../../src/runtime/session.js';
 import { TransferCounter } from '../../src/runtime/transfers.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
+import { webgpuOrSkip } from '../helpers/webgpu.js';
 
 /** h = x·w (kept on the device when asked), s = Σh (always to the host). */
 function graph(): Uint8Array {
@@ -40,18 +40,9 @@ describe('DeviceMemory and device-resident outputs', () => {
   });
 
   describe('on webgpu, where a Vulkan device exists', () => {
-    let eps: readonly string[] | null = null;
-    let why = '';
-    before(async () => {
-      try {
-        eps = (await builtinDevices().resolve('webgpu')).executionProviders;
-      } catch (e) {
-        why = (e as Error).message;
-      }
-    });
-
     it('a weight uploaded once is fed without a copy; an output kept on the device feeds the next run; bytes are counted', async (t) => {
-      if (!eps) return t.skip(`no WebGPU device here: ${why}`);
+      const eps = await webgpuOrSkip(t);
+      if (!eps) return;
       const transfers = new TransferCounter();
       const mem = new DeviceMemory({ executionProviders: eps, transfers });
       const wd = await mem.upload(w);
@@ -93,7 +84,8 @@ describe('DeviceMemory and device-resident outputs', () => {
     });
 
     it('deviceOutputs must name outputs of the graph', async (t) => {
-      if (!eps) return t.skip(`no WebGPU device here: ${why}`);
+      const eps = await webgpuOrSkip(t);
+      if (!eps) return;
       await assert.rejects(Session.create(graph(), 'mm', { executionProviders: eps, deviceOutputs: ['hidden'] }), {
         name: 'RangeError', message: "session 'mm': deviceOutputs names 'hidden', which is not an output of the graph",
       });

@@ -1,4 +1,4 @@
-import { before, describe, it, type TestContext } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../../src/io/safetensors.js';
@@ -9,12 +9,12 @@ import { clipFamily } from '../../../src/models/clip/family.js';
 import { SwinV2Model } from '../../../src/models/swinv2/model.js';
 import { GraphBuilder } from '../../../src/onnx/graph-builder.js';
 import { isDeviceTensor, type DeviceTensor } from '../../../src/runtime/device-tensor.js';
-import { builtinDevices } from '../../../src/runtime/devices.js';
 import { Session } from '../../../src/runtime/session.js';
 import { TransferCounter } from '../../../src/runtime/transfers.js';
 import { Evaluator } from '../../../src/search/evaluator.js';
 import { tensor, type Tensor } from '../../../src/tensor.js';
 import { fixture } from '../../helpers/fixtures.js';
+import { webgpuOrSkip } from '../../helpers/webgpu.js';
 
 const CLIP = fixture('clip-tiny-a');
 const SWIN = fixture('swinv2-tiny-a');
@@ -37,20 +37,6 @@ function negGraph(): Uint8Array {
 const x = tensor('float32', Float32Array.of(1, 2), [2]);
 
 describe('resident weights, hidden states and their sessions', () => {
-  let eps: readonly string[] | null = null;
-  let why = '';
-  before(async () => {
-    try {
-      eps = (await builtinDevices().resolve('webgpu')).executionProviders;
-    } catch (e) {
-      why = (e as Error).message;
-    }
-  });
-  const skipped = (t: TestContext): boolean => {
-    if (!eps) t.skip(`no WebGPU device here: ${why}`);
-    return !eps;
-  };
-
   it('SessionCache keeps the few sessions used last and releases the others (cpu)', async () => {
     const cache = new SessionCache(2);
     const made: Session[] = [];
@@ -70,27 +56,29 @@ describe('resident weights, hidden states and their sessions', () => {
   });
 
   it('SessionCache never releases a session whose device outputs are alive; it does once they are disposed', async (t) => {
-    if (skipped(t)) return;
+    const eps = await webgpuOrSkip(t);
+    if (!eps) return;
     const cache = new SessionCache(1);
-    const a = await cache.get('a', () => Session.create(negGraph(), 'a', { executionProviders: eps!, deviceOutputs: ['y'] }));
+    const a = await cache.get('a', () => Session.create(negGraph(), 'a', { executionProviders: eps, deviceOutputs: ['y'] }));
     const y = (await a.runResident({ x })).y as DeviceTensor;
     assert.equal(a.liveOutputs, 1);
-    await cache.get('b', () => Session.create(negGraph(), 'b', { executionProviders: eps! }));
+    await cache.get('b', () => Session.create(negGraph(), 'b', { executionProviders: eps }));
     await new Promise((r) => setImmediate(r));
     assert.equal(y.disposed, false, 'the cached output survives');
     y.dispose();
     assert.equal(a.liveOutputs, 0);
-    await cache.get('c', () => Session.create(negGraph(), 'c', { executionProviders: eps! })); // now a goes
+    await cache.get('c', () => Session.create(negGraph(), 'c', { executionProviders: eps })); // now a goes
     await new Promise((r) => setImmediate(r));
     await assert.rejects(a.runResident({ x }));
     await cache.release();
   });
 
   it('webgpu: weights go up once; replacing one uploads that matrix alone (CLIP and Swin V2, the shared SwappableModel)', async (t) => {
-    if (skipped(t)) return;
+    const eps = await webgpuOrSkip(t);
+    if (!eps) return;
     const transfers = new TransferCounter();
-    const clip = await ClipModel.load(CLIP, { executionProviders: eps!, transfers });
-    const swin = await SwinV2Model.load(SWIN, { executionProviders: eps!, transfers });
+    const clip = await ClipModel.load(CLIP, { executionProviders: eps, transfers });
+    const swin = await SwinV2Model.load(SWIN, { executionProviders: eps, transfers });
     try {
       for (const [model, px, run, fc1] of [
         [clip, referencePixels(CLIP), (p: Tensor<'float32'>) => clip.encodeImages(p), 'vision_model.encoder.layers.1.mlp.fc1.weight'],
@@ -118,8 +106,9 @@ describe('resident weights, hidden states and their sessions', () => {
   });
 
   it('webgpu: the search keeps hidden states on the device and frees those a decision makes stale, and all on release', async (t) => {
-    if (skipped(t)) return;
-    const model = await clipFamily.load(CLIP, { executionProviders: eps! });
+    const eps = await webgpuOrSkip(t);
+    if (!eps) return;
+    const model = await clipFamily.load(CLIP, { executionProviders: eps });
     const subject = await model.searchSubject(['a', 'b'], { template: 'a photo of a {}' });
     // the real towers, recording every hidden state they hand out
     const seen: HiddenStates[] = [];
