@@ -376,10 +376,18 @@ export class Checkpoint {
       }
       return new Checkpoint(dir, new Map(Object.entries(parsed.weight_map)));
     }
-    const single = join(dir, 'model.safetensors');
-    const f = SafetensorsFile.open(single);
-    const cp = new Checkpoint(dir, new Map([...f.entries.keys()].map((k) => [k, 'model.safetensors'])));
-    cp.files.set('model.safetensors', f);
+    return Checkpoint.single(dir, 'model.safetensors');
+  }
+
+  /** One safetensors file of any name (a fine-tuned checkpoint); `dir` in errors is the file. */
+  static openFile(file: string): Checkpoint {
+    return Checkpoint.single(file, '');
+  }
+
+  private static single(dir: string, name: string): Checkpoint {
+    const f = SafetensorsFile.open(name ? join(dir, name) : dir);
+    const cp = new Checkpoint(dir, new Map([...f.entries.keys()].map((k) => [k, name])));
+    cp.files.set(name, f);
     return cp;
   }
 

@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import { FLOAT_DTYPES, SafetensorsFile, type StoredTensor } from './safetensors.js';
-import { TensorSourceError, TorchTensorSource, type TensorInfo, type TensorSource, type TensorSourceOptions } from './tensor-source.js';
+import { Checkpoint, FLOAT_DTYPES, type StoredTensor } from './safetensors.js';
+import { TensorSourceError, TorchTensorSource, withoutIgnored, type TensorInfo, type TensorSource, type TensorSourceOptions } from './tensor-source.js';
 import { shapeString } from '../tensor.js';
 
 /**
@@ -25,45 +25,9 @@ export function openTensorFile(file: string, options: TensorSourceOptions = {}):
   // safetensors: an 8-byte header length, then the JSON header; anything else goes to the torch
   // reader, which names the zip problem (or the legacy pre-1.6 format).
   if (n === 9 && head[8] === 0x7b && head.readUInt32LE(0) !== 0x04034b50) {
-    return new SingleSafetensors(SafetensorsFile.open(file), options);
+    return withoutIgnored(Checkpoint.openFile(file), options);
   }
   return TorchTensorSource.openFile(file, options);
-}
-
-/** One safetensors file behind the {@link TensorSource} interface. */
-class SingleSafetensors implements TensorSource {
-  private readonly keep: Set<string>;
-
-  constructor(private readonly file: SafetensorsFile, options: TensorSourceOptions) {
-    this.keep = new Set([...file.entries.keys()].filter((n) => !options.ignore?.(n)));
-  }
-  get dir(): string {
-    return this.file.path;
-  }
-  names(): string[] {
-    return [...this.keep];
-  }
-  has(name: string): boolean {
-    return this.keep.has(name);
-  }
-  private check(name: string): void {
-    if (!this.keep.has(name)) throw new TensorSourceError(`tensor '${name}' is missing from '${this.dir}'`, this.dir, name);
-  }
-  entry(name: string): TensorInfo {
-    this.check(name);
-    return this.file.entry(name);
-  }
-  readFloat32(name: string, expectedShape?: readonly number[]): Float32Array {
-    this.check(name);
-    return this.file.readFloat32(name, expectedShape);
-  }
-  read(name: string): StoredTensor {
-    this.check(name);
-    return this.file.read(name);
-  }
-  close(): void {
-    this.file.close();
-  }
 }
 
 /**

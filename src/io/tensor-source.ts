@@ -57,6 +57,11 @@ export async function openTensorSource(dir: string, options: TensorSourceOptions
   else if (has('pytorch_model.bin.index.json')) return TorchTensorSource.openIndex(dir, 'pytorch_model.bin.index.json', options);
   else if (!existsSync(dir)) throw new TensorSourceError(`model folder '${dir}' does not exist`, dir);
   else throw new TensorSourceError(`no model weights in '${dir}': expected one of ${WEIGHT_FILES.join(', ')}`, dir);
+  return withoutIgnored(source, options);
+}
+
+/** `source` without the names `options.ignore` leaves out (recomputed buffers). */
+export function withoutIgnored(source: TensorSource, options: TensorSourceOptions): TensorSource {
   return options.ignore ? new FilteredTensorSource(source, options.ignore) : source;
 }
 
