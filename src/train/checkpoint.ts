@@ -53,6 +53,18 @@ export class EpochCheckpoint {
     return { epoch: st.epoch, step: st.step, rng: st.rng, log: st.log };
   }
 
+  /**
+   * Where the run starts: after the last finished epoch (its tensors restored, the shuffling RNG
+   * set back, a line logged) or at the beginning. The log is a fresh copy the run appends to.
+   */
+  start(restore: (tensors: SafetensorsFile) => void, rng: { state: number }, log: (line: string) => void): { epoch: number; step: number; log: TrainLogRow[] } {
+    const resumed = this.resume(restore);
+    if (!resumed) return { epoch: 0, step: 0, log: [] };
+    rng.state = resumed.rng;
+    log(`resuming after epoch ${resumed.epoch} (step ${resumed.step})`);
+    return { epoch: resumed.epoch, step: resumed.step, log: [...resumed.log] };
+  }
+
   /** Writes the epoch's tensors, then the state naming them; removes older epochs' files. */
   save(progress: TrainProgress, tensors: Record<string, TensorToWrite>): void {
     mkdirSync(this.dir, { recursive: true });

@@ -139,17 +139,13 @@ export async function runFinetune(given: FinetuneConfig, hooks: FinetuneHooks = 
 
     // Resume from the last epoch's checkpoint.
     const checkpoint = new EpochCheckpoint(config.out, fingerprint(config), 'adapters');
-    const resumed = checkpoint.resume((f) => {
+    const start = checkpoint.start((f) => {
       for (const p of params) p.value.set(f.readFloat32(p.name));
       sgd.loadState(new Map(params.filter((p) => f.entries.has(`momentum:${p.name}`)).map((p) => [p.name, f.readFloat32(`momentum:${p.name}`)])));
-    });
-    const trainLog: TrainLogRow[] = [...(resumed?.log ?? [])];
-    let step = resumed?.step ?? 0;
-    const startEpoch = resumed?.epoch ?? 0;
-    if (resumed) {
-      rng.state = resumed.rng;
-      log(`resuming after epoch ${startEpoch} (step ${step})`);
-    }
+    }, rng, log);
+    const trainLog = start.log;
+    let step = start.step;
+    const startEpoch = start.epoch;
     const saveCheckpoint = (epoch: number) => {
       const t: Record<string, TensorToWrite> = {};
       for (const p of params) t[p.name] = { dtype: 'F32', shape: shapes.get(p.name)!, data: p.value };

@@ -122,17 +122,13 @@ export async function runLocoopTraining(config: FinetuneConfig, plan: ContextPla
 
     // Resume from the last epoch's checkpoint.
     const checkpoint = new EpochCheckpoint(config.out, fingerprint(config), 'context');
-    const resumed = checkpoint.resume((f) => {
+    const start = checkpoint.start((f) => {
       ctx.set(f.readFloat32('ctx'));
       if (f.entries.has('momentum:ctx')) sgd.loadState(new Map([['ctx', f.readFloat32('momentum:ctx')]]));
-    });
-    const trainLog: TrainLogRow[] = [...(resumed?.log ?? [])];
-    let step = resumed?.step ?? 0;
-    const startEpoch = resumed?.epoch ?? 0;
-    if (resumed) {
-      rng.state = resumed.rng;
-      log(`resuming after epoch ${startEpoch} (step ${step})`);
-    }
+    }, rng, log);
+    const trainLog = start.log;
+    let step = start.step;
+    const startEpoch = start.epoch;
     const saveCheckpoint = (epoch: number) => {
       const m = sgd.state().get('ctx');
       checkpoint.save({ epoch, step, rng: rng.state, log: trainLog }, { ctx: { dtype: 'F32', shape, data: ctx }, ...(m ? { 'momentum:ctx': { dtype: 'F32', shape, data: m } } : {}) });
